@@ -1,0 +1,56 @@
+/**
+ * The one error type of pare. Every failure a user can cause carries a stable `code`,
+ * a one-line message saying what was wrong, and a hint saying what to do.
+ */
+export type ErrorCode =
+  | "E_USAGE"
+  | "E_IO"
+  | "E_FOLDER_MISSING"
+  | "E_FOLDER_INCOMPLETE"
+  | "E_CONFIG_INVALID"
+  | "E_CONFIG_MISMATCH"
+  | "E_ARCH_UNSUPPORTED"
+  | "E_SAFETENSORS_INVALID"
+  | "E_SAFETENSORS_TRUNCATED"
+  | "E_SAFETENSORS_DTYPE"
+  | "E_SHARD_INDEX_INVALID"
+  | "E_PATH_ESCAPE"
+  | "E_PICKLE_UNSUPPORTED"
+  | "E_TENSOR_MISSING"
+  | "E_TENSOR_SHAPE"
+  | "E_TOKENIZER_INVALID"
+  | "E_DATA_EMPTY"
+  | "E_DATA_INVALID"
+  | "E_DATA_TOO_SHORT"
+  | "E_RUNTIME"
+  | "E_NUMERIC"
+  | "E_RECIPE_INVALID"
+  | "E_RATIO_INVALID"
+  | "E_CRITERION_UNKNOWN"
+  | "E_METHOD_UNKNOWN"
+  | "E_OUTPUT_EXISTS"
+  | "E_OUTPUT_INSIDE_INPUT"
+  | "E_LAYER_EMPTIED"
+  | "E_INTERRUPTED";
+
+export class PareError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+  readonly context: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, hint: string, context: Record<string, unknown> = {}) {
+    super(message);
+    this.name = "PareError";
+    this.code = code;
+    this.hint = hint;
+    this.context = context;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint, ...this.context };
+  }
+}
+
+export function isPareError(e: unknown): e is PareError {
+  return e instanceof PareError;
+}
