@@ -1,0 +1,255 @@
+/**
+ * Emits the forward graph of a model from its spec and weights. The same layer emitter
+ * builds the evaluation graph (weights as initializers), calibration graphs with taps,
+ * and (later) exported models. Blocks are assembled from the spec's data fields.
+ */
+import type { LayerDims, Model } from "../arch/model.ts";
+import { GraphBuilder } from "./graph.ts";
+
+export interface EmitOptions {
+  /** expose the consumer inputs of every layer as outputs `attn_in.{i}` and `mlp_in.{i}` */
+  taps?: boolean;
+  /** decoders: take `labels` [B,T] and output per-token `nll` [B,T] (label < 0 gives 0) */
+  nll?: boolean;
+  /** decoders: output `logits` [B,T,V] (default true unless nll) */
+  logits?: boolean;
+}
+
+const NEG = -1e30;
+
+/** Emission context: the builder and how weights enter the graph. */
+export class Emitter {
+  private weightValues = new Map<string, string>();
+  private transposed = new Map<string, string>();
+
+  constructor(
+    readonly g: GraphBuilder,
+    readonly model: Model,
+  ) {}
+
+  /** Graph value holding tensor `name` (an initializer, created on first use). */
+  w(name: string): string {
+    let v = this.weightValues.get(name);
+    if (!v) {
+      const ws = this.model.weights;
+      v = this.g.initializer(name, "float32", ws.shape(name), ws.get(name));
+      this.weightValues.set(name, v);
+    }
+    return v;
+  }
+
+  /** y = x Wᵀ + b for module path `mod` ([.., d_in] → [.., d_out]). */
+  linear(x: string, mod: string, bias: boolean): string {
+    const wn = `${mod}.weight`;
+    let wt = this.transposed.get(wn);
+    if (!wt) {
+      wt = this.g.op("Transpose", [this.w(wn)], { perm: [1, 0] }); // [d_in, d_out]
+      this.transposed.set(wn, wt);
+    }
+    const y = this.g.op("MatMul", [x, wt]);
+    return bias ? this.g.op("Add", [y, this.w(`${mod}.bias`)]) : y;
+  }
+
+  norm(x: string, mod: string): string {
+    const { g, model } = this;
+    const eps = model.dims.eps;
+    if (model.spec.block.norm === "layer") {
+      return g.op("LayerNormalization", [x, this.w(`${mod}.weight`), this.w(`${mod}.bias`)], { axis: -1, epsilon: { float: eps } });
+    }
+    const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 }); // [B,T,1]
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(eps)])])]);
+    return g.op("Mul", [g.op("Mul", [x, inv]), this.w(`${mod}.weight`)]);
+  }
+
+  act(x: string): string {
+    const g = this.g;
+    if (this.model.spec.block.act === "silu") return g.op("Mul", [x, g.op("Sigmoid", [x])]);
+    // exact GELU: 0.5 x (1 + erf(x / √2))
+    const e = g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]);
+    return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [e, g.scalar(1)])]);
+  }
+}
+
+/** Values shared by all layers of one forward pass. */
+export interface LayerContext {
+  /** additive attention mask broadcastable to [B, nKv, g, T, T] */
+  mask: string;
+  /** rope tables [T, headDim] (decoders) */
+  cos?: string;
+  sin?: string;
+}
+
+function rope(e: Emitter, x: string, ctx: LayerContext): string {
+  // x: [B, n, T, hd]; rotate_half(x) = concat(-x2, x1)
+  const g = e.g;
+  const [x1, x2] = g.opN("Split", [x], 2, { axis: -1 });
+  const rot = g.op("Concat", [g.op("Neg", [x2]), x1], { axis: -1 });
+  return g.op("Add", [g.op("Mul", [x, ctx.cos!]), g.op("Mul", [rot, ctx.sin!])]);
+}
+
+/**
+ * One transformer layer. x: [B, T, D] → [B, T, D]; returns the taps too:
+ * attnIn [B, T, nHeads·hd] (input of the attention output projection),
+ * mlpIn [B, T, ffn] (input of the FFN down projection).
+ */
+export function emitLayer(e: Emitter, i: number, x: string, ctx: LayerContext): { out: string; attnIn: string; mlpIn: string } {
+  const { g, model } = e;
+  const N = model.spec.names;
+  const blk = model.spec.block;
+  const L: LayerDims = model.dims.layers[i];
+  const hd = model.dims.headDim;
+  const grp = L.nHeads / L.nKv;
+  const p = (t: string) => model.path(t, i);
+
+  const h = blk.placement === "pre" ? e.norm(x, p(N.norm1)) : x;
+  let q = e.linear(h, p(N.q), L.bias.q); // [B,T,nH·hd]
+  let k = e.linear(h, p(N.k), L.bias.k); // [B,T,nKv·hd]
+  const v0 = e.linear(h, p(N.v), L.bias.v);
+  q = g.op("Transpose", [g.op("Reshape", [q, g.constI64([0, 0, L.nHeads, hd])])], { perm: [0, 2, 1, 3] }); // [B,nH,T,hd]
+  k = g.op("Transpose", [g.op("Reshape", [k, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] }); // [B,nKv,T,hd]
+  const v = g.op("Transpose", [g.op("Reshape", [v0, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] });
+  if (blk.positional === "rope") {
+    q = rope(e, q, ctx);
+    k = rope(e, k, ctx);
+  }
+  // GQA by broadcasting: q [B,nKv,g,T,hd] · k [B,nKv,1,hd,T]
+  const q5 = g.op("Reshape", [q, g.constI64([0, L.nKv, grp, -1, hd])]);
+  const k5 = g.op("Unsqueeze", [g.op("Transpose", [k], { perm: [0, 1, 3, 2] }), g.constI64([2])]);
+  const v5 = g.op("Unsqueeze", [v, g.constI64([2])]);
+  let s = g.op("Mul", [g.op("MatMul", [q5, k5]), g.scalar(1 / Math.sqrt(hd))]); // [B,nKv,g,T,T]
+  s = g.op("Add", [s, ctx.mask]);
+  const probs = g.op("Softmax", [s], { axis: -1 });
+  const c5 = g.op("MatMul", [probs, v5]); // [B,nKv,g,T,hd]
+  const c4 = g.op("Reshape", [c5, g.constI64([0, L.nHeads, -1, hd])]); // [B,nH,T,hd]
+  const attnIn = g.op("Reshape", [g.op("Transpose", [c4], { perm: [0, 2, 1, 3] }), g.constI64([0, 0, L.nHeads * hd])]);
+  const o = e.linear(attnIn, p(N.o), L.bias.o); // [B,T,D]
+
+  let x1: string;
+  if (blk.placement === "pre") x1 = g.op("Add", [x, o]);
+  else x1 = e.norm(g.op("Add", [x, o]), p(N.norm1));
+
+  const h2 = blk.placement === "pre" ? e.norm(x1, p(N.norm2)) : x1;
+  let mlpIn: string;
+  if (blk.mlp === "gated") {
+    const gate = e.linear(h2, p(N.gate!), L.bias.gate);
+    const up = e.linear(h2, p(N.up), L.bias.up);
+    mlpIn = g.op("Mul", [e.act(gate), up]); // [B,T,ffn]
+  } else {
+    mlpIn = e.act(e.linear(h2, p(N.up), L.bias.up));
+  }
+  const down = e.linear(mlpIn, p(N.down), L.bias.down);
+  const out = blk.placement === "pre" ? g.op("Add", [x1, down]) : e.norm(g.op("Add", [x1, down]), p(N.norm2));
+  return { out, attnIn, mlpIn };
+}
+
+/** RoPE tables [maxPos, headDim], computed in float64 (HF: inv_freq_i = θ^(−2i/d), halves duplicated). */
+export function ropeTables(maxPos: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(maxPos * headDim);
+  const sin = new Float32Array(maxPos * headDim);
+  for (let pos = 0; pos < maxPos; pos++) {
+    for (let j = 0; j < half; j++) {
+      const a = pos / theta ** ((2 * j) / headDim);
+      const c = Math.cos(a);
+      const s = Math.sin(a);
+      cos[pos * headDim + j] = c;
+      cos[pos * headDim + j + half] = c;
+      sin[pos * headDim + j] = s;
+      sin[pos * headDim + j + half] = s;
+    }
+  }
+  return { cos, sin };
+}
+
+/** Embedding + the layer context for a [B, T] batch of ids (positions 0..T−1). */
+export function emitEmbedding(e: Emitter, ids: string, extra: { attentionMask?: string; tokenTypeIds?: string }): { x: string; ctx: LayerContext } {
+  const { g, model } = e;
+  const N = model.spec.names;
+  const d = model.dims;
+  const T = g.op("Gather", [g.op("Shape", [ids]), g.scalarI64(1)], { axis: 0 }); // scalar
+  const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
+  let x = g.op("Gather", [e.w(`${model.path(N.embed)}.weight`), ids], { axis: 0 }); // [B,T,D]
+  const ctx: LayerContext = { mask: "" };
+  if (N.posEmbed) x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.posEmbed)}.weight`), pos], { axis: 0 })]);
+  if (N.typeEmbed) {
+    const tt = extra.tokenTypeIds ?? g.op("Mul", [ids, g.scalarI64(0)]);
+    x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.typeEmbed)}.weight`), tt], { axis: 0 })]);
+  }
+  if (N.embedNorm) x = e.norm(x, model.path(N.embedNorm));
+  if (model.spec.block.positional === "rope") {
+    const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta);
+    const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
+    const sinT = g.initializer("rope.sin", "float32", [d.maxPos, d.headDim], sin);
+    const end = g.op("Unsqueeze", [T, g.constI64([0])]);
+    ctx.cos = g.op("Slice", [cosT, g.constI64([0]), end, g.constI64([0])]); // [T, hd]
+    ctx.sin = g.op("Slice", [sinT, g.constI64([0]), end, g.constI64([0])]);
+  }
+  const zero = g.scalar(0);
+  const neg = g.scalar(NEG);
+  let mask = zero;
+  if (model.spec.block.causal) {
+    const rows = g.op("Unsqueeze", [pos, g.constI64([1])]); // [T,1]
+    const cols = g.op("Unsqueeze", [pos, g.constI64([0])]); // [1,T]
+    mask = g.op("Where", [g.op("Greater", [cols, rows]), neg, zero]); // [T,T]
+  }
+  if (extra.attentionMask) {
+    // [B,T] → [B,1,1,1,T] additive: 0 where attended, NEG where padded
+    const keep = g.op("Cast", [extra.attentionMask], { to: 9 }); // bool
+    const add = g.op("Where", [keep, zero, neg]);
+    const add5 = g.op("Unsqueeze", [add, g.constI64([1, 2, 3])]);
+    mask = g.op("Add", [mask, add5]);
+  }
+  ctx.mask = mask;
+  return { x, ctx };
+}
+
+/** The whole model as one graph with weights as initializers. */
+export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array {
+  const g = new GraphBuilder(`pare-${model.spec.family}`);
+  const e = new Emitter(g, model);
+  const N = model.spec.names;
+  const d = model.dims;
+  const isEnc = model.spec.kind === "encoder";
+  const ids = g.input("input_ids", "int64", ["batch", "seq"]);
+  const extra: { attentionMask?: string; tokenTypeIds?: string } = {};
+  if (isEnc) {
+    extra.attentionMask = g.input("attention_mask", "int64", ["batch", "seq"]);
+    if (N.typeEmbed) extra.tokenTypeIds = g.input("token_type_ids", "int64", ["batch", "seq"]);
+  }
+  let { x, ctx } = emitEmbedding(e, ids, extra);
+  for (let i = 0; i < d.nLayers; i++) {
+    const r = emitLayer(e, i, x, ctx);
+    x = r.out;
+    if (opts.taps) {
+      g.output(g.alias(r.attnIn, `attn_in.${i}`), "float32", ["batch", "seq", d.layers[i].nHeads * d.headDim]);
+      g.output(g.alias(r.mlpIn, `mlp_in.${i}`), "float32", ["batch", "seq", d.layers[i].ffn]);
+    }
+  }
+  if (N.finalNorm) x = e.norm(x, model.path(N.finalNorm));
+
+  if (isEnc) {
+    g.output(g.alias(x, "last_hidden_state"), "float32", ["batch", "seq", d.hidden]);
+    if (d.head === "classifier") {
+      const cls = g.op("Gather", [x, g.scalarI64(0)], { axis: 1 }); // [B,D]
+      const pooled = g.op("Tanh", [e.linear(cls, model.path(N.pooler!), true)]);
+      g.output(g.alias(pooled, "pooled"), "float32", ["batch", d.hidden]);
+      g.output(g.alias(e.linear(pooled, model.path(N.classifier!), true), "logits"), "float32", ["batch", d.numLabels]);
+    }
+  } else if (d.head === "lm") {
+    const headName = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
+    const logits = e.linear(x, headName, false); // [B,T,V]
+    if (opts.logits ?? !opts.nll) g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
+    if (opts.nll) {
+      const labels = g.input("labels", "int64", ["batch", "seq"]);
+      const valid = g.op("GreaterOrEqual", [labels, g.scalarI64(0)]);
+      const safe = g.op("Where", [valid, labels, g.scalarI64(0)]);
+      const lsm = g.op("LogSoftmax", [logits], { axis: -1 });
+      const picked = g.op("GatherElements", [lsm, g.op("Unsqueeze", [safe, g.constI64([2])])], { axis: 2 });
+      const nll = g.op("Neg", [g.op("Squeeze", [picked, g.constI64([2])])]);
+      g.output(g.op("Where", [valid, nll, g.scalar(0)], {}, "nll"), "float32", ["batch", "seq"]);
+    }
+  } else {
+    g.output(g.alias(x, "last_hidden_state"), "float32", ["batch", "seq", d.hidden]);
+  }
+  return g.toModel();
+}
