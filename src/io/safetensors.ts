@@ -172,7 +172,7 @@ export class SafetensorsFile {
         throw new PareError(
           "E_SAFETENSORS_DTYPE",
           `${file}: tensor "${name}" has unknown dtype "${dtype}"`,
-          "pare reads F64, F32, F16, BF16, I64, I32, I16, I8, U8 and BOOL tensors",
+          "safetensors dtypes pare knows: F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, U32, U16, U8, BOOL",
           { file, tensor: name, dtype },
         );
       }
