@@ -22,6 +22,8 @@ export class StoreWeights implements WeightSource {
 export interface LoadedModel extends Model {
   dir: string;
   hasTokenizer: boolean;
+  /** storage dtypes of the weight files */
+  dtypes: string[];
   close(): void;
 }
 
@@ -29,7 +31,8 @@ export function loadModel(dir: string): LoadedModel {
   const folder = openModelFolder(dir);
   try {
     const model = buildModel(folder.config, new StoreWeights(folder.store));
-    return { ...model, dir: folder.dir, hasTokenizer: folder.hasTokenizer, close: () => folder.store.close() };
+    const dtypes = [...new Set(folder.store.names().map((n) => folder.store.info(n).dtype))];
+    return { ...model, dir: folder.dir, hasTokenizer: folder.hasTokenizer, dtypes, close: () => folder.store.close() };
   } catch (e) {
     folder.store.close();
     throw e;

@@ -56,6 +56,6 @@ export async function perplexity(
     seqLen: L,
     totalTokens: ids.length,
     droppedTailTokens: ids.length - windows.length * L,
-    protocol: `${windows.length} non-overlapping windows of ${L} tokens (first token of each window is context only; ${ids.length - windows.length * L} tail tokens dropped), ${count} predicted tokens`,
+    protocol: `${windows.length} non-overlapping windows of ${L} tokens (first token of each window is context only; ${ids.length - windows.length * L} tokens unused), ${count} predicted tokens`,
   };
 }

@@ -43,14 +43,20 @@ export function readJsonl(file: string): unknown[] {
     try {
       return JSON.parse(text) as unknown;
     } catch (e) {
-      throw dataError(file, line, `not valid JSON (${(e as Error).message})`, "each line of a .jsonl file must be one JSON value");
+      throw dataError(
+        file,
+        line,
+        `not valid JSON (${(e as Error).message})`,
+        "each line of a .jsonl file must be one JSON value",
+      );
     }
   });
 }
 
 /** Calibration text: .jsonl files contribute each line's "text" (or "content"); other files are plain text. */
 export function readCalibrationText(paths: string[]): string {
-  if (paths.length === 0) throw new PareError("E_USAGE", "no calibration files given", "give at least one .txt or .jsonl file");
+  if (paths.length === 0)
+    throw new PareError("E_USAGE", "no calibration files given", "give at least one .txt or .jsonl file");
   const parts = paths.map((file) => {
     if (!file.toLowerCase().endsWith(".jsonl")) return readTextFile(file);
     const rows = readJsonl(file);
@@ -59,14 +65,20 @@ export function readCalibrationText(paths: string[]): string {
         const r = (typeof row === "object" && row !== null ? row : {}) as Record<string, unknown>;
         const text = typeof r.text === "string" ? r.text : r.content;
         if (typeof text !== "string") {
-          throw dataError(file, i + 1, 'no "text" or "content" string field', 'write lines like {"text": "..."}');
+          throw dataError(
+            file,
+            i + 1,
+            'no "text" or "content" string field',
+            'write lines like {"text": "..."}',
+          );
         }
         return text;
       })
       .join("\n\n");
   });
   const text = parts.join("\n\n");
-  if (text.trim() === "") throw new PareError("E_DATA_EMPTY", "the calibration text is empty", "give files with text", { paths });
+  if (text.trim() === "")
+    throw new PareError("E_DATA_EMPTY", "the calibration text is empty", "give files with text", { paths });
   return text;
 }
 
@@ -104,10 +116,16 @@ export function readClassificationFile(file: string, opts: ClassificationOptions
     const s = cell.trim();
     if (opts.labelMap && Object.hasOwn(opts.labelMap, s)) return opts.labelMap[s];
     if (/^-?\d+$/.test(s)) return Number(s);
-    throw dataError(file, line, `unknown label "${s}"`, "labels must be integers or keys of the label map (label2id)");
+    throw dataError(
+      file,
+      line,
+      `unknown label "${s}"`,
+      "labels must be integers or keys of the label map (label2id)",
+    );
   };
   const isLabel = (s: string | undefined) =>
-    s !== undefined && (/^-?\d+$/.test(s.trim()) || (opts.labelMap !== undefined && Object.hasOwn(opts.labelMap, s.trim())));
+    s !== undefined &&
+    (/^-?\d+$/.test(s.trim()) || (opts.labelMap !== undefined && Object.hasOwn(opts.labelMap, s.trim())));
 
   const explicit = opts.textColumn !== undefined || opts.labelColumn !== undefined;
   let examples: LabeledExample[];
@@ -150,13 +168,23 @@ export function readClassificationFile(file: string, opts: ClassificationOptions
       labelCol ??= labelFirst ? 0 : 1;
     }
     if (textCol === undefined || textCol < 0 || labelCol === undefined || labelCol < 0) {
-      throw dataError(file, rows[0].line, "cannot tell which columns hold the text and the label", COLUMNS_HINT);
+      throw dataError(
+        file,
+        rows[0].line,
+        "cannot tell which columns hold the text and the label",
+        COLUMNS_HINT,
+      );
     }
     const need = Math.max(textCol, labelCol, pairCol ?? 0) + 1;
     examples = rows.slice(hasHeader ? 1 : 0).map(({ text, line }) => {
       const cells = text.split("\t");
       if (cells.length < need) {
-        throw dataError(file, line, `expected at least ${need} tab-separated columns, found ${cells.length}`, COLUMNS_HINT);
+        throw dataError(
+          file,
+          line,
+          `expected at least ${need} tab-separated columns, found ${cells.length}`,
+          COLUMNS_HINT,
+        );
       }
       const ex: LabeledExample = { text: cells[textCol].trim(), label: parseLabel(cells[labelCol], line) };
       if (ex.text === "") throw dataError(file, line, "empty text", COLUMNS_HINT);
@@ -165,9 +193,14 @@ export function readClassificationFile(file: string, opts: ClassificationOptions
     });
   }
   if (examples.length === 0) {
-    throw new PareError("E_DATA_EMPTY", `${file} has no examples`, "give a file with at least one labeled example", {
-      file,
-    });
+    throw new PareError(
+      "E_DATA_EMPTY",
+      `${file} has no examples`,
+      "give a file with at least one labeled example",
+      {
+        file,
+      },
+    );
   }
   return examples;
 }

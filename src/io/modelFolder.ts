@@ -20,9 +20,14 @@ export function readJsonObject(file: string, code: ErrorCode): Record<string, un
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new PareError("E_IO", `${file}: cannot read (${err.code ?? err.message})`, "check the path and permissions", {
-      file,
-    });
+    throw new PareError(
+      "E_IO",
+      `${file}: cannot read (${err.code ?? err.message})`,
+      "check the path and permissions",
+      {
+        file,
+      },
+    );
   }
   const hint = `fix or re-download ${path.basename(file)}`;
   let value: unknown;
@@ -33,7 +38,11 @@ export function readJsonObject(file: string, code: ErrorCode): Record<string, un
     const pos = Number(/at position (\d+)/.exec(msg)?.[1] ?? text.length);
     const before = text.slice(0, pos).split("\n");
     const [line, column] = [before.length, before[before.length - 1].length + 1];
-    throw new PareError(code, `${file}:${line}:${column}: not valid JSON (${msg})`, hint, { file, line, column });
+    throw new PareError(code, `${file}:${line}:${column}: not valid JSON (${msg})`, hint, {
+      file,
+      line,
+      column,
+    });
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new PareError(code, `${file}: expected a JSON object`, hint, { file });
@@ -98,10 +107,15 @@ export function copyAuxFiles(srcDir: string, dstDir: string): string[] {
     }
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new PareError("E_IO", `cannot copy files to ${dstDir} (${err.code ?? err.message})`, "check permissions", {
-      dir: dstDir,
-      error: err.message,
-    });
+    throw new PareError(
+      "E_IO",
+      `cannot copy files to ${dstDir} (${err.code ?? err.message})`,
+      "check permissions",
+      {
+        dir: dstDir,
+        error: err.message,
+      },
+    );
   }
   return copied;
 }

@@ -8,7 +8,15 @@
 import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
-import { bf16ToF32, bytesPerElement, type Dtype, f16ToF32, f32ToBf16, f32ToF16, isDtype } from "../tensor/dtype.ts";
+import {
+  bf16ToF32,
+  bytesPerElement,
+  type Dtype,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  isDtype,
+} from "../tensor/dtype.ts";
 
 export interface TensorInfo {
   name: string;
@@ -39,10 +47,15 @@ function truncated(file: string, what: string, context: Record<string, unknown> 
 
 function ioError(file: string, e: unknown): PareError {
   const err = e as NodeJS.ErrnoException;
-  return new PareError("E_IO", `${file}: ${err.code ?? ""} ${err.message}`.trim(), "check the path and permissions", {
-    file,
-    errno: err.code,
-  });
+  return new PareError(
+    "E_IO",
+    `${file}: ${err.code ?? ""} ${err.message}`.trim(),
+    "check the path and permissions",
+    {
+      file,
+      errno: err.code,
+    },
+  );
 }
 
 /** Fills `buf` from `fd` at `position`; returns the bytes actually read (< buf.length at end of file). */
@@ -93,7 +106,12 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private fd: number;
 
-  private constructor(file: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(
+    file: string,
+    fd: number,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
     this.file = file;
     this.fd = fd;
     this.tensors = tensors;
@@ -120,16 +138,22 @@ export class SafetensorsFile {
 
   private static readHeader(file: string, fd: number) {
     const size = fs.fstatSync(fd).size;
-    if (size < 8) throw truncated(file, `file is ${size} bytes, shorter than the 8-byte header length`, { size });
+    if (size < 8)
+      throw truncated(file, `file is ${size} bytes, shorter than the 8-byte header length`, { size });
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0);
     const n = lenBuf.readBigUInt64LE(0);
     if (n > BigInt(MAX_HEADER_BYTES)) {
-      throw invalid(file, `header length ${n} is absurd (over ${MAX_HEADER_BYTES} bytes): not a safetensors file?`);
+      throw invalid(
+        file,
+        `header length ${n} is absurd (over ${MAX_HEADER_BYTES} bytes): not a safetensors file?`,
+      );
     }
     const headerLen = Number(n);
     if (8 + headerLen > size) {
-      throw truncated(file, `header length ${headerLen} goes beyond the end of the ${size}-byte file`, { size });
+      throw truncated(file, `header length ${headerLen} goes beyond the end of the ${size}-byte file`, {
+        size,
+      });
     }
     const headerBytes = new Uint8Array(headerLen);
     readFully(fd, headerBytes, 8);
@@ -180,7 +204,11 @@ export class SafetensorsFile {
         throw invalid(file, `tensor "${name}": shape is not a list of non-negative integers`, ctx);
       }
       if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount) || offs[0] > offs[1]) {
-        throw invalid(file, `tensor "${name}": data_offsets must be [begin, end] with 0 <= begin <= end`, ctx);
+        throw invalid(
+          file,
+          `tensor "${name}": data_offsets must be [begin, end] with 0 <= begin <= end`,
+          ctx,
+        );
       }
       const [begin, end] = offs as [number, number];
       const numel = (shape as number[]).reduce((a, b) => a * b, 1);
@@ -193,7 +221,11 @@ export class SafetensorsFile {
         );
       }
       if (end > dataLen) {
-        throw truncated(file, `tensor "${name}" ends at data byte ${end} beyond the ${dataLen}-byte data region`, ctx);
+        throw truncated(
+          file,
+          `tensor "${name}" ends at data byte ${end} beyond the ${dataLen}-byte data region`,
+          ctx,
+        );
       }
       tensors.set(name, {
         name,
@@ -276,9 +308,13 @@ export class SafetensorsFile {
       throw ioError(this.file, e);
     }
     if (got < buf.length) {
-      throw truncated(this.file, `tensor "${t.name}" needs bytes ${t.begin}..${t.end} but the file ends earlier`, {
-        tensor: t.name,
-      });
+      throw truncated(
+        this.file,
+        `tensor "${t.name}" needs bytes ${t.begin}..${t.end} but the file ends earlier`,
+        {
+          tensor: t.name,
+        },
+      );
     }
   }
 
@@ -328,7 +364,11 @@ export class TensorStore {
     }
     if (entries.includes("model.safetensors.index.json")) return TensorStore.openIndex(dir);
     const st = entries.filter((f) => f.endsWith(".safetensors")).sort();
-    const single = entries.includes("model.safetensors") ? "model.safetensors" : st.length === 1 ? st[0] : undefined;
+    const single = entries.includes("model.safetensors")
+      ? "model.safetensors"
+      : st.length === 1
+        ? st[0]
+        : undefined;
     if (single) {
       const f = SafetensorsFile.open(path.join(dir, single));
       return new TensorStore(dir, [f], new Map([...f.tensors.keys()].map((k) => [k, f])));
@@ -385,15 +425,15 @@ export class TensorStore {
       for (const [name, rel] of Object.entries(weightMap as Record<string, string>)) {
         let shard = shards.get(rel);
         if (!shard) {
-          const escape = (why: string) =>
+          const escapes = (why: string) =>
             new PareError(
               "E_PATH_ESCAPE",
               `${indexPath}: shard "${rel}" (for "${name}") ${why}`,
               "shard files must be plain file names inside the model folder; this index may be malicious",
               { file: indexPath, shard: rel, tensor: name },
             );
-          if (path.isAbsolute(rel) || path.win32.isAbsolute(rel)) throw escape("is an absolute path");
-          if (rel.split(/[\\/]/).includes("..")) throw escape('contains ".."');
+          if (path.isAbsolute(rel) || path.win32.isAbsolute(rel)) throw escapes("is an absolute path");
+          if (rel.split(/[\\/]/).includes("..")) throw escapes('contains ".."');
           const p = path.join(dir, rel);
           if (!fs.existsSync(p)) {
             throw new PareError(
@@ -403,11 +443,12 @@ export class TensorStore {
               { dir, shard: rel },
             );
           }
-          if (!insideFolder(realDir, fs.realpathSync(p))) throw escape("resolves outside the model folder");
+          if (!insideFolder(realDir, fs.realpathSync(p))) throw escapes("resolves outside the model folder");
           shard = SafetensorsFile.open(p);
           shards.set(rel, shard);
         }
-        if (!shard.tensors.has(name)) throw bad(`"${name}" is listed in shard "${rel}" but is not in it`, { tensor: name });
+        if (!shard.tensors.has(name))
+          throw bad(`"${name}" is listed in shard "${rel}" but is not in it`, { tensor: name });
         byName.set(name, shard);
       }
     } catch (e) {
@@ -494,7 +535,11 @@ function writeAtomic(file: string, write: (fd: number) => void): void {
  * by name, so every tensor stays aligned), padded with spaces to a multiple of 8, then the data, tensor by tensor.
  * `__metadata__` defaults to {format: "pt"}, which transformers requires whenever metadata is present.
  */
-export function writeSafetensors(file: string, tensors: NamedTensor[], metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  file: string,
+  tensors: NamedTensor[],
+  metadata?: Record<string, string>,
+): void {
   const names = new Set<string>();
   for (const t of tensors) {
     const numel = t.shape.reduce((a, b) => a * b, 1);
@@ -573,6 +618,8 @@ export function writeShardedSafetensors(
     return name;
   });
   const index = JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2);
-  writeAtomic(path.join(dir, "model.safetensors.index.json"), (fd) => writeFully(fd, Buffer.from(`${index}\n`)));
+  writeAtomic(path.join(dir, "model.safetensors.index.json"), (fd) =>
+    writeFully(fd, Buffer.from(`${index}\n`)),
+  );
   return [...files, "model.safetensors.index.json"];
 }

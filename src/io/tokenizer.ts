@@ -32,7 +32,10 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
-function readOptional(file: string, code: "E_TOKENIZER_INVALID" | "E_CONFIG_INVALID"): Record<string, unknown> {
+function readOptional(
+  file: string,
+  code: "E_TOKENIZER_INVALID" | "E_CONFIG_INVALID",
+): Record<string, unknown> {
   return fs.existsSync(file) ? readJsonObject(file, code) : {};
 }
 
@@ -79,8 +82,10 @@ export function loadTokenizer(dir: string): PareTokenizer {
 
   return {
     encode(text, opts = {}) {
-      return tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true, text_pair: opts.textPair ?? null })
-        .ids;
+      return tok.encode(text, {
+        add_special_tokens: opts.addSpecialTokens ?? true,
+        text_pair: opts.textPair ?? null,
+      }).ids;
     },
     decode(ids, skipSpecialTokens = false) {
       return ids.length === 0 ? "" : tok.decode(ids, { skip_special_tokens: skipSpecialTokens });

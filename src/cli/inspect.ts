@@ -1,0 +1,71 @@
+import { loadModel } from "../arch/load.ts";
+import { countParams } from "../arch/params.ts";
+import type { Console } from "./io.ts";
+
+export async function inspectCommand(dir: string, con: Console): Promise<void> {
+  const m = loadModel(dir);
+  try {
+    const d = m.dims;
+    const p = countParams(m);
+    const dtypes = m.dtypes;
+    const layers = d.layers.map((l, i) => ({
+      layer: i,
+      heads: l.nHeads,
+      kvHeads: l.nKv,
+      kvGroups: l.nKv,
+      ffn: l.ffn,
+      attentionParams: p.perLayer[i].attention,
+      mlpParams: p.perLayer[i].mlp,
+    }));
+    const uniform = layers.every((l) => l.heads === layers[0].heads && l.kvHeads === layers[0].kvHeads && l.ffn === layers[0].ffn);
+    const summary = {
+      dir: m.dir,
+      family: m.spec.family,
+      architecture: (m.config.architectures as string[] | undefined)?.[0] ?? m.config.model_type,
+      kind: m.spec.kind,
+      head: d.head,
+      layers: d.nLayers,
+      hidden: d.hidden,
+      headDim: d.headDim,
+      vocab: d.vocab,
+      maxPositions: d.maxPos,
+      numLabels: d.numLabels || undefined,
+      tiedEmbeddings: d.tiedHead,
+      uniformWidths: uniform,
+      dtypes,
+      tokenizer: m.hasTokenizer,
+      params: { ...p, perLayer: undefined },
+      perLayer: layers,
+    };
+    con.result(summary, () => {
+      const f = (n: number) => n.toLocaleString("en-US");
+      const lines = [
+        `${m.dir}`,
+        `  family        ${m.spec.family} (${summary.architecture}, ${m.spec.kind}${d.head !== "none" ? `, ${d.head} head` : ""})`,
+        `  layers        ${d.nLayers}   hidden ${d.hidden}   head_dim ${d.headDim}   vocab ${d.vocab}   max positions ${d.maxPos}`,
+      ];
+      if (uniform) {
+        const l = layers[0];
+        lines.push(`  attention     ${l.heads} heads, ${l.kvHeads} KV heads (${l.kvGroups} groups of ${l.heads / l.kvHeads})`);
+        lines.push(`  FFN width     ${l.ffn}`);
+      } else {
+        lines.push("  per layer     heads / kv heads / FFN width:");
+        for (const l of layers) lines.push(`    layer ${String(l.layer).padStart(2)}  ${l.heads} / ${l.kvHeads} / ${l.ffn}`);
+      }
+      lines.push(
+        `  weights       ${dtypes.join(", ")}${d.tiedHead ? "   (tied input/output embeddings)" : ""}`,
+        `  tokenizer     ${m.hasTokenizer ? "tokenizer.json" : "missing (eval on text and prune need tokenizer.json)"}`,
+        "  parameters",
+        `    attention   ${f(p.attention).padStart(14)}`,
+        `    MLP         ${f(p.mlp).padStart(14)}`,
+        `    embeddings  ${f(p.embedding).padStart(14)}`,
+        `    norms       ${f(p.norms).padStart(14)}`,
+        `    head        ${f(p.head).padStart(14)}`,
+        `    total       ${f(p.total).padStart(14)}   (attention+MLP, what pruning ratios count: ${f(p.prunable)})`,
+      );
+      return lines.join("\n");
+    });
+  } finally {
+    m.close();
+  }
+}
