@@ -55,8 +55,9 @@ export function readJsonl(file: string): unknown[] {
 
 /** Calibration text: .jsonl files contribute each line's "text" (or "content"); other files are plain text. */
 export function readCalibrationText(paths: string[]): string {
-  if (paths.length === 0)
+  if (paths.length === 0) {
     throw new PareError("E_USAGE", "no calibration files given", "give at least one .txt or .jsonl file");
+  }
   const parts = paths.map((file) => {
     if (!file.toLowerCase().endsWith(".jsonl")) return readTextFile(file);
     const rows = readJsonl(file);
@@ -77,8 +78,9 @@ export function readCalibrationText(paths: string[]): string {
       .join("\n\n");
   });
   const text = parts.join("\n\n");
-  if (text.trim() === "")
+  if (text.trim() === "") {
     throw new PareError("E_DATA_EMPTY", "the calibration text is empty", "give files with text", { paths });
+  }
   return text;
 }
 
@@ -167,7 +169,8 @@ export function readClassificationFile(file: string, opts: ClassificationOptions
       textCol ??= labelFirst ? 1 : 0;
       labelCol ??= labelFirst ? 0 : 1;
     }
-    if (textCol === undefined || textCol < 0 || labelCol === undefined || labelCol < 0) {
+    const valid = (c: number | undefined): c is number => Number.isInteger(c) && (c as number) >= 0;
+    if (!valid(textCol) || !valid(labelCol) || (pairCol !== undefined && !valid(pairCol))) {
       throw dataError(
         file,
         rows[0].line,
@@ -193,14 +196,8 @@ export function readClassificationFile(file: string, opts: ClassificationOptions
     });
   }
   if (examples.length === 0) {
-    throw new PareError(
-      "E_DATA_EMPTY",
-      `${file} has no examples`,
-      "give a file with at least one labeled example",
-      {
-        file,
-      },
-    );
+    const hint = "give a file with at least one labeled example";
+    throw new PareError("E_DATA_EMPTY", `${file} has no examples`, hint, { file });
   }
   return examples;
 }

@@ -17,7 +17,7 @@ export interface ModelFolder {
 export function readJsonObject(file: string, code: ErrorCode): Record<string, unknown> {
   let text: string;
   try {
-    text = fs.readFileSync(file, "utf8");
+    text = fs.readFileSync(file, "utf8").replace(/^\uFEFF/, "");
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new PareError(
@@ -32,7 +32,7 @@ export function readJsonObject(file: string, code: ErrorCode): Record<string, un
   const hint = `fix or re-download ${path.basename(file)}`;
   let value: unknown;
   try {
-    value = JSON.parse(text.replace(/^\uFEFF/, ""));
+    value = JSON.parse(text);
   } catch (e) {
     const msg = (e as Error).message;
     const pos = Number(/at position (\d+)/.exec(msg)?.[1] ?? text.length);

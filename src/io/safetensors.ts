@@ -138,8 +138,9 @@ export class SafetensorsFile {
 
   private static readHeader(file: string, fd: number) {
     const size = fs.fstatSync(fd).size;
-    if (size < 8)
+    if (size < 8) {
       throw truncated(file, `file is ${size} bytes, shorter than the 8-byte header length`, { size });
+    }
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0);
     const n = lenBuf.readBigUInt64LE(0);
@@ -447,8 +448,9 @@ export class TensorStore {
           shard = SafetensorsFile.open(p);
           shards.set(rel, shard);
         }
-        if (!shard.tensors.has(name))
+        if (!shard.tensors.has(name)) {
           throw bad(`"${name}" is listed in shard "${rel}" but is not in it`, { tensor: name });
+        }
         byName.set(name, shard);
       }
     } catch (e) {

@@ -22,17 +22,27 @@ export class Emitter {
   private weightValues = new Map<string, string>();
   private transposed = new Map<string, string>();
 
+  /** weights fed as graph inputs (tensor name → input name), when emitting a reusable layer graph */
+  readonly weightInputs = new Map<string, string>();
+
   constructor(
     readonly g: GraphBuilder,
     readonly model: Model,
+    /** when set, weights become graph inputs named by this function (same name for equal-shape layers) */
+    private readonly inputName?: (tensor: string) => string,
   ) {}
 
-  /** Graph value holding tensor `name` (an initializer, created on first use). */
+  /** Graph value holding tensor `name` (an initializer or an input, created on first use). */
   w(name: string): string {
     let v = this.weightValues.get(name);
     if (!v) {
       const ws = this.model.weights;
-      v = this.g.initializer(name, "float32", ws.shape(name), ws.get(name));
+      if (this.inputName) {
+        v = this.g.input(this.inputName(name), "float32", ws.shape(name));
+        this.weightInputs.set(name, v);
+      } else {
+        v = this.g.initializer(name, "float32", ws.shape(name), ws.get(name));
+      }
       this.weightValues.set(name, v);
     }
     return v;
@@ -161,21 +171,31 @@ export function ropeTables(maxPos: number, headDim: number, theta: number): { co
   return { cos, sin };
 }
 
-/** Embedding + the layer context for a [B, T] batch of ids (positions 0..T−1). */
-export function emitEmbedding(e: Emitter, ids: string, extra: { attentionMask?: string; tokenTypeIds?: string }): { x: string; ctx: LayerContext } {
+/** Token (+ position, type) embeddings for a [B, T] batch of ids → [B, T, D]. */
+export function emitEmbedding(e: Emitter, ids: string, tokenTypeIds?: string): string {
   const { g, model } = e;
   const N = model.spec.names;
-  const d = model.dims;
-  const T = g.op("Gather", [g.op("Shape", [ids]), g.scalarI64(1)], { axis: 0 }); // scalar
-  const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
   let x = g.op("Gather", [e.w(`${model.path(N.embed)}.weight`), ids], { axis: 0 }); // [B,T,D]
-  const ctx: LayerContext = { mask: "" };
-  if (N.posEmbed) x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.posEmbed)}.weight`), pos], { axis: 0 })]);
+  if (N.posEmbed) {
+    const T = g.op("Gather", [g.op("Shape", [ids]), g.scalarI64(1)], { axis: 0 });
+    const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
+    x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.posEmbed)}.weight`), pos], { axis: 0 })]);
+  }
   if (N.typeEmbed) {
-    const tt = extra.tokenTypeIds ?? g.op("Mul", [ids, g.scalarI64(0)]);
+    const tt = tokenTypeIds ?? g.op("Mul", [ids, g.scalarI64(0)]);
     x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.typeEmbed)}.weight`), tt], { axis: 0 })]);
   }
   if (N.embedNorm) x = e.norm(x, model.path(N.embedNorm));
+  return x;
+}
+
+/** The layer context (mask, rope tables) for sequences shaped like `seqSource` ([B, T, …], positions 0..T−1). */
+export function emitContext(e: Emitter, seqSource: string, attentionMask?: string): LayerContext {
+  const { g, model } = e;
+  const d = model.dims;
+  const T = g.op("Gather", [g.op("Shape", [seqSource]), g.scalarI64(1)], { axis: 0 }); // scalar
+  const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
+  const ctx: LayerContext = { mask: "" };
   if (model.spec.block.positional === "rope") {
     const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta);
     const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
@@ -192,15 +212,15 @@ export function emitEmbedding(e: Emitter, ids: string, extra: { attentionMask?: 
     const cols = g.op("Unsqueeze", [pos, g.constI64([0])]); // [1,T]
     mask = g.op("Where", [g.op("Greater", [cols, rows]), neg, zero]); // [T,T]
   }
-  if (extra.attentionMask) {
+  if (attentionMask) {
     // [B,T] → [B,1,1,1,T] additive: 0 where attended, NEG where padded
-    const keep = g.op("Cast", [extra.attentionMask], { to: 9 }); // bool
+    const keep = g.op("Cast", [attentionMask], { to: 9 }); // bool
     const add = g.op("Where", [keep, zero, neg]);
     const add5 = g.op("Unsqueeze", [add, g.constI64([1, 2, 3])]);
     mask = g.op("Add", [mask, add5]);
   }
   ctx.mask = mask;
-  return { x, ctx };
+  return ctx;
 }
 
 /** The whole model as one graph with weights as initializers. */
@@ -216,7 +236,8 @@ export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array
     extra.attentionMask = g.input("attention_mask", "int64", ["batch", "seq"]);
     if (N.typeEmbed) extra.tokenTypeIds = g.input("token_type_ids", "int64", ["batch", "seq"]);
   }
-  let { x, ctx } = emitEmbedding(e, ids, extra);
+  let x = emitEmbedding(e, ids, extra.tokenTypeIds);
+  const ctx = emitContext(e, ids, extra.attentionMask);
   for (let i = 0; i < d.nLayers; i++) {
     const r = emitLayer(e, i, x, ctx);
     x = r.out;
@@ -251,5 +272,39 @@ export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array
   } else {
     g.output(g.alias(x, "last_hidden_state"), "float32", ["batch", "seq", d.hidden]);
   }
+  return g.toModel();
+}
+
+/** A tensor name with its layer index replaced, so equal-shape layers share one graph. */
+export function genericName(name: string, layer: number): string {
+  return name.replace(new RegExp(`\\.${layer}\\.`), ".L.");
+}
+
+/**
+ * One layer as a reusable graph: inputs `x` [B,T,D] (+ `attention_mask` [B,T] for encoders)
+ * and the layer's weights (as inputs, see `weightInputs`); outputs `out`, `attn_in`, `mlp_in`.
+ */
+export function emitLayerGraph(model: Model, layer: number): { bytes: Uint8Array; weightInputs: Map<string, string> } {
+  const g = new GraphBuilder(`pare-${model.spec.family}-layer`);
+  const e = new Emitter(g, model, (n) => genericName(n, layer));
+  const D = model.dims.hidden;
+  const L = model.dims.layers[layer];
+  const x = g.input("x", "float32", ["batch", "seq", D]);
+  const mask = model.spec.kind === "encoder" ? g.input("attention_mask", "int64", ["batch", "seq"]) : undefined;
+  const ctx = emitContext(e, x, mask);
+  const r = emitLayer(e, layer, x, ctx);
+  g.output(g.alias(r.out, "out"), "float32", ["batch", "seq", D]);
+  g.output(g.alias(r.attnIn, "attn_in"), "float32", ["batch", "seq", L.nHeads * model.dims.headDim]);
+  g.output(g.alias(r.mlpIn, "mlp_in"), "float32", ["batch", "seq", L.ffn]);
+  return { bytes: g.toModel(), weightInputs: e.weightInputs };
+}
+
+/** The embedding as a graph: `input_ids` (+ `token_type_ids`) → `x` [B,T,D]. */
+export function emitEmbedGraph(model: Model): Uint8Array {
+  const g = new GraphBuilder(`pare-${model.spec.family}-embed`);
+  const e = new Emitter(g, model);
+  const ids = g.input("input_ids", "int64", ["batch", "seq"]);
+  const tt = model.spec.names.typeEmbed ? g.input("token_type_ids", "int64", ["batch", "seq"]) : undefined;
+  g.output(g.alias(emitEmbedding(e, ids, tt), "x"), "float32", ["batch", "seq", model.dims.hidden]);
   return g.toModel();
 }
