@@ -149,7 +149,8 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     const nHeads = qRows / headDim;
     const nKv = kRows / headDim;
     const want = perLayer?.[i];
-    const wantHeads = want?.num_attention_heads ?? (config.pruned_heads ? nHeads : heads);
+    const prunedHeads = (config.pruned_heads as Record<string, unknown[]> | undefined)?.[String(i)];
+    const wantHeads = want?.num_attention_heads ?? heads - (Array.isArray(prunedHeads) ? new Set(prunedHeads).size : 0);
     const wantKv = want?.num_key_value_heads ?? (spec.kind === "decoder" ? kvHeads : wantHeads);
     const wantFfn = want?.intermediate_size ?? ffnDefault;
     if (nHeads !== wantHeads || nKv !== wantKv || ffn !== wantFfn) {

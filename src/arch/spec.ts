@@ -46,6 +46,19 @@ export interface ArchSpec {
   epsKey: string;
   /** prefixes under which a checkpoint may store the names (first that matches wins) */
   prefixes: string[];
+  /**
+   * How stock loaders learn that projections carry biases: the config flag and the modules it
+   * switches on together (a consumer bias created by reconstruction sets the flag and zero biases
+   * for the rest). Absent: the family cannot express a created bias in its config.
+   */
+  biasFlags?: { attention?: BiasFlag; mlp?: BiasFlag };
+  /** how a pruned model states its attention widths: per-layer head counts in config, or HF's `pruned_heads` */
+  headsInConfig: "counts" | "pruned_heads";
+}
+
+export interface BiasFlag {
+  key: string;
+  modules: (keyof TensorNames)[];
 }
 
 const decoderNames: TensorNames = {
@@ -81,6 +94,11 @@ export const LLAMA: ArchSpec = {
   names: decoderNames,
   epsKey: "rms_norm_eps",
   prefixes: [""],
+  biasFlags: {
+    attention: { key: "attention_bias", modules: ["q", "k", "v", "o"] },
+    mlp: { key: "mlp_bias", modules: ["gate", "up", "down"] },
+  },
+  headsInConfig: "counts",
 };
 
 export const QWEN2: ArchSpec = {
@@ -88,6 +106,7 @@ export const QWEN2: ArchSpec = {
   family: "qwen2",
   architectures: { Qwen2ForCausalLM: "lm", Qwen2Model: "none" },
   modelTypes: ["qwen2"],
+  biasFlags: undefined,
 };
 
 export const BERT: ArchSpec = {
@@ -114,6 +133,7 @@ export const BERT: ArchSpec = {
   },
   epsKey: "layer_norm_eps",
   prefixes: ["bert.", ""],
+  headsInConfig: "pruned_heads",
 };
 
 /** The registry of supported families (plain data). */

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
 import { evalCommand } from "./eval.ts";
 import { inspectCommand } from "./inspect.ts";
+import { PRUNE_HELP, pruneCommand } from "./prune.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
 
 const program = new Command();
@@ -41,6 +42,36 @@ program
   .action(async (model: string, opts) => {
     flags = program.opts();
     await evalCommand(model, opts, new Console(flags));
+  });
+
+program
+  .command("prune")
+  .description("remove attention heads (KV groups) and FFN channels, reconstruct without retraining, write a smaller model")
+  .argument("<model>", "Hugging Face model folder (never modified)")
+  .option("--out <dir>", "output model folder (written atomically)")
+  .option("--recipe <file>", "YAML/JSON recipe with the same settings (flags override it)")
+  .option("--ratio <r>", "fraction of attention+MLP parameters to remove, in [0, 1) (default 0.3)")
+  .option("--criterion <name>", "pruning criterion (default flap-wifv)")
+  .option("--allocation <name>", "uniform | global (default global)")
+  .option("--reconstruct <name>", "none | bias | liar | liar-seq (default liar)")
+  .option("--calibration <mode>", "sequential | dense (default sequential)")
+  .option("--calib <files...>", "calibration text (.txt, .jsonl with a text field)")
+  .option("--samples <n>", "calibration sequences (default 128)")
+  .option("--seq-len <n>", "tokens per calibration sequence (default 256)")
+  .option("--seed <n>", "seed of the calibration sampling (default 0)")
+  .option("--ridge <alpha>", "ridge α of liar / liar-seq (default 0.01)")
+  .option("--round-to <n>", "keep FFN widths a multiple of n (default 1)")
+  .option("--skip-layers <list>", "comma-separated layer indices to leave unpruned")
+  .option("--min-groups <n>", "minimum KV groups kept per layer (default 1)")
+  .option("--min-channels <n>", "minimum FFN channels kept per layer (default 1)")
+  .option("--batch-size <n>", "calibration sequences per forward pass (default 8)")
+  .option("--dtype <t>", "output weights: auto (input's f16/bf16, else F32) | F32 | F16 | BF16")
+  .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+  .option("--force", "replace an existing output folder")
+  .addHelpText("after", PRUNE_HELP)
+  .action(async (model: string, opts) => {
+    flags = program.opts();
+    await pruneCommand(model, opts, new Console(flags));
   });
 
 try {

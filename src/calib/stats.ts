@@ -1,0 +1,204 @@
+/**
+ * Streaming statistics of a tap X [N, d] (METHODS §1), accumulated in float64 inside ONNX
+ * graphs: moments (count, Σx, Σx²) and, when a plugin needs it, the Gram matrix of
+ * X̃ = [X, 1] (its last row/column hold the sums and the count). The cross-Gram
+ * X̃_aᵀ X̃_b of two taps serves liar-seq. Rows are buffered into chunks; each chunk is
+ * one ORT call (`Gemm` with beta = 1 adds it to the running matrix).
+ */
+import { GraphBuilder } from "../onnx/graph.ts";
+import { f32, f64, Session } from "../runtime/ort.ts";
+
+export type StatKind = "moments" | "gram";
+
+export interface TapStats {
+  d: number;
+  n: number;
+  sum: Float64Array; // [d]
+  sumsq: Float64Array; // [d]
+  /** [(d+1)·(d+1)] row-major, X̃ = [X, 1]; present when "gram" was collected */
+  gram?: Float64Array;
+}
+
+export function mean(s: TapStats): Float64Array {
+  return s.sum.map((v) => v / s.n);
+}
+/** unbiased variance per channel */
+export function variance(s: TapStats): Float64Array {
+  return s.sum.map((v, j) => (s.sumsq[j] - (v * v) / s.n) / Math.max(1, s.n - 1));
+}
+
+const sessions = new Map<string, Promise<Session>>();
+
+function cached(key: string, build: () => Uint8Array): Promise<Session> {
+  let s = sessions.get(key);
+  if (!s) {
+    // f64 graphs need level "basic" (ENVIRONMENT.md: QuickGelu fusion breaks f64 graphs)
+    s = Session.create(build(), { optLevel: "basic" });
+    sessions.set(key, s);
+  }
+  return s;
+}
+
+/** X [n, d] f32 → X̃ [n, d+1] f64 with a ones column. */
+function augmented(g: GraphBuilder, x: string): string {
+  const xd = g.op("Cast", [x], { to: 11 });
+  const rows = g.op("Slice", [g.op("Shape", [x]), g.constI64([0]), g.constI64([1])]); // [1]
+  const shape = g.op("Concat", [rows, g.constI64([1])], { axis: 0 });
+  const ones = g.op("Expand", [g.scalar(1, "float64"), shape]); // [n,1]
+  return g.op("Concat", [xd, ones], { axis: 1 });
+}
+
+function momentsGraph(d: number): Uint8Array {
+  const g = new GraphBuilder("pare-moments");
+  const x = g.input("x", "float32", ["n", d]);
+  const xd = g.op("Cast", [x], { to: 11 });
+  g.output(g.op("ReduceSum", [xd, g.constI64([0])], { keepdims: 0 }, "sum"), "float64", [d]);
+  g.output(g.op("ReduceSum", [g.op("Mul", [xd, xd]), g.constI64([0])], { keepdims: 0 }, "sumsq"), "float64", [d]);
+  return g.toModel();
+}
+
+function gramGraph(da: number, db: number | null): Uint8Array {
+  const g = new GraphBuilder("pare-gram");
+  const a = augmented(g, g.input("a", "float32", ["n", da]));
+  const b = db === null ? a : augmented(g, g.input("b", "float32", ["n", db]));
+  const prev = g.input("prev", "float64", [da + 1, (db ?? da) + 1]);
+  g.output(g.op("Gemm", [a, b, prev], { transA: 1, beta: { float: 1 } }, "gram"), "float64", [da + 1, (db ?? da) + 1]);
+  return g.toModel();
+}
+
+/** Buffers rows of a [·, d] tap (and optionally a second tap for a cross-Gram). */
+class RowBuffer {
+  private buf: Float32Array;
+  rows = 0;
+  constructor(
+    readonly d: number,
+    readonly cap: number,
+  ) {
+    this.buf = new Float32Array(cap * d);
+  }
+  /** copy rows [from, to) of x; returns how many rows were taken */
+  take(x: Float32Array, from: number, to: number): number {
+    const n = Math.min(to - from, this.cap - this.rows);
+    this.buf.set(x.subarray(from * this.d, (from + n) * this.d), this.rows * this.d);
+    this.rows += n;
+    return n;
+  }
+  full(): boolean {
+    return this.rows === this.cap;
+  }
+  view(): Float32Array {
+    return this.buf.subarray(0, this.rows * this.d);
+  }
+}
+
+export function chunkRowsFor(d: number): number {
+  // ≈ 32 MiB of f32 rows per ORT call, at least 256 rows
+  return Math.max(256, Math.floor((32 << 20) / (4 * d)));
+}
+
+/** Accumulates moments (and the Gram, if asked) of one tap. */
+export class TapAccumulator {
+  private n = 0;
+  private sum: Float64Array;
+  private sumsq: Float64Array;
+  private gram?: Float64Array;
+  private buffer: RowBuffer;
+
+  constructor(
+    readonly d: number,
+    readonly kinds: ReadonlySet<StatKind>,
+    chunkRows = chunkRowsFor(d),
+  ) {
+    this.sum = new Float64Array(d);
+    this.sumsq = new Float64Array(d);
+    if (kinds.has("gram")) this.gram = new Float64Array((d + 1) * (d + 1));
+    this.buffer = new RowBuffer(d, chunkRows);
+  }
+
+  /** x: [rows, d] */
+  async add(x: Float32Array, rows: number): Promise<void> {
+    let at = 0;
+    while (at < rows) {
+      at += this.buffer.take(x, at, rows);
+      if (this.buffer.full()) await this.flush();
+    }
+  }
+
+  private async flush(): Promise<void> {
+    const r = this.buffer.rows;
+    if (r === 0) return;
+    const x = f32([r, this.d], this.buffer.view());
+    if (this.gram) {
+      const s = await cached(`gram:${this.d}`, () => gramGraph(this.d, null));
+      const out = await s.run({ a: x, prev: f64([this.d + 1, this.d + 1], this.gram) });
+      this.gram = out.gram.data as Float64Array;
+    } else {
+      const s = await cached(`moments:${this.d}`, () => momentsGraph(this.d));
+      const out = await s.run({ x });
+      const a = out.sum.data as Float64Array;
+      const b = out.sumsq.data as Float64Array;
+      for (let j = 0; j < this.d; j++) {
+        this.sum[j] += a[j];
+        this.sumsq[j] += b[j];
+      }
+    }
+    this.n += r;
+    this.buffer.rows = 0;
+  }
+
+  async finish(): Promise<TapStats> {
+    await this.flush();
+    const d = this.d;
+    if (this.gram) {
+      const G = this.gram;
+      const D = d + 1;
+      for (let j = 0; j < d; j++) {
+        this.sum[j] = G[j * D + d];
+        this.sumsq[j] = G[j * D + j];
+      }
+    }
+    return { d, n: this.n, sum: this.sum, sumsq: this.sumsq, gram: this.gram };
+  }
+}
+
+/** Accumulates the cross-Gram X̃_aᵀ X̃_b [(da+1)·(db+1)] of two row-aligned taps. */
+export class CrossAccumulator {
+  private c: Float64Array;
+  private a: RowBuffer;
+  private b: RowBuffer;
+  constructor(
+    readonly da: number,
+    readonly db: number,
+    chunkRows = chunkRowsFor(Math.max(da, db)),
+  ) {
+    this.c = new Float64Array((da + 1) * (db + 1));
+    this.a = new RowBuffer(da, chunkRows);
+    this.b = new RowBuffer(db, chunkRows);
+  }
+  async add(xa: Float32Array, xb: Float32Array, rows: number): Promise<void> {
+    let at = 0;
+    while (at < rows) {
+      const n = this.a.take(xa, at, rows);
+      this.b.take(xb, at, at + n);
+      at += n;
+      if (this.a.full()) await this.flush();
+    }
+  }
+  private async flush(): Promise<void> {
+    const r = this.a.rows;
+    if (r === 0) return;
+    const s = await cached(`cross:${this.da}:${this.db}`, () => gramGraph(this.da, this.db));
+    const out = await s.run({
+      a: f32([r, this.da], this.a.view()),
+      b: f32([r, this.db], this.b.view()),
+      prev: f64([this.da + 1, this.db + 1], this.c),
+    });
+    this.c = out.gram.data as Float64Array;
+    this.a.rows = 0;
+    this.b.rows = 0;
+  }
+  async finish(): Promise<Float64Array> {
+    await this.flush();
+    return this.c;
+  }
+}

@@ -1,0 +1,84 @@
+import { CRITERIA } from "../criteria/index.ts";
+import { type PruneEvent, runPrune } from "../pipeline/prune.ts";
+import { type Recipe, readRecipeFile, resolveRecipe } from "../pipeline/recipe.ts";
+import { RECONSTRUCTORS } from "../reconstruct/index.ts";
+import type { Console } from "./io.ts";
+
+export interface PruneFlags {
+  out?: string;
+  recipe?: string;
+  ratio?: string;
+  criterion?: string;
+  allocation?: string;
+  reconstruct?: string;
+  calibration?: string;
+  calib?: string[];
+  samples?: string;
+  seqLen?: string;
+  seed?: string;
+  ridge?: string;
+  roundTo?: string;
+  skipLayers?: string;
+  minGroups?: string;
+  minChannels?: string;
+  batchSize?: string;
+  dtype?: string;
+  threads?: string;
+  force?: boolean;
+}
+
+export async function pruneCommand(model: string, f: PruneFlags, con: Console): Promise<void> {
+  const fromFile = f.recipe ? readRecipeFile(f.recipe) : {};
+  const flags: Partial<Recipe> = { model };
+  const set = <K extends keyof Recipe>(k: K, v: unknown) => {
+    if (v !== undefined) (flags as Record<string, unknown>)[k] = v;
+  };
+  set("out", f.out);
+  set("ratio", f.ratio);
+  set("criterion", f.criterion);
+  set("allocation", f.allocation);
+  set("reconstruct", f.reconstruct);
+  set("calibration", f.calibration);
+  set("calib", f.calib);
+  set("samples", f.samples);
+  set("seqLen", f.seqLen);
+  set("seed", f.seed);
+  set("ridge", f.ridge);
+  set("roundTo", f.roundTo);
+  set("skipLayers", f.skipLayers?.split(",").map((s) => s.trim()).filter(Boolean));
+  set("minGroups", f.minGroups);
+  set("minChannels", f.minChannels);
+  set("batchSize", f.batchSize);
+  set("dtype", f.dtype);
+  set("threads", f.threads);
+  if (f.force) flags.force = true;
+  const recipe = resolveRecipe({ ...fromFile, ...flags, model });
+
+  const onEvent = (e: PruneEvent) => {
+    if (e.type === "phase") con.info(`» ${e.phase}${e.detail ? `: ${e.detail}` : ""}`);
+    else if (e.type === "layer") con.progress(`  layer ${e.layer + 1}/${e.layers} ${e.step.padEnd(11)}`, e.layer + (e.step === "propagate" || e.step === "reconstruct" || e.step === "statistics" ? 1 : 0.5), e.layers);
+    else con.info(`  note: ${e.message}`);
+  };
+  const r = await runPrune(recipe, onEvent);
+  con.result(r as unknown as Record<string, unknown>, () => {
+    const f0 = (n: number) => n.toLocaleString("en-US");
+    const lines = [
+      `pruned ${r.input.dir} → ${r.output}`,
+      `  method      ${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${recipe.calibration} calibration`,
+      r.calibration ? `  calibration ${r.calibration.protocol}` : "  calibration none (weights only)",
+      `  ratio       requested ${recipe.ratio}, achieved ${r.achievedRatio.toFixed(4)} of attention+MLP parameters`,
+      `  params      attention+MLP ${f0(r.params.before.prunable)} → ${f0(r.params.after.prunable)};  total ${f0(r.params.before.total)} → ${f0(r.params.after.total)}`,
+      "  layer  heads    kv     FFN",
+      ...r.layers.map((l) => `  ${String(l.layer).padStart(5)}  ${`${l.heads[0]}→${l.heads[1]}`.padEnd(8)} ${`${l.kvHeads[0]}→${l.kvHeads[1]}`.padEnd(6)} ${l.ffn[0]}→${l.ffn[1]}${l.skipped ? "  (skipped)" : ""}`),
+      `  time        ${Object.entries(r.timings).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ")}`,
+      "  report      pare-pruning.json in the output folder",
+    ];
+    return lines.join("\n");
+  });
+}
+
+export const PRUNE_HELP = `
+Criteria:        ${Object.keys(CRITERIA).join(", ")}
+Reconstruction:  ${Object.keys(RECONSTRUCTORS).join(", ")}
+Allocation:      uniform (same fraction per layer), global (FLAP's standardized scores)
+Calibration:     sequential (default: each layer sees the pruned outputs of the previous ones), dense`;

@@ -1,0 +1,384 @@
+/**
+ * runPrune: the LIAR pipeline, top to bottom.
+ *   load → plan units and check the ratio → calibration windows → (global: score all layers)
+ *   → per layer: statistics of the consumer inputs → criterion scores → keep masks
+ *     → reconstruction → surgery → (sequential: the pruned layer feeds the next one)
+ *   → pruned config → write the folder atomically with pare-pruning.json.
+ * Prints nothing; reports progress through `onEvent`.
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { type LoadedModel, loadModel } from "../arch/load.ts";
+import { buildModel, type LayerDims, MapWeights, type Model } from "../arch/model.ts";
+import { countParams, type ParamCounts } from "../arch/params.ts";
+import { type Allocation, allocate, type ModuleUnits, preflight, topK, uniformCounts } from "../allocate/allocate.ts";
+import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
+import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/sampling.ts";
+import { CrossAccumulator, type StatKind, TapAccumulator, type TapStats } from "../calib/stats.ts";
+import { attentionUnitScores, CRITERIA, type Criterion } from "../criteria/index.ts";
+import { PareError } from "../errors.ts";
+import { writeModelFolder } from "../export/folder.ts";
+import { readCalibrationText } from "../io/datasets.ts";
+import { loadTokenizer } from "../io/tokenizer.ts";
+import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
+import { blockChannels, cutLayer, keptHeads, OverlayWeights, prunedConfig, withLayers } from "../surgery/surgery.ts";
+import type { Recipe } from "./recipe.ts";
+
+export const PARE_VERSION = "0.1.0";
+
+export type PruneEvent =
+  | { type: "phase"; phase: string; detail?: string }
+  | { type: "layer"; layer: number; layers: number; step: string }
+  | { type: "note"; message: string };
+
+export interface LayerReport {
+  layer: number;
+  heads: [number, number];
+  kvHeads: [number, number];
+  ffn: [number, number];
+  keptKvGroups: number[];
+  keptHeads: number[];
+  keptChannels: number[];
+  skipped: boolean;
+  ridge?: { attn?: number; mlp?: number; retries: number };
+}
+
+export interface PruneReport {
+  pare: string;
+  created: string;
+  recipe: Recipe;
+  input: { dir: string; family: string; files: Record<string, string> };
+  output: string;
+  calibration?: { sequences: number; tokens: number; protocol: string };
+  params: { before: Omit<ParamCounts, "perLayer">; after: Omit<ParamCounts, "perLayer"> };
+  requestedRatio: number;
+  achievedRatio: number;
+  layers: LayerReport[];
+  timings: Record<string, number>;
+  notes: string[];
+}
+
+type Module = "attn" | "mlp";
+
+/** The prunable units of every layer: attention KV groups and FFN channels, with their parameter cost. */
+export function planUnits(model: Model, r: Pick<Recipe, "skipLayers" | "minGroups" | "minChannels" | "roundTo">): ModuleUnits[] {
+  const D = model.dims.hidden;
+  const hd = model.dims.headDim;
+  const mods: ModuleUnits[] = [];
+  model.dims.layers.forEach((L, i) => {
+    const g = L.nHeads / L.nKv;
+    // per KV group: g query heads' q rows + o columns, one k and one v head (+ their biases)
+    const attnCost = g * hd * D * 2 + 2 * hd * D + (L.bias.q ? g * hd : 0) + (L.bias.k ? hd : 0) + (L.bias.v ? hd : 0);
+    const producers = model.spec.names.gate ? 2 : 1;
+    const mlpCost = (producers + 1) * D + (L.bias.up ? 1 : 0) + (L.bias.gate ? 1 : 0);
+    const skip = r.skipLayers.includes(i);
+    mods.push({ layer: i, module: "attn", n: L.nKv, cost: attnCost, min: Math.min(r.minGroups, L.nKv), skip, roundTo: 1 });
+    mods.push({ layer: i, module: "mlp", n: L.ffn, cost: mlpCost, min: Math.min(r.minChannels, L.ffn), skip, roundTo: r.roundTo });
+  });
+  return mods;
+}
+
+/** Consumer of a module: module path template, input width. */
+function consumer(model: Model, i: number, m: Module): { mod: string; dIn: number } {
+  const L = model.dims.layers[i];
+  return m === "attn"
+    ? { mod: model.path(model.spec.names.o, i), dIn: L.nHeads * model.dims.headDim }
+    : { mod: model.path(model.spec.names.down, i), dIn: L.ffn };
+}
+
+function unitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+  const { mod, dIn } = consumer(model, i, m);
+  const D = model.dims.hidden;
+  const ch = crit.channelScores(model.weights.get(`${mod}.weight`), D, dIn, stats);
+  for (const v of ch) {
+    if (!Number.isFinite(v)) {
+      throw new PareError("E_NUMERIC", `layer ${i} ${m}: the ${crit.name} scores contain NaN or Inf`, "check the weights (NaN/Inf) and the calibration text");
+    }
+  }
+  const L = model.dims.layers[i];
+  return m === "attn" ? attentionUnitScores(ch, L.nHeads, L.nKv, model.dims.headDim, crit.squareAttention) : ch;
+}
+
+function reconstruct(model: Model, i: number, m: Module, keepUnits: Int32Array, recipe: Recipe, stats?: TapStats, cross?: Float64Array): ReconResult {
+  const { mod, dIn } = consumer(model, i, m);
+  const L = model.dims.layers[i];
+  const hd = model.dims.headDim;
+  const keep = m === "attn" ? blockChannels(keptHeads(keepUnits, L.nHeads, L.nKv), hd) : keepUnits;
+  const w = model.weights;
+  return RECONSTRUCTORS[recipe.reconstruct].reconstruct({
+    W: w.get(`${mod}.weight`),
+    dOut: model.dims.hidden,
+    dIn,
+    b: w.has(`${mod}.bias`) ? w.get(`${mod}.bias`) : undefined,
+    keep,
+    stats,
+    cross,
+    alpha: recipe.ridge,
+    where: `layer ${i} ${m === "attn" ? "attention output" : "FFN down"} projection`,
+  });
+}
+
+function sha256(file: string): string {
+  const h = crypto.createHash("sha256");
+  const fd = fs.openSync(file, "r");
+  const buf = Buffer.allocUnsafe(1 << 22);
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+function inputHashes(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of fs.readdirSync(dir).sort()) {
+    if (f === "config.json" || f.endsWith(".safetensors") || f === "model.safetensors.index.json" || f === "tokenizer.json") {
+      out[f] = `sha256:${sha256(path.join(dir, f))}`;
+    }
+  }
+  return out;
+}
+
+function materialize(m: LoadedModel): MapWeights {
+  const map = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const n of m.weights.names()) map.set(n, { shape: m.weights.shape(n), data: m.weights.get(n) });
+  return new MapWeights(map);
+}
+
+export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void = () => {}): Promise<PruneReport> {
+  const t0 = performance.now();
+  const timings: Record<string, number> = {};
+  let mark = t0;
+  const lap = (name: string) => {
+    const now = performance.now();
+    timings[name] = (timings[name] ?? 0) + (now - mark) / 1000;
+    mark = now;
+  };
+  const notes: string[] = [];
+  const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
+
+  phase("load", recipe.model);
+  const base = loadModel(recipe.model);
+  const files = inputHashes(base.dir);
+  const dense: Model = { ...base, weights: materialize(base) };
+  base.close();
+  const weights = new OverlayWeights(dense.weights);
+  let model: Model = { ...dense, weights, dims: { ...dense.dims, layers: dense.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } })) } };
+  const nL = model.dims.nLayers;
+  for (const s of recipe.skipLayers) {
+    if (s >= nL) throw new PareError("E_RECIPE_INVALID", `--skip-layers ${s}: the model has layers 0..${nL - 1}`, "list existing layer indices");
+  }
+  const mods = planUnits(model, recipe);
+  preflight(mods, recipe.ratio, recipe.allocation);
+  const before = countParams(model);
+  lap("load");
+
+  const crit = CRITERIA[recipe.criterion];
+  const rec = RECONSTRUCTORS[recipe.reconstruct];
+  const critKinds = new Set<StatKind>(crit.needs);
+  const recKinds = new Set<StatKind>(rec.needs);
+  const allKinds = new Set<StatKind>([...critKinds, ...recKinds]);
+
+  let calib: CalibSet | undefined;
+  let stream: Float32Array<ArrayBufferLike>[] = [];
+  if (allKinds.size > 0) {
+    phase("calibration", "reading and tokenizing calibration text");
+    const text = readCalibrationText(recipe.calib);
+    const tok = loadTokenizer(base.dir);
+    const maxLen = Math.min(recipe.seqLen, model.dims.maxPos);
+    if (maxLen < recipe.seqLen) notes.push(`--seq-len ${recipe.seqLen} exceeds max_position_embeddings; calibration uses ${maxLen}`);
+    calib =
+      model.spec.kind === "decoder"
+        ? decoderCalibration(tok.encode(text), recipe.samples, maxLen, recipe.seed, recipe.batchSize)
+        : encoderCalibration(text, tok, recipe.samples, maxLen, recipe.seed, recipe.batchSize);
+    stream = await embedBatches(model, calib.batches, recipe.threads);
+    lap("calibration");
+  }
+  const batches = calib?.batches ?? [];
+  const runner = new LayerRunner(recipe.threads);
+  const layerReports: LayerReport[] = [];
+  const removedHeads: number[][] = [];
+  const ridgeOf = (r: ReconResult) => r.alphaUsed;
+
+  /** one pass of the (dense) model over the stream, collecting stats for both taps of every layer */
+  const densePass = async (kinds: Set<StatKind>) => {
+    let x = stream;
+    const stats: { attn: TapStats; mlp: TapStats }[] = [];
+    for (let i = 0; i < nL; i++) {
+      onEvent({ type: "layer", layer: i, layers: nL, step: "statistics" });
+      const L = dense.dims.layers[i];
+      const a = new TapAccumulator(L.nHeads * dense.dims.headDim, kinds);
+      const m = new TapAccumulator(L.ffn, kinds);
+      const next: Float32Array[] = [];
+      for (let b = 0; b < batches.length; b++) {
+        const r = await runner.run(dense, i, x[b], batches[b]);
+        const ra = validRows(r.attnIn, a.d, batches[b].mask);
+        await a.add(ra.rows, ra.n);
+        const rm = validRows(r.mlpIn, m.d, batches[b].mask);
+        await m.add(rm.rows, rm.n);
+        next.push(r.out);
+      }
+      stats.push({ attn: await a.finish(), mlp: await m.finish() });
+      x = next;
+    }
+    return stats;
+  };
+
+  let alloc: Allocation | undefined;
+  let denseStats: { attn: TapStats; mlp: TapStats }[] | undefined;
+  const sequential = recipe.calibration === "sequential" && allKinds.size > 0;
+  if (!sequential && allKinds.size > 0) {
+    phase("statistics", "dense calibration pass");
+    denseStats = await densePass(allKinds);
+    lap("statistics");
+  }
+  if (recipe.allocation === "global") {
+    let st = denseStats;
+    if (!st && critKinds.size > 0) {
+      phase("scoring", "dense pass for global allocation");
+      st = await densePass(critKinds);
+      lap("scoring");
+    }
+    const scores = mods.map((m) => unitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
+    alloc = allocate(mods, scores, recipe.ratio, "global");
+  }
+
+  const counts = uniformCounts(mods, recipe.ratio);
+  const keepFor = (i: number, m: Module, stats?: TapStats): Int32Array => {
+    const idx = 2 * i + (m === "attn" ? 0 : 1);
+    if (alloc) return alloc.keep[idx];
+    return topK(unitScores(model, i, m, crit, stats), counts[idx]);
+  };
+
+  phase("prune", `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`);
+  let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
+  for (let i = 0; i < nL; i++) {
+    const L0: LayerDims = model.dims.layers[i];
+    const skipped = recipe.skipLayers.includes(i);
+    let retries = 0;
+    const ridge: { attn?: number; mlp?: number } = {};
+    let keepGroups: Int32Array;
+    let keepChannels: Int32Array;
+    if (sequential) {
+      const kinds = alloc ? recKinds : allKinds;
+      // attention: statistics of o_proj's input on the pruned stream
+      onEvent({ type: "layer", layer: i, layers: nL, step: "attention" });
+      const dA = L0.nHeads * model.dims.headDim;
+      const accA = new TapAccumulator(dA, kinds);
+      const crossA = rec.needsCross ? new CrossAccumulator(dA, dA) : undefined;
+      const nextDense: Float32Array<ArrayBufferLike>[] = [];
+      for (let b = 0; b < batches.length; b++) {
+        const r = await runner.run(model, i, stream[b], batches[b]);
+        const rows = validRows(r.attnIn, dA, batches[b].mask);
+        await accA.add(rows.rows, rows.n);
+        if (crossA) {
+          const rd = await runner.run(dense, i, denseX[b], batches[b]);
+          await crossA.add(rows.rows, validRows(rd.attnIn, dA, batches[b].mask).rows, rows.n);
+          nextDense.push(rd.out);
+        }
+      }
+      const sA = await accA.finish();
+      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sA);
+      const attn = reconstruct(model, i, "attn", keepGroups, recipe, sA, await crossA?.finish());
+      ridge.attn = ridgeOf(attn);
+      retries += attn.retries;
+      let dims = model.dims.layers.slice();
+      dims[i] = cutLayer(model, weights, i, { keepGroups, attn });
+      model = withLayers(model, weights, dims);
+      // MLP: statistics of down_proj's input after the attention cut
+      onEvent({ type: "layer", layer: i, layers: nL, step: "mlp" });
+      const dM = L0.ffn;
+      const accM = new TapAccumulator(dM, kinds);
+      const crossM = rec.needsCross ? new CrossAccumulator(dM, dM) : undefined;
+      for (let b = 0; b < batches.length; b++) {
+        const r = await runner.run(model, i, stream[b], batches[b]);
+        const rows = validRows(r.mlpIn, dM, batches[b].mask);
+        await accM.add(rows.rows, rows.n);
+        if (crossM) {
+          const rd = await runner.run(dense, i, denseX[b], batches[b]);
+          await crossM.add(rows.rows, validRows(rd.mlpIn, dM, batches[b].mask).rows, rows.n);
+        }
+      }
+      const sM = await accM.finish();
+      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sM);
+      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, sM, await crossM?.finish());
+      ridge.mlp = ridgeOf(mlp);
+      retries += mlp.retries;
+      dims = model.dims.layers.slice();
+      dims[i] = cutLayer(model, weights, i, { keepChannels, mlp });
+      model = withLayers(model, weights, dims);
+      // the pruned layer's output feeds the next layer
+      onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
+      for (let b = 0; b < batches.length; b++) stream[b] = (await runner.run(model, i, stream[b], batches[b])).out;
+      if (crossA) denseX = nextDense;
+    } else {
+      onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
+      const st = denseStats?.[i];
+      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", st?.attn);
+      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", st?.mlp);
+      const attn = reconstruct(model, i, "attn", keepGroups, recipe, st?.attn);
+      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, st?.mlp);
+      ridge.attn = ridgeOf(attn);
+      ridge.mlp = ridgeOf(mlp);
+      retries += attn.retries + mlp.retries;
+      const dims = model.dims.layers.slice();
+      dims[i] = cutLayer(model, weights, i, { keepGroups, attn, keepChannels, mlp });
+      model = withLayers(model, weights, dims);
+    }
+    if (retries > 0) {
+      notes.push(`layer ${i}: the Cholesky factorization failed at ridge α=${recipe.ridge}; retried with α=${Math.max(ridge.attn ?? 0, ridge.mlp ?? 0)}`);
+    }
+    const heads = keptHeads(keepGroups, L0.nHeads, L0.nKv);
+    removedHeads.push(Array.from(complement(heads, L0.nHeads)));
+    const L1 = model.dims.layers[i];
+    layerReports.push({
+      layer: i,
+      heads: [L0.nHeads, L1.nHeads],
+      kvHeads: [L0.nKv, L1.nKv],
+      ffn: [L0.ffn, L1.ffn],
+      keptKvGroups: Array.from(keepGroups),
+      keptHeads: Array.from(heads),
+      keptChannels: Array.from(keepChannels),
+      skipped,
+      ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
+    });
+  }
+  await runner.close();
+  lap("prune");
+
+  phase("write", recipe.out);
+  const layers = model.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } }));
+  const { config, notes: cfgNotes } = prunedConfig(model, layers, removedHeads, weights, dense.dims.layers);
+  notes.push(...cfgNotes);
+  // the written config must describe the written weights exactly
+  const final = buildModel(config, weights);
+  const after = countParams(final);
+  const srcDtypes = new Set((base as LoadedModel).dtypes);
+  const dtype = recipe.dtype !== "auto" ? recipe.dtype : srcDtypes.size === 1 && (srcDtypes.has("F16") || srcDtypes.has("BF16")) ? ([...srcDtypes][0] as "F16" | "BF16") : "F32";
+  const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
+  const report: PruneReport = {
+    pare: PARE_VERSION,
+    created: new Date().toISOString(),
+    recipe,
+    input: { dir: base.dir, family: model.spec.family, files },
+    output: path.resolve(recipe.out),
+    calibration: calib ? { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol } : undefined,
+    params: { before: strip(before), after: strip(after) },
+    requestedRatio: recipe.ratio,
+    achievedRatio: 1 - after.prunable / before.prunable,
+    layers: layerReports,
+    timings,
+    notes,
+  };
+  writeModelFolder(recipe.out, { config, weights, dtype, auxFrom: base.dir, json: { "pare-pruning.json": report } }, { force: recipe.force });
+  lap("write");
+  timings.total = (performance.now() - t0) / 1000;
+  for (const n of notes) onEvent({ type: "note", message: n });
+  return report;
+}

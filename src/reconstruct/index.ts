@@ -1,0 +1,197 @@
+/**
+ * Reconstruction of a consumer layer after its input channels `m` are removed
+ * (METHODS §4). W [dOut, dIn] row-major, b [dOut] (absent = zeros). Kept channels `u`.
+ *  none:     W' = W_u, b' = b
+ *  bias:     W' = W_u, b' = b + W_m·mean(X_m)                    (FLAP / mean replacement)
+ *  liar:     [Q; pᵀ] = (X̃_uᵀX̃_u + λĨ)⁻¹ X̃_uᵀX_m;  W' = W_u + W_m Qᵀ,  b' = b + W_m p
+ *  liar-seq: Θ = (X̃ₚ_uᵀX̃ₚ_u + λĨ)⁻¹ (X̃ₚ_uᵀ X̃_d [Wᵀ; bᵀ] + λĨ [W_uᵀ; bᵀ]);  [W'ᵀ; b'ᵀ] = Θ
+ * with λ = α · mean(diag(X_uᵀX_u)); the Cholesky solve retries with α×10 when it fails.
+ */
+import type { StatKind, TapStats } from "../calib/stats.ts";
+import { PareError } from "../errors.ts";
+import { cholesky, choleskySolve, gather2d, matmul } from "../tensor/linalg.ts";
+
+export interface ReconInput {
+  W: Float32Array; // [dOut, dIn]
+  dOut: number;
+  dIn: number;
+  b?: Float32Array; // [dOut]
+  keep: Int32Array; // kept input channels u (sorted)
+  stats?: TapStats; // of the consumer input (pruned stream in sequential calibration)
+  /** liar-seq: X̃ₚᵀ X̃_d [(dIn+1)·(dIn+1)] (pruned-stream inputs × dense-stream inputs) */
+  cross?: Float64Array;
+  alpha: number;
+  where: string;
+}
+
+export interface ReconResult {
+  W: Float32Array; // [dOut, |u|]
+  /** new bias [dOut], or undefined when the layer keeps having none */
+  b?: Float32Array;
+  alphaUsed?: number;
+  retries: number;
+}
+
+export interface Reconstructor {
+  name: string;
+  paper: string;
+  needs: StatKind[];
+  needsCross: boolean;
+  reconstruct(x: ReconInput): ReconResult;
+}
+
+export function complement(keep: Int32Array, n: number): Int32Array {
+  const k = new Uint8Array(n);
+  for (const j of keep) k[j] = 1;
+  const out: number[] = [];
+  for (let j = 0; j < n; j++) if (!k[j]) out.push(j);
+  return Int32Array.from(out);
+}
+
+/** W[:, cols] as f64 [dOut, |cols|] */
+function cols64(W: Float32Array, dOut: number, dIn: number, cols: Int32Array): Float64Array {
+  const out = new Float64Array(dOut * cols.length);
+  for (let i = 0; i < dOut; i++) for (let j = 0; j < cols.length; j++) out[i * cols.length + j] = W[i * dIn + cols[j]];
+  return out;
+}
+
+function sliceW(x: ReconInput): Float32Array {
+  const u = x.keep;
+  const out = new Float32Array(x.dOut * u.length);
+  for (let i = 0; i < x.dOut; i++) for (let j = 0; j < u.length; j++) out[i * u.length + j] = x.W[i * x.dIn + u[j]];
+  return out;
+}
+
+function needStats(x: ReconInput, what: string): TapStats {
+  if (!x.stats) throw new Error(`${what} needs calibration statistics`);
+  for (const v of x.stats.sum) {
+    if (!Number.isFinite(v)) {
+      throw new PareError("E_NUMERIC", `${x.where}: calibration activations contain NaN or Inf`, "check the model weights for NaN/Inf (pare inspect) and the calibration text");
+    }
+  }
+  return x.stats;
+}
+
+/** Solve (A + λĨ) Z = B with A [n,n] (last row/col = intercept, not regularized), retrying with larger α. */
+function ridgeSolve(
+  A: Float64Array,
+  n: number,
+  B: Float64Array,
+  m: number,
+  alpha: number,
+  where: string,
+  addToRhs?: (lambda: number, rhs: Float64Array) => void,
+): { Z: Float64Array; alphaUsed: number; retries: number } {
+  let diag = 0;
+  for (let i = 0; i < n - 1; i++) diag += A[i * n + i];
+  const scale = n > 1 ? diag / (n - 1) : 1;
+  let a = alpha;
+  for (let retries = 0; retries <= 8; retries++) {
+    const lambda = a * scale;
+    const M = A.slice();
+    for (let i = 0; i < n - 1; i++) M[i * n + i] += lambda;
+    if (cholesky(M, n)) {
+      const Z = B.slice();
+      addToRhs?.(lambda, Z);
+      choleskySolve(M, n, Z, m);
+      if (Z.every(Number.isFinite)) return { Z, alphaUsed: a, retries };
+    }
+    a = a > 0 ? a * 10 : 1e-6;
+  }
+  throw new PareError("E_NUMERIC", `${where}: the Gram matrix stays singular even with a large ridge`, "use more calibration samples or a larger --ridge");
+}
+
+const none: Reconstructor = {
+  name: "none",
+  paper: "no compensation (plain removal)",
+  needs: [],
+  needsCross: false,
+  reconstruct: (x) => ({ W: sliceW(x), b: x.b ? x.b.slice() : undefined, retries: 0 }),
+};
+
+const bias: Reconstructor = {
+  name: "bias",
+  paper: "An et al. 2024 (FLAP baseline bias compensation); Pruning On-the-Fly's replace-by-mean",
+  needs: ["moments"],
+  needsCross: false,
+  reconstruct: (x) => {
+    const s = needStats(x, "bias");
+    const m = complement(x.keep, x.dIn);
+    const b = new Float32Array(x.dOut);
+    for (let i = 0; i < x.dOut; i++) {
+      let acc = x.b ? x.b[i] : 0;
+      for (const j of m) acc += x.W[i * x.dIn + j] * (s.sum[j] / s.n);
+      b[i] = acc;
+    }
+    return { W: sliceW(x), b, retries: 0 };
+  },
+};
+
+const liar: Reconstructor = {
+  name: "liar",
+  paper: "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, METHODS §4)",
+  needs: ["gram"],
+  needsCross: false,
+  reconstruct: (x) => {
+    const s = needStats(x, "liar");
+    const G = s.gram!;
+    const D = x.dIn + 1;
+    const u = x.keep;
+    const m = complement(u, x.dIn);
+    if (m.length === 0) return none.reconstruct(x);
+    const u1 = Int32Array.from([...u, x.dIn]); // kept channels + intercept
+    const A = gather2d(G, D, u1, u1); // [(|u|+1)², ] X̃_uᵀX̃_u
+    const B = gather2d(G, D, u1, m); // [|u|+1, |m|] X̃_uᵀX_m
+    const { Z, alphaUsed, retries } = ridgeSolve(A, u1.length, B, m.length, x.alpha, x.where);
+    // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
+    const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
+    const Zt = new Float64Array(m.length * u1.length); // [|m|, |u|+1] = Zᵀ
+    for (let i = 0; i < u1.length; i++) for (let j = 0; j < m.length; j++) Zt[j * u1.length + i] = Z[i * m.length + j];
+    const upd = matmul(Wm, Zt, x.dOut, m.length, u1.length); // [dOut, |u|+1]
+    const W = new Float32Array(x.dOut * u.length);
+    const b = new Float32Array(x.dOut);
+    for (let i = 0; i < x.dOut; i++) {
+      for (let j = 0; j < u.length; j++) W[i * u.length + j] = x.W[i * x.dIn + u[j]] + upd[i * u1.length + j];
+      b[i] = (x.b ? x.b[i] : 0) + upd[i * u1.length + u.length];
+    }
+    return { W, b, alphaUsed, retries };
+  },
+};
+
+const liarSeq: Reconstructor = {
+  name: "liar-seq",
+  paper: "LIAR's sequential variant: pruned-model inputs, dense-model targets (METHODS §4)",
+  needs: ["gram"],
+  needsCross: true,
+  reconstruct: (x) => {
+    const s = needStats(x, "liar-seq");
+    if (!x.cross) throw new Error("liar-seq needs the cross-Gram");
+    const G = s.gram!;
+    const D = x.dIn + 1;
+    const u = x.keep;
+    const u1 = Int32Array.from([...u, x.dIn]);
+    const n = u1.length;
+    const A = gather2d(G, D, u1, u1);
+    // Θfull = [Wᵀ; bᵀ] [(dIn+1), dOut]
+    const Th = new Float64Array(D * x.dOut);
+    for (let i = 0; i < x.dOut; i++) {
+      for (let j = 0; j < x.dIn; j++) Th[j * x.dOut + i] = x.W[i * x.dIn + j];
+      Th[x.dIn * x.dOut + i] = x.b ? x.b[i] : 0;
+    }
+    const all = Int32Array.from({ length: D }, (_, j) => j);
+    const Cu = gather2d(x.cross, D, u1, all); // [n, D]
+    const rhs = matmul(Cu, Th, n, D, x.dOut); // [n, dOut]
+    const { Z, alphaUsed, retries } = ridgeSolve(A, n, rhs, x.dOut, x.alpha, x.where, (lambda, R) => {
+      for (let k = 0; k < u.length; k++) for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
+    });
+    const W = new Float32Array(x.dOut * u.length);
+    const b = new Float32Array(x.dOut);
+    for (let i = 0; i < x.dOut; i++) {
+      for (let k = 0; k < u.length; k++) W[i * u.length + k] = Z[k * x.dOut + i];
+      b[i] = Z[u.length * x.dOut + i];
+    }
+    return { W, b, alphaUsed, retries };
+  },
+};
+
+export const RECONSTRUCTORS: Record<string, Reconstructor> = { none, bias, liar, "liar-seq": liarSeq };
