@@ -99,21 +99,31 @@ export function topK(scores: Float64Array, k: number): Int32Array {
   return Int32Array.from(idx.slice(0, k)).sort();
 }
 
-function standardize(s: Float64Array): Float64Array {
+export function standardize(s: Float64Array): Float64Array {
   const n = s.length;
   const mu = s.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(s.reduce((a, b) => a + (b - mu) * (b - mu), 0) / Math.max(1, n - 1));
   return s.map((v) => (sd > 0 ? (v - mu) / sd : 0));
 }
 
-export function allocate(mods: ModuleUnits[], scores: Float64Array[], ratio: number, method: "uniform" | "global"): Allocation {
+/**
+ * `scores` per module (higher = keep). Global allocation standardizes them per module unless
+ * `standardized` says they already are comparable across modules.
+ */
+export function allocate(
+  mods: ModuleUnits[],
+  scores: Float64Array[],
+  ratio: number,
+  method: "uniform" | "global",
+  opts: { standardized?: boolean } = {},
+): Allocation {
   preflight(mods, ratio, method);
   const total = mods.reduce((s, m) => s + m.n * m.cost, 0);
   let keepCounts: number[];
   if (method === "uniform") {
     keepCounts = uniformCounts(mods, ratio);
   } else {
-    const z = scores.map(standardize);
+    const z = opts.standardized ? scores : scores.map(standardize);
     const cand: { m: number; u: number; z: number }[] = [];
     mods.forEach((m, mi) => {
       if (!m.skip) for (let u = 0; u < m.n; u++) cand.push({ m: mi, u, z: z[mi][u] });

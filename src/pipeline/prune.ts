@@ -12,7 +12,7 @@ import path from "node:path";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { buildModel, type LayerDims, MapWeights, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
-import { type Allocation, allocate, type ModuleUnits, preflight, topK, uniformCounts } from "../allocate/allocate.ts";
+import { type Allocation, allocate, type ModuleUnits, preflight, standardize, topK, uniformCounts } from "../allocate/allocate.ts";
 import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
 import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/sampling.ts";
 import { CrossAccumulator, type StatKind, TapAccumulator, type TapStats } from "../calib/stats.ts";
@@ -87,17 +87,37 @@ function consumer(model: Model, i: number, m: Module): { mod: string; dIn: numbe
     : { mod: model.path(model.spec.names.down, i), dIn: L.ffn };
 }
 
-function unitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+function channelScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
   const { mod, dIn } = consumer(model, i, m);
-  const D = model.dims.hidden;
-  const ch = crit.channelScores(model.weights.get(`${mod}.weight`), D, dIn, stats);
+  const ch = crit.channelScores(model.weights.get(`${mod}.weight`), model.dims.hidden, dIn, stats);
   for (const v of ch) {
     if (!Number.isFinite(v)) {
       throw new PareError("E_NUMERIC", `layer ${i} ${m}: the ${crit.name} scores contain NaN or Inf`, "check the weights (NaN/Inf) and the calibration text");
     }
   }
+  return ch;
+}
+
+/** Unit scores within one module (uniform allocation): a KV group sums its channels' scores. */
+function unitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+  const ch = channelScores(model, i, m, crit, stats);
   const L = model.dims.layers[i];
   return m === "attn" ? attentionUnitScores(ch, L.nHeads, L.nKv, model.dims.headDim, crit.squareAttention) : ch;
+}
+
+/**
+ * Unit scores comparable across modules (global allocation, FLAP's AL-AM): channel scores
+ * (squared for attention under FLAP criteria) standardized over the module's channels, then
+ * averaged over each unit's channels.
+ */
+function globalUnitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+  let ch = channelScores(model, i, m, crit, stats);
+  if (m === "mlp") return standardize(ch);
+  if (crit.squareAttention) ch = ch.map((v) => v * v);
+  const z = standardize(ch);
+  const L = model.dims.layers[i];
+  const per = (L.nHeads / L.nKv) * model.dims.headDim;
+  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map((s) => s / per);
 }
 
 function reconstruct(model: Model, i: number, m: Module, keepUnits: Int32Array, recipe: Recipe, stats?: TapStats, cross?: Float64Array): ReconResult {
@@ -245,8 +265,8 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
       st = await densePass(critKinds);
       lap("scoring");
     }
-    const scores = mods.map((m) => unitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
-    alloc = allocate(mods, scores, recipe.ratio, "global");
+    const scores = mods.map((m) => globalUnitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
+    alloc = allocate(mods, scores, recipe.ratio, "global", { standardized: true });
   }
 
   const counts = uniformCounts(mods, recipe.ratio);
