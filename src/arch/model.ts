@@ -33,6 +33,36 @@ export interface ModelDims {
   head: "lm" | "classifier" | "none";
   tiedHead: boolean;
   layers: LayerDims[];
+  /** attention window (Mistral `sliding_window`, Qwen2 with `use_sliding_window`): key j visible to query i iff i − j < window */
+  slidingWindow?: number;
+  ropeScaling?: RopeScaling;
+}
+
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMax: number };
+
+function ropeScaling(config: Record<string, unknown>): RopeScaling | undefined {
+  const rs = config.rope_scaling as Record<string, unknown> | null | undefined;
+  if (rs == null) return undefined;
+  const type = String(rs.rope_type ?? rs.type ?? "default");
+  const factor = Number(rs.factor ?? 1);
+  if (type === "default") return undefined;
+  if (type === "linear" && factor > 0) return { type, factor };
+  if (type === "llama3" && factor > 0) {
+    return {
+      type,
+      factor,
+      lowFreqFactor: Number(rs.low_freq_factor ?? 1),
+      highFreqFactor: Number(rs.high_freq_factor ?? 4),
+      originalMax: Number(rs.original_max_position_embeddings ?? 8192),
+    };
+  }
+  throw new PareError(
+    "E_ARCH_UNSUPPORTED",
+    `rope_scaling of type "${type}" is not supported`,
+    "pare supports rope_scaling types default, linear and llama3; remove rope_scaling only if the model was trained without it",
+  );
 }
 
 export interface Model {
@@ -224,10 +254,28 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   }
   if (head === "none") head = "none";
 
+  const sw = config.sliding_window;
+  const useSw = config.use_sliding_window ?? spec.family !== "qwen2";
+  const slidingWindow = typeof sw === "number" && sw > 0 && useSw !== false ? sw : undefined;
   return {
     spec,
     config,
-    dims: { hidden, headDim, vocab, nLayers, maxPos, eps, ropeTheta, typeVocab, numLabels, head, tiedHead, layers },
+    dims: {
+      hidden,
+      headDim,
+      vocab,
+      nLayers,
+      maxPos,
+      eps,
+      ropeTheta,
+      typeVocab,
+      numLabels,
+      head,
+      tiedHead,
+      layers,
+      slidingWindow,
+      ropeScaling: spec.block.positional === "rope" ? ropeScaling(config) : undefined,
+    },
     weights,
     path,
   };

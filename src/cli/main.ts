@@ -16,7 +16,7 @@ program
   .option("--json", "print exactly one JSON object on stdout")
   .option("-q, --quiet", "no progress output")
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => {} });
 
 program
   .command("inspect")

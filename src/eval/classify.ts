@@ -47,12 +47,13 @@ export async function classify(
   const maxLen = runner.model.dims.maxPos;
   let truncated = 0;
   const enc = data.map((d) => {
-    let ids = tok.encode(d.text, { textPair: d.textPair });
+    let { ids, typeIds } = tok.encodeWithTypes(d.text, d.textPair);
     if (ids.length > maxLen) {
       truncated++;
       ids = [...ids.slice(0, maxLen - 1), ids[ids.length - 1]];
+      typeIds = [...typeIds.slice(0, maxLen - 1), typeIds[typeIds.length - 1]];
     }
-    return { ids };
+    return { ids, typeIds };
   });
   // sort by length so that batches carry little padding; results are mapped back by index
   const order = enc.map((_, i) => i).sort((a, b) => enc[a].ids.length - enc[b].ids.length);

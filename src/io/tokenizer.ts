@@ -10,6 +10,8 @@ import { readJsonObject } from "./modelFolder.ts";
 export interface PareTokenizer {
   /** Token ids; special tokens (e.g. <s>, [CLS] … [SEP]) are added unless addSpecialTokens is false. */
   encode(text: string, opts?: { addSpecialTokens?: boolean; textPair?: string }): number[];
+  /** ids and token type ids (segment ids: 0 for the first text, 1 for the pair, as the post-processor's template says) */
+  encodeWithTypes(text: string, textPair?: string): { ids: number[]; typeIds: number[] };
   decode(ids: number[], skipSpecialTokens?: boolean): string;
   tokenToId(t: string): number | undefined;
   readonly bosId?: number;
@@ -80,12 +82,30 @@ export function loadTokenizer(dir: string): PareTokenizer {
   let vocabSize = 0;
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
+  const encode = (text: string, opts: { addSpecialTokens?: boolean; textPair?: string } = {}) =>
+    tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true, text_pair: opts.textPair ?? null }).ids;
+  const template = (tokJson.post_processor as { type?: string; pair?: unknown[]; single?: unknown[] } | null | undefined) ?? null;
+
   return {
-    encode(text, opts = {}) {
-      return tok.encode(text, {
-        add_special_tokens: opts.addSpecialTokens ?? true,
-        text_pair: opts.textPair ?? null,
-      }).ids;
+    encode,
+    encodeWithTypes(text, textPair) {
+      const ids = encode(text, { textPair });
+      if (textPair === undefined) return { ids, typeIds: ids.map(() => 0) };
+      // walk the TemplateProcessing pair template: pieces are special tokens or sequences A / B, each with a type_id
+      const pieces = template?.type === "TemplateProcessing" && Array.isArray(template.pair) ? template.pair : null;
+      if (pieces) {
+        const a = encode(text, { addSpecialTokens: false });
+        const b = encode(textPair, { addSpecialTokens: false });
+        const typeIds: number[] = [];
+        for (const p of pieces as Record<string, { id: string; type_id: number }>[]) {
+          if (p.Sequence) typeIds.push(...(p.Sequence.id === "A" ? a : b).map(() => p.Sequence.type_id));
+          else if (p.SpecialToken) typeIds.push(p.SpecialToken.type_id);
+        }
+        if (typeIds.length === ids.length) return { ids, typeIds };
+      }
+      // fallback: the tokens of the first text (with its special tokens) are segment 0, the rest segment 1
+      const nA = encode(text).length;
+      return { ids, typeIds: ids.map((_: number, i: number) => (i < nA ? 0 : 1)) };
     },
     decode(ids, skipSpecialTokens = false) {
       return ids.length === 0 ? "" : tok.decode(ids, { skip_special_tokens: skipSpecialTokens });

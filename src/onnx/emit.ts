@@ -3,7 +3,7 @@
  * builds the evaluation graph (weights as initializers), calibration graphs with taps,
  * and (later) exported models. Blocks are assembled from the spec's data fields.
  */
-import type { LayerDims, Model } from "../arch/model.ts";
+import type { LayerDims, Model, RopeScaling } from "../arch/model.ts";
 import { GraphBuilder } from "./graph.ts";
 
 export interface EmitOptions {
@@ -84,9 +84,11 @@ export class Emitter {
 export interface LayerContext {
   /** additive attention mask broadcastable to [B, nKv, g, T, T] */
   mask: string;
-  /** rope tables [T, headDim] (decoders) */
+  /** rope values broadcastable to [B, n, T, headDim] (decoders) */
   cos?: string;
   sin?: string;
+  /** KV cache: past keys/values per layer [B, nKv, P, hd] (exported decoders) */
+  past?: { k: string; v: string }[];
 }
 
 function rope(e: Emitter, x: string, ctx: LayerContext): string {
@@ -102,7 +104,12 @@ function rope(e: Emitter, x: string, ctx: LayerContext): string {
  * attnIn [B, T, nHeads·hd] (input of the attention output projection),
  * mlpIn [B, T, ffn] (input of the FFN down projection).
  */
-export function emitLayer(e: Emitter, i: number, x: string, ctx: LayerContext): { out: string; attnIn: string; mlpIn: string } {
+export function emitLayer(
+  e: Emitter,
+  i: number,
+  x: string,
+  ctx: LayerContext,
+): { out: string; attnIn: string; mlpIn: string; presentK?: string; presentV?: string } {
   const { g, model } = e;
   const N = model.spec.names;
   const blk = model.spec.block;
@@ -117,10 +124,16 @@ export function emitLayer(e: Emitter, i: number, x: string, ctx: LayerContext): 
   const v0 = e.linear(h, p(N.v), L.bias.v);
   q = g.op("Transpose", [g.op("Reshape", [q, g.constI64([0, 0, L.nHeads, hd])])], { perm: [0, 2, 1, 3] }); // [B,nH,T,hd]
   k = g.op("Transpose", [g.op("Reshape", [k, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] }); // [B,nKv,T,hd]
-  const v = g.op("Transpose", [g.op("Reshape", [v0, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] });
+  let v = g.op("Transpose", [g.op("Reshape", [v0, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] });
   if (blk.positional === "rope") {
     q = rope(e, q, ctx);
     k = rope(e, k, ctx);
+  }
+  let presentK: string | undefined;
+  let presentV: string | undefined;
+  if (ctx.past) {
+    k = presentK = g.op("Concat", [ctx.past[i].k, k], { axis: 2 }); // [B,nKv,P+T,hd]
+    v = presentV = g.op("Concat", [ctx.past[i].v, v], { axis: 2 });
   }
   // GQA by broadcasting: q [B,nKv,g,T,hd] · k [B,nKv,1,hd,T]
   const q5 = g.op("Reshape", [q, g.constI64([0, L.nKv, grp, -1, hd])]);
@@ -149,17 +162,38 @@ export function emitLayer(e: Emitter, i: number, x: string, ctx: LayerContext): 
   }
   const down = e.linear(mlpIn, p(N.down), L.bias.down);
   const out = blk.placement === "pre" ? g.op("Add", [x1, down]) : e.norm(g.op("Add", [x1, down]), p(N.norm2));
-  return { out, attnIn, mlpIn };
+  return { out, attnIn, mlpIn, presentK, presentV };
 }
 
-/** RoPE tables [maxPos, headDim], computed in float64 (HF: inv_freq_i = θ^(−2i/d), halves duplicated). */
-export function ropeTables(maxPos: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+/** HF's inverse frequencies θ^(−2i/d), with linear or llama3 rope scaling applied. */
+export function invFreq(headDim: number, theta: number, scaling?: RopeScaling): Float64Array {
   const half = headDim / 2;
+  const f = Float64Array.from({ length: half }, (_, j) => 1 / theta ** ((2 * j) / headDim));
+  if (scaling?.type === "linear") return f.map((v) => v / scaling.factor);
+  if (scaling?.type === "llama3") {
+    const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMax: old } = scaling;
+    const lowWl = old / lo;
+    const highWl = old / hi;
+    return f.map((v) => {
+      const wl = (2 * Math.PI) / v;
+      if (wl < highWl) return v;
+      if (wl > lowWl) return v / factor;
+      const smooth = (old / wl - lo) / (hi - lo);
+      return (1 - smooth) * (v / factor) + smooth * v;
+    });
+  }
+  return f;
+}
+
+/** RoPE tables [maxPos, headDim], computed in float64 (HF: angle = position · inv_freq, halves duplicated). */
+export function ropeTables(maxPos: number, headDim: number, theta: number, scaling?: RopeScaling): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const inv = invFreq(headDim, theta, scaling);
   const cos = new Float32Array(maxPos * headDim);
   const sin = new Float32Array(maxPos * headDim);
   for (let pos = 0; pos < maxPos; pos++) {
     for (let j = 0; j < half; j++) {
-      const a = pos / theta ** ((2 * j) / headDim);
+      const a = pos * inv[j];
       const c = Math.cos(a);
       const s = Math.sin(a);
       cos[pos * headDim + j] = c;
@@ -197,7 +231,7 @@ export function emitContext(e: Emitter, seqSource: string, attentionMask?: strin
   const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
   const ctx: LayerContext = { mask: "" };
   if (model.spec.block.positional === "rope") {
-    const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta);
+    const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta, d.ropeScaling);
     const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
     const sinT = g.initializer("rope.sin", "float32", [d.maxPos, d.headDim], sin);
     const end = g.op("Unsqueeze", [T, g.constI64([0])]);
@@ -210,7 +244,12 @@ export function emitContext(e: Emitter, seqSource: string, attentionMask?: strin
   if (model.spec.block.causal) {
     const rows = g.op("Unsqueeze", [pos, g.constI64([1])]); // [T,1]
     const cols = g.op("Unsqueeze", [pos, g.constI64([0])]); // [1,T]
-    mask = g.op("Where", [g.op("Greater", [cols, rows]), neg, zero]); // [T,T]
+    let hide = g.op("Greater", [cols, rows]); // [T,T]
+    if (d.slidingWindow) {
+      const far = g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]);
+      hide = g.op("Or", [hide, far]);
+    }
+    mask = g.op("Where", [hide, neg, zero]);
   }
   if (attentionMask) {
     // [B,T] → [B,1,1,1,T] additive: 0 where attended, NEG where padded
@@ -306,5 +345,59 @@ export function emitEmbedGraph(model: Model): Uint8Array {
   const ids = g.input("input_ids", "int64", ["batch", "seq"]);
   const tt = model.spec.names.typeEmbed ? g.input("token_type_ids", "int64", ["batch", "seq"]) : undefined;
   g.output(g.alias(emitEmbedding(e, ids, tt), "x"), "float32", ["batch", "seq", model.dims.hidden]);
+  return g.toModel();
+}
+
+/**
+ * A decoder with a KV cache, as transformers.js and ORT-GenAI-style runtimes expect:
+ * inputs `input_ids` [B,T], `attention_mask` [B,P+T], `position_ids` [B,T],
+ * `past_key_values.{i}.key|value` [B,nKv_i,P,hd]; outputs `logits` [B,T,V] and
+ * `present.{i}.key|value` [B,nKv_i,P+T,hd]. Per-layer KV-head counts are declared per input.
+ */
+export function emitCachedDecoderGraph(model: Model): Uint8Array {
+  const g = new GraphBuilder(`pare-${model.spec.family}-kv`);
+  const e = new Emitter(g, model);
+  const d = model.dims;
+  const N = model.spec.names;
+  const ids = g.input("input_ids", "int64", ["batch_size", "sequence_length"]);
+  const am = g.input("attention_mask", "int64", ["batch_size", "total_sequence_length"]);
+  const posIds = g.input("position_ids", "int64", ["batch_size", "sequence_length"]);
+  const past = d.layers.map((L, i) => ({
+    k: g.input(`past_key_values.${i}.key`, "float32", ["batch_size", L.nKv, "past_sequence_length", d.headDim]),
+    v: g.input(`past_key_values.${i}.value`, "float32", ["batch_size", L.nKv, "past_sequence_length", d.headDim]),
+  }));
+  let x = emitEmbedding(e, ids);
+  // rope at the given positions: [B,T,hd] → [B,1,T,hd]
+  const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta, d.ropeScaling);
+  const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
+  const sinT = g.initializer("rope.sin", "float32", [d.maxPos, d.headDim], sin);
+  const ctx: LayerContext = {
+    mask: "",
+    cos: g.op("Unsqueeze", [g.op("Gather", [cosT, posIds], { axis: 0 }), g.constI64([1])]),
+    sin: g.op("Unsqueeze", [g.op("Gather", [sinT, posIds], { axis: 0 }), g.constI64([1])]),
+    past,
+  };
+  // causal mask with past: query t (absolute P+t) sees key j iff j ≤ P+t; plus padding from attention_mask
+  const T = g.op("Gather", [g.op("Shape", [ids]), g.scalarI64(1)], { axis: 0 });
+  const total = g.op("Gather", [g.op("Shape", [am]), g.scalarI64(1)], { axis: 0 });
+  const P = g.op("Sub", [total, T]);
+  const rows = g.op("Unsqueeze", [g.op("Range", [P, total, g.scalarI64(1)]), g.constI64([1])]); // [T,1]
+  const cols = g.op("Unsqueeze", [g.op("Range", [g.scalarI64(0), total, g.scalarI64(1)]), g.constI64([0])]); // [1,P+T]
+  const zero = g.scalar(0);
+  const neg = g.scalar(NEG);
+  let hide = g.op("Greater", [cols, rows]); // [T,P+T]
+  if (d.slidingWindow) hide = g.op("Or", [hide, g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)])]);
+  const causal = g.op("Where", [hide, neg, zero]);
+  const pad = g.op("Unsqueeze", [g.op("Where", [g.op("Cast", [am], { to: 9 }), zero, neg]), g.constI64([1, 2, 3])]); // [B,1,1,1,P+T]
+  ctx.mask = g.op("Add", [causal, pad]);
+  for (let i = 0; i < d.nLayers; i++) {
+    const r = emitLayer(e, i, x, ctx);
+    x = r.out;
+    g.output(g.alias(r.presentK!, `present.${i}.key`), "float32", ["batch_size", d.layers[i].nKv, "total_sequence_length", d.headDim]);
+    g.output(g.alias(r.presentV!, `present.${i}.value`), "float32", ["batch_size", d.layers[i].nKv, "total_sequence_length", d.headDim]);
+  }
+  if (N.finalNorm) x = e.norm(x, model.path(N.finalNorm));
+  const head = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
+  g.output(g.alias(e.linear(x, head, false), "logits"), "float32", ["batch_size", "sequence_length", d.vocab]);
   return g.toModel();
 }
