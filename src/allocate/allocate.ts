@@ -39,7 +39,11 @@ function round(n: number, k: number, to: number, min: number): number {
 /** Check before any work that the ratio can be met without emptying a module. */
 export function preflight(mods: ModuleUnits[], ratio: number, method: "uniform" | "global"): void {
   if (!(ratio >= 0 && ratio < 1)) {
-    throw new PareError("E_RATIO_INVALID", `ratio ${ratio} is outside [0, 1)`, "use e.g. --ratio 0.3 to remove 30% of attention+MLP parameters");
+    throw new PareError(
+      "E_RATIO_INVALID",
+      `ratio ${ratio} is outside [0, 1)`,
+      "use e.g. --ratio 0.3 to remove 30% of attention+MLP parameters",
+    );
   }
   const total = mods.reduce((s, m) => s + m.n * m.cost, 0);
   if (method === "uniform") {
@@ -143,7 +147,9 @@ export function allocate(
     }
     keepCounts = mods.map((m, i) => round(m.n, m.n - removed[i], m.roundTo, m.min));
   }
-  const keep = mods.map((m, i) => (keepCounts[i] === m.n ? Int32Array.from({ length: m.n }, (_, j) => j) : topK(scores[i], keepCounts[i])));
+  const keep = mods.map((m, i) =>
+    keepCounts[i] === m.n ? Int32Array.from({ length: m.n }, (_, j) => j) : topK(scores[i], keepCounts[i]),
+  );
   const after = mods.reduce((s, m, i) => s + keep[i].length * m.cost, 0);
   return { keep, prunableBefore: total, prunableAfter: after, achievedRatio: 1 - after / total };
 }

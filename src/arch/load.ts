@@ -32,7 +32,13 @@ export function loadModel(dir: string): LoadedModel {
   try {
     const model = buildModel(folder.config, new StoreWeights(folder.store));
     const dtypes = [...new Set(folder.store.names().map((n) => folder.store.info(n).dtype))];
-    return { ...model, dir: folder.dir, hasTokenizer: folder.hasTokenizer, dtypes, close: () => folder.store.close() };
+    return {
+      ...model,
+      dir: folder.dir,
+      hasTokenizer: folder.hasTokenizer,
+      dtypes,
+      close: () => folder.store.close(),
+    };
   } catch (e) {
     folder.store.close();
     throw e;

@@ -74,7 +74,10 @@ export interface Model {
   path(template: string, layer?: number): string;
 }
 
-export function resolveSpec(config: Record<string, unknown>): { spec: ArchSpec; head: "lm" | "classifier" | "none" } {
+export function resolveSpec(config: Record<string, unknown>): {
+  spec: ArchSpec;
+  head: "lm" | "classifier" | "none";
+} {
   const archs = Array.isArray(config.architectures) ? (config.architectures as unknown[]) : [];
   for (const a of archs) {
     for (const s of SPECS) {
@@ -95,14 +98,26 @@ export function resolveSpec(config: Record<string, unknown>): { spec: ArchSpec; 
   );
 }
 
-function num(config: Record<string, unknown>, key: string, opts: { min?: number; max?: number; int?: boolean; def?: number } = {}): number {
+function num(
+  config: Record<string, unknown>,
+  key: string,
+  opts: { min?: number; max?: number; int?: boolean; def?: number } = {},
+): number {
   const v = config[key] ?? opts.def;
   if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new PareError("E_CONFIG_INVALID", `config.json: "${key}" is missing or not a number (got ${JSON.stringify(v)})`, "fix config.json so that it matches the model's weights");
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: "${key}" is missing or not a number (got ${JSON.stringify(v)})`,
+      "fix config.json so that it matches the model's weights",
+    );
   }
   const int = opts.int ?? true;
   if ((int && !Number.isInteger(v)) || v < (opts.min ?? 1) || v > (opts.max ?? 1e7)) {
-    throw new PareError("E_CONFIG_INVALID", `config.json: "${key}" = ${v} is out of range`, "fix config.json so that it matches the model's weights");
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: "${key}" = ${v} is out of range`,
+      "fix config.json so that it matches the model's weights",
+    );
   }
   return v;
 }
@@ -115,11 +130,20 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   const vocab = num(config, "vocab_size", { max: 1 << 24 });
   const headDim = config.head_dim == null ? hidden / heads : num(config, "head_dim", { max: 1 << 14 });
   if (!Number.isInteger(headDim)) {
-    throw new PareError("E_CONFIG_INVALID", `config.json: num_attention_heads (${heads}) does not divide hidden_size (${hidden})`, "set head_dim explicitly or fix num_attention_heads");
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: num_attention_heads (${heads}) does not divide hidden_size (${hidden})`,
+      "set head_dim explicitly or fix num_attention_heads",
+    );
   }
-  const kvHeads = spec.kind === "decoder" ? num(config, "num_key_value_heads", { max: 4096, def: heads }) : heads;
+  const kvHeads =
+    spec.kind === "decoder" ? num(config, "num_key_value_heads", { max: 4096, def: heads }) : heads;
   if (heads % kvHeads !== 0) {
-    throw new PareError("E_CONFIG_INVALID", `config.json: num_key_value_heads (${kvHeads}) does not divide num_attention_heads (${heads})`, "fix num_key_value_heads in config.json");
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: num_key_value_heads (${kvHeads}) does not divide num_attention_heads (${heads})`,
+      "fix num_key_value_heads in config.json",
+    );
   }
   const ffnDefault = num(config, "intermediate_size", { max: 1 << 20 });
   const eps = num(config, spec.epsKey, { int: false, min: 0, max: 1, def: 1e-12 });
@@ -137,14 +161,25 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   }
   const path = (t: string, i?: number) => t.replace("{p}", prefix).replace("{i}", String(i ?? ""));
 
-  const perLayer = Array.isArray(config.pare_layer_widths) ? (config.pare_layer_widths as Record<string, number>[]) : null;
+  const perLayer = Array.isArray(config.pare_layer_widths)
+    ? (config.pare_layer_widths as Record<string, number>[])
+    : null;
   if (perLayer && perLayer.length !== nLayers) {
-    throw new PareError("E_CONFIG_INVALID", `config.json: pare_layer_widths has ${perLayer.length} entries for ${nLayers} layers`, "fix or remove pare_layer_widths");
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: pare_layer_widths has ${perLayer.length} entries for ${nLayers} layers`,
+      "fix or remove pare_layer_widths",
+    );
   }
 
   const expect = (name: string, shape: number[]) => {
     if (!weights.has(name)) {
-      throw new PareError("E_TENSOR_MISSING", `tensor ${name} is missing from the weights`, "the checkpoint is incomplete or config.json describes a different model", { tensor: name });
+      throw new PareError(
+        "E_TENSOR_MISSING",
+        `tensor ${name} is missing from the weights`,
+        "the checkpoint is incomplete or config.json describes a different model",
+        { tensor: name },
+      );
     }
     const got = weights.shape(name);
     if (got.length !== shape.length || got.some((d, j) => d !== shape[j])) {
@@ -169,18 +204,24 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     const qName = `${path(N.q, i)}.weight`;
     const kName = `${path(N.k, i)}.weight`;
     const dName = `${path(N.down, i)}.weight`;
-    for (const n of [qName, kName, dName]) expect(n, weights.has(n) ? [weights.shape(n)[0], weights.shape(n)[1]] : [0, 0]);
+    for (const n of [qName, kName, dName])
+      expect(n, weights.has(n) ? [weights.shape(n)[0], weights.shape(n)[1]] : [0, 0]);
     const qRows = weights.shape(qName)[0];
     const kRows = weights.shape(kName)[0];
     const ffn = weights.shape(dName)[1];
     if (qRows % headDim !== 0 || kRows % headDim !== 0) {
-      throw new PareError("E_CONFIG_MISMATCH", `layer ${i}: q/k projections have ${qRows}/${kRows} rows, not a multiple of head_dim ${headDim}`, "config.json's head_dim or num_attention_heads contradicts the weights");
+      throw new PareError(
+        "E_CONFIG_MISMATCH",
+        `layer ${i}: q/k projections have ${qRows}/${kRows} rows, not a multiple of head_dim ${headDim}`,
+        "config.json's head_dim or num_attention_heads contradicts the weights",
+      );
     }
     const nHeads = qRows / headDim;
     const nKv = kRows / headDim;
     const want = perLayer?.[i];
     const prunedHeads = (config.pruned_heads as Record<string, unknown[]> | undefined)?.[String(i)];
-    const wantHeads = want?.num_attention_heads ?? heads - (Array.isArray(prunedHeads) ? new Set(prunedHeads).size : 0);
+    const wantHeads =
+      want?.num_attention_heads ?? heads - (Array.isArray(prunedHeads) ? new Set(prunedHeads).size : 0);
     const wantKv = want?.num_key_value_heads ?? (spec.kind === "decoder" ? kvHeads : wantHeads);
     const wantFfn = want?.intermediate_size ?? ffnDefault;
     if (nHeads !== wantHeads || nKv !== wantKv || ffn !== wantFfn) {
@@ -192,7 +233,11 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
       );
     }
     if (nKv === 0 || nHeads % nKv !== 0) {
-      throw new PareError("E_CONFIG_MISMATCH", `layer ${i}: ${nKv} kv heads do not divide ${nHeads} query heads`, "the checkpoint's attention projections are inconsistent");
+      throw new PareError(
+        "E_CONFIG_MISMATCH",
+        `layer ${i}: ${nKv} kv heads do not divide ${nHeads} query heads`,
+        "the checkpoint's attention projections are inconsistent",
+      );
     }
     expect(qName, [nHeads * headDim, hidden]);
     expect(kName, [nKv * headDim, hidden]);
@@ -240,12 +285,17 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     if (weights.has(lm)) expect(lm, [vocab, hidden]);
     else tiedHead = true;
     if (config.tie_word_embeddings === false && tiedHead) {
-      throw new PareError("E_TENSOR_MISSING", `tensor ${lm} is missing and tie_word_embeddings is false`, "the checkpoint is incomplete");
+      throw new PareError(
+        "E_TENSOR_MISSING",
+        `tensor ${lm} is missing and tie_word_embeddings is false`,
+        "the checkpoint is incomplete",
+      );
     }
   }
   if (head === "classifier" && N.classifier && N.pooler) {
     const c = `${path(N.classifier)}.weight`;
-    if (!weights.has(c)) throw new PareError("E_TENSOR_MISSING", `tensor ${c} is missing`, "the checkpoint is incomplete");
+    if (!weights.has(c))
+      throw new PareError("E_TENSOR_MISSING", `tensor ${c} is missing`, "the checkpoint is incomplete");
     numLabels = weights.shape(c)[0];
     expect(c, [numLabels, hidden]);
     expect(`${path(N.classifier)}.bias`, [numLabels]);

@@ -87,7 +87,12 @@ const decoderBlock: BlockSpec = {
 
 export const LLAMA: ArchSpec = {
   family: "llama",
-  architectures: { LlamaForCausalLM: "lm", MistralForCausalLM: "lm", LlamaModel: "none", MistralModel: "none" },
+  architectures: {
+    LlamaForCausalLM: "lm",
+    MistralForCausalLM: "lm",
+    LlamaModel: "none",
+    MistralModel: "none",
+  },
   modelTypes: ["llama", "mistral"],
   kind: "decoder",
   block: decoderBlock,
@@ -114,7 +119,14 @@ export const BERT: ArchSpec = {
   architectures: { BertForSequenceClassification: "classifier", BertModel: "none" },
   modelTypes: ["bert"],
   kind: "encoder",
-  block: { norm: "layer", placement: "post", positional: "absolute", mlp: "plain", act: "gelu", causal: false },
+  block: {
+    norm: "layer",
+    placement: "post",
+    positional: "absolute",
+    mlp: "plain",
+    act: "gelu",
+    causal: false,
+  },
   names: {
     embed: "{p}embeddings.word_embeddings",
     posEmbed: "{p}embeddings.position_embeddings",

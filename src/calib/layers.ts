@@ -22,7 +22,10 @@ export class LayerRunner {
     let s = this.sessions.get(key);
     if (!s) {
       const { bytes, weightInputs } = emitLayerGraph(model, i);
-      s = Session.create(bytes, { threads: this.threads }).then((session) => ({ session, inputs: [...weightInputs.values()] }));
+      s = Session.create(bytes, { threads: this.threads }).then((session) => ({
+        session,
+        inputs: [...weightInputs.values()],
+      }));
       this.sessions.set(key, s);
     }
     return s;
@@ -37,7 +40,11 @@ export class LayerRunner {
       feeds[name] = f32(model.weights.shape(tensor), model.weights.get(tensor));
     }
     const r = await session.run(feeds);
-    return { out: r.out.data as Float32Array, attnIn: r.attn_in.data as Float32Array, mlpIn: r.mlp_in.data as Float32Array };
+    return {
+      out: r.out.data as Float32Array,
+      attnIn: r.attn_in.data as Float32Array,
+      mlpIn: r.mlp_in.data as Float32Array,
+    };
   }
 
   async close(): Promise<void> {
@@ -46,7 +53,11 @@ export class LayerRunner {
   }
 }
 
-export async function embedBatches(model: Model, batches: CalibBatch[], threads?: number): Promise<Float32Array[]> {
+export async function embedBatches(
+  model: Model,
+  batches: CalibBatch[],
+  threads?: number,
+): Promise<Float32Array[]> {
   const s = await Session.create(emitEmbedGraph(model), { threads });
   const out: Float32Array[] = [];
   for (const b of batches) {

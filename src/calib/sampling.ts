@@ -49,9 +49,19 @@ function batchesOf(seqs: number[][], batchSize: number, padId: number): CalibBat
   return out;
 }
 
-export function decoderCalibration(ids: number[], samples: number, seqLen: number, seed: number, batchSize: number): CalibSet {
+export function decoderCalibration(
+  ids: number[],
+  samples: number,
+  seqLen: number,
+  seed: number,
+  batchSize: number,
+): CalibSet {
   if (ids.length < seqLen) {
-    throw new PareError("E_DATA_TOO_SHORT", `the calibration text has ${ids.length} tokens, fewer than one window of ${seqLen}`, "give a longer --calib text or a smaller --seq-len");
+    throw new PareError(
+      "E_DATA_TOO_SHORT",
+      `the calibration text has ${ids.length} tokens, fewer than one window of ${seqLen}`,
+      "give a longer --calib text or a smaller --seq-len",
+    );
   }
   const rnd = seededRandom(seed);
   const seqs = Array.from({ length: samples }, () => {
@@ -66,9 +76,24 @@ export function decoderCalibration(ids: number[], samples: number, seqLen: numbe
   };
 }
 
-export function encoderCalibration(text: string, tok: PareTokenizer, samples: number, seqLen: number, seed: number, batchSize: number): CalibSet {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
-  if (lines.length === 0) throw new PareError("E_DATA_TOO_SHORT", "the calibration text has no non-empty lines", "give a --calib file with one text per line");
+export function encoderCalibration(
+  text: string,
+  tok: PareTokenizer,
+  samples: number,
+  seqLen: number,
+  seed: number,
+  batchSize: number,
+): CalibSet {
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  if (lines.length === 0)
+    throw new PareError(
+      "E_DATA_TOO_SHORT",
+      "the calibration text has no non-empty lines",
+      "give a --calib file with one text per line",
+    );
   const rnd = seededRandom(seed);
   const order = lines.map((_, i) => i);
   for (let i = order.length - 1; i > 0; i--) {

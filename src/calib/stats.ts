@@ -53,7 +53,9 @@ function momentsGraph(d: number): Uint8Array {
   const x = g.input("x", "float32", ["n", d]);
   const xd = g.op("Cast", [x], { to: 11 });
   g.output(g.op("ReduceSum", [xd, g.constI64([0])], { keepdims: 0 }, "sum"), "float64", [d]);
-  g.output(g.op("ReduceSum", [g.op("Mul", [xd, xd]), g.constI64([0])], { keepdims: 0 }, "sumsq"), "float64", [d]);
+  g.output(g.op("ReduceSum", [g.op("Mul", [xd, xd]), g.constI64([0])], { keepdims: 0 }, "sumsq"), "float64", [
+    d,
+  ]);
   return g.toModel();
 }
 
@@ -62,7 +64,10 @@ function gramGraph(da: number, db: number | null): Uint8Array {
   const a = augmented(g, g.input("a", "float32", ["n", da]));
   const b = db === null ? a : augmented(g, g.input("b", "float32", ["n", db]));
   const prev = g.input("prev", "float64", [da + 1, (db ?? da) + 1]);
-  g.output(g.op("Gemm", [a, b, prev], { transA: 1, beta: { float: 1 } }, "gram"), "float64", [da + 1, (db ?? da) + 1]);
+  g.output(g.op("Gemm", [a, b, prev], { transA: 1, beta: { float: 1 } }, "gram"), "float64", [
+    da + 1,
+    (db ?? da) + 1,
+  ]);
   return g.toModel();
 }
 

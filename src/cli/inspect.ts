@@ -17,7 +17,9 @@ export async function inspectCommand(dir: string, con: Console): Promise<void> {
       attentionParams: p.perLayer[i].attention,
       mlpParams: p.perLayer[i].mlp,
     }));
-    const uniform = layers.every((l) => l.heads === layers[0].heads && l.kvHeads === layers[0].kvHeads && l.ffn === layers[0].ffn);
+    const uniform = layers.every(
+      (l) => l.heads === layers[0].heads && l.kvHeads === layers[0].kvHeads && l.ffn === layers[0].ffn,
+    );
     const summary = {
       dir: m.dir,
       family: m.spec.family,
@@ -46,11 +48,14 @@ export async function inspectCommand(dir: string, con: Console): Promise<void> {
       ];
       if (uniform) {
         const l = layers[0];
-        lines.push(`  attention     ${l.heads} heads, ${l.kvHeads} KV heads (${l.kvGroups} groups of ${l.heads / l.kvHeads})`);
+        lines.push(
+          `  attention     ${l.heads} heads, ${l.kvHeads} KV heads (${l.kvGroups} groups of ${l.heads / l.kvHeads})`,
+        );
         lines.push(`  FFN width     ${l.ffn}`);
       } else {
         lines.push("  per layer     heads / kv heads / FFN width:");
-        for (const l of layers) lines.push(`    layer ${String(l.layer).padStart(2)}  ${l.heads} / ${l.kvHeads} / ${l.ffn}`);
+        for (const l of layers)
+          lines.push(`    layer ${String(l.layer).padStart(2)}  ${l.heads} / ${l.kvHeads} / ${l.ffn}`);
       }
       lines.push(
         `  weights       ${dtypes.join(", ")}${d.tiedHead ? "   (tied input/output embeddings)" : ""}`,

@@ -56,7 +56,9 @@ export function reportError(e: unknown, flags: CliFlags): number {
   }
   const err = e as Error;
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ error: { code: "E_INTERNAL", message: String(err?.message ?? e) } })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: "E_INTERNAL", message: String(err?.message ?? e) } })}\n`,
+    );
   }
   process.stderr.write(
     `error[E_INTERNAL]: ${err?.message ?? String(e)}\n  hint: this is a bug in pare; rerun with PARE_DEBUG=1 for details and report it\n`,

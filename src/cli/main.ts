@@ -2,9 +2,10 @@
 import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
 import { evalCommand } from "./eval.ts";
+import { exportCommand } from "./export.ts";
 import { inspectCommand } from "./inspect.ts";
-import { PRUNE_HELP, pruneCommand } from "./prune.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
+import { PRUNE_HELP, pruneCommand } from "./prune.ts";
 
 const program = new Command();
 let flags: CliFlags = {};
@@ -32,7 +33,10 @@ program
   .description("measure a model: perplexity (decoders) or classification accuracy (encoders)")
   .argument("<model>", "Hugging Face model folder")
   .requiredOption("--task <task>", "ppl | classify")
-  .requiredOption("--data <file>", "ppl: a text file; classify: TSV (GLUE-style, header or not) or 'label sentence' lines")
+  .requiredOption(
+    "--data <file>",
+    "ppl: a text file; classify: TSV (GLUE-style, header or not) or 'label sentence' lines",
+  )
   .option("--seq-len <n>", "ppl: window length in tokens", "256")
   .option("--max-windows <n>", "ppl: evaluate only the first n windows")
   .option("--batch-size <n>", "sequences per forward pass (does not change results)")
@@ -46,7 +50,9 @@ program
 
 program
   .command("prune")
-  .description("remove attention heads (KV groups) and FFN channels, reconstruct without retraining, write a smaller model")
+  .description(
+    "remove attention heads (KV groups) and FFN channels, reconstruct without retraining, write a smaller model",
+  )
   .argument("<model>", "Hugging Face model folder (never modified)")
   .option("--out <dir>", "output model folder (written atomically)")
   .option("--recipe <file>", "YAML/JSON recipe with the same settings (flags override it)")
@@ -74,12 +80,28 @@ program
     await pruneCommand(model, opts, new Console(flags));
   });
 
+program
+  .command("export")
+  .description("export a model folder to ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer)")
+  .argument("<model>", "Hugging Face model folder (e.g. the output of pare prune)")
+  .option("--format <format>", "onnx", "onnx")
+  .option("--out <dir>", "output folder (written atomically)")
+  .option("--force", "replace an existing output folder")
+  .action(async (model: string, opts) => {
+    flags = program.opts();
+    await exportCommand(model, opts, new Console(flags));
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) {
     if (e.exitCode === 0) process.exit(0);
-    const err = new PareError("E_USAGE", e.message.replace(/^error: /, ""), "run `pare --help` or `pare <command> --help`");
+    const err = new PareError(
+      "E_USAGE",
+      e.message.replace(/^error: /, ""),
+      "run `pare --help` or `pare <command> --help`",
+    );
     process.exit(reportError(err, { json: process.argv.includes("--json") }));
   }
   process.exit(reportError(e, { json: flags.json ?? process.argv.includes("--json") }));

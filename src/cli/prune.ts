@@ -45,7 +45,13 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   set("seed", f.seed);
   set("ridge", f.ridge);
   set("roundTo", f.roundTo);
-  set("skipLayers", f.skipLayers?.split(",").map((s) => s.trim()).filter(Boolean));
+  set(
+    "skipLayers",
+    f.skipLayers
+      ?.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   set("minGroups", f.minGroups);
   set("minChannels", f.minChannels);
   set("batchSize", f.batchSize);
@@ -56,7 +62,12 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
 
   const onEvent = (e: PruneEvent) => {
     if (e.type === "phase") con.info(`» ${e.phase}${e.detail ? `: ${e.detail}` : ""}`);
-    else if (e.type === "layer") con.progress(`  layer ${e.layer + 1}/${e.layers} ${e.step.padEnd(11)}`, e.layer + (e.step === "propagate" || e.step === "reconstruct" || e.step === "statistics" ? 1 : 0.5), e.layers);
+    else if (e.type === "layer")
+      con.progress(
+        `  layer ${e.layer + 1}/${e.layers} ${e.step.padEnd(11)}`,
+        e.layer + (e.step === "propagate" || e.step === "reconstruct" || e.step === "statistics" ? 1 : 0.5),
+        e.layers,
+      );
     else con.info(`  note: ${e.message}`);
   };
   const r = await runPrune(recipe, onEvent);
@@ -69,8 +80,13 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
       `  ratio       requested ${recipe.ratio}, achieved ${r.achievedRatio.toFixed(4)} of attention+MLP parameters`,
       `  params      attention+MLP ${f0(r.params.before.prunable)} → ${f0(r.params.after.prunable)};  total ${f0(r.params.before.total)} → ${f0(r.params.after.total)}`,
       "  layer  heads    kv     FFN",
-      ...r.layers.map((l) => `  ${String(l.layer).padStart(5)}  ${`${l.heads[0]}→${l.heads[1]}`.padEnd(8)} ${`${l.kvHeads[0]}→${l.kvHeads[1]}`.padEnd(6)} ${l.ffn[0]}→${l.ffn[1]}${l.skipped ? "  (skipped)" : ""}`),
-      `  time        ${Object.entries(r.timings).map(([k, v]) => `${k} ${v.toFixed(2)}s`).join(", ")}`,
+      ...r.layers.map(
+        (l) =>
+          `  ${String(l.layer).padStart(5)}  ${`${l.heads[0]}→${l.heads[1]}`.padEnd(8)} ${`${l.kvHeads[0]}→${l.kvHeads[1]}`.padEnd(6)} ${l.ffn[0]}→${l.ffn[1]}${l.skipped ? "  (skipped)" : ""}`,
+      ),
+      `  time        ${Object.entries(r.timings)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}s`)
+        .join(", ")}`,
       "  report      pare-pruning.json in the output folder",
     ];
     return lines.join("\n");

@@ -95,7 +95,13 @@ export const CRITERIA: Record<string, Criterion> = {
  * Unit scores from channel scores. Attention units are KV groups: a head's score is the
  * sum over its head_dim channels (squared first for FLAP), a group's the sum over its query heads.
  */
-export function attentionUnitScores(ch: Float64Array, nHeads: number, nKv: number, headDim: number, square: boolean): Float64Array {
+export function attentionUnitScores(
+  ch: Float64Array,
+  nHeads: number,
+  nKv: number,
+  headDim: number,
+  square: boolean,
+): Float64Array {
   const g = nHeads / nKv;
   const out = new Float64Array(nKv);
   for (let h = 0; h < nHeads; h++) {

@@ -17,7 +17,9 @@ export interface ClassifyResult {
 /** Matthews correlation coefficient, multiclass form (Gorodkin 2004); binary = the usual MCC. */
 export function matthews(labels: number[], preds: number[], k: number): number {
   const C = Array.from({ length: k }, () => new Array<number>(k).fill(0));
-  labels.forEach((y, i) => C[y][preds[i]]++);
+  labels.forEach((y, i) => {
+    C[y][preds[i]]++;
+  });
   const n = labels.length;
   let c = 0;
   const t = new Array<number>(k).fill(0);
@@ -30,7 +32,9 @@ export function matthews(labels: number[], preds: number[], k: number): number {
     }
   }
   const num = c * n - t.reduce((s, ti, i) => s + ti * p[i], 0);
-  const den = Math.sqrt((n * n - p.reduce((s, x) => s + x * x, 0)) * (n * n - t.reduce((s, x) => s + x * x, 0)));
+  const den = Math.sqrt(
+    (n * n - p.reduce((s, x) => s + x * x, 0)) * (n * n - t.reduce((s, x) => s + x * x, 0)),
+  );
   return den === 0 ? 0 : num / den;
 }
 
@@ -41,9 +45,19 @@ export async function classify(
   opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<ClassifyResult> {
   const k = runner.model.dims.numLabels;
-  if (k === 0) throw new PareError("E_USAGE", "this model has no classification head", "use a *ForSequenceClassification checkpoint");
+  if (k === 0)
+    throw new PareError(
+      "E_USAGE",
+      "this model has no classification head",
+      "use a *ForSequenceClassification checkpoint",
+    );
   const bad = data.find((d) => d.label < 0 || d.label >= k);
-  if (bad) throw new PareError("E_DATA_INVALID", `label ${bad.label} is outside the model's ${k} classes`, "check the label column and the model's id2label");
+  if (bad)
+    throw new PareError(
+      "E_DATA_INVALID",
+      `label ${bad.label} is outside the model's ${k} classes`,
+      "check the label column and the model's id2label",
+    );
   const maxLen = runner.model.dims.maxPos;
   let truncated = 0;
   const enc = data.map((d) => {
@@ -61,7 +75,10 @@ export async function classify(
   const bs = opts.batchSize ?? 32;
   for (let i = 0; i < order.length; i += bs) {
     const idx = order.slice(i, i + bs);
-    const logits = await runner.classify(idx.map((j) => enc[j]), tok.padId ?? 0);
+    const logits = await runner.classify(
+      idx.map((j) => enc[j]),
+      tok.padId ?? 0,
+    );
     idx.forEach((j, b) => {
       let best = 0;
       for (let c = 1; c < k; c++) if (logits[b][c] > logits[b][best]) best = c;

@@ -27,13 +27,23 @@ export function cutWindows(ids: number[], seqLen: number, maxWindows?: number): 
 export async function perplexity(
   runner: Runner,
   ids: number[],
-  opts: { seqLen: number; batchSize?: number; maxWindows?: number; onProgress?: (done: number, total: number) => void },
+  opts: {
+    seqLen: number;
+    batchSize?: number;
+    maxWindows?: number;
+    onProgress?: (done: number, total: number) => void;
+  },
 ): Promise<PplResult> {
   const L = opts.seqLen;
-  if (!Number.isInteger(L) || L < 2) throw new PareError("E_USAGE", `--seq-len must be an integer ≥ 2 (got ${L})`, "e.g. --seq-len 256");
+  if (!Number.isInteger(L) || L < 2)
+    throw new PareError("E_USAGE", `--seq-len must be an integer ≥ 2 (got ${L})`, "e.g. --seq-len 256");
   const windows = cutWindows(ids, L, opts.maxWindows);
   if (windows.length === 0) {
-    throw new PareError("E_DATA_TOO_SHORT", `the text has ${ids.length} tokens, fewer than one window of ${L}`, "use a longer text or a smaller --seq-len");
+    throw new PareError(
+      "E_DATA_TOO_SHORT",
+      `the text has ${ids.length} tokens, fewer than one window of ${L}`,
+      "use a longer text or a smaller --seq-len",
+    );
   }
   const bs = opts.batchSize ?? 8;
   let sum = 0;
@@ -47,7 +57,12 @@ export async function perplexity(
     opts.onProgress?.(Math.min(i + bs, windows.length), windows.length);
   }
   const nll = sum / count;
-  if (!Number.isFinite(nll)) throw new PareError("E_NUMERIC", "the model produced non-finite log-likelihoods", "check the weights for NaN/Inf");
+  if (!Number.isFinite(nll))
+    throw new PareError(
+      "E_NUMERIC",
+      "the model produced non-finite log-likelihoods",
+      "check the weights for NaN/Inf",
+    );
   return {
     ppl: Math.exp(nll),
     nll,

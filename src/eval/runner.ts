@@ -20,7 +20,11 @@ export class Runner {
   static async create(model: Model, opts: RunnerOptions & { logits?: boolean } = {}): Promise<Runner> {
     const decoder = model.spec.kind === "decoder";
     if (decoder && model.dims.head !== "lm") {
-      throw new PareError("E_USAGE", "this decoder checkpoint has no language-model head", "use a *ForCausalLM checkpoint");
+      throw new PareError(
+        "E_USAGE",
+        "this decoder checkpoint has no language-model head",
+        "use a *ForCausalLM checkpoint",
+      );
     }
     const bytes = emitModelGraph(model, decoder ? { nll: true, logits: opts.logits ?? false } : {});
     return new Runner(model, await Session.create(bytes, { threads: opts.threads }));
@@ -34,7 +38,11 @@ export class Runner {
     const B = windows.length;
     const L = windows[0].length;
     if (L > this.model.dims.maxPos) {
-      throw new PareError("E_USAGE", `window of ${L} tokens exceeds max_position_embeddings ${this.model.dims.maxPos}`, "use a smaller --seq-len");
+      throw new PareError(
+        "E_USAGE",
+        `window of ${L} tokens exceeds max_position_embeddings ${this.model.dims.maxPos}`,
+        "use a smaller --seq-len",
+      );
     }
     const ids = new Array<number>(B * L);
     const labels = new Array<number>(B * L);
@@ -45,7 +53,9 @@ export class Runner {
         labels[b * L + t] = t + 1 < L ? windows[b][t + 1] : -1;
       }
     }
-    const r = await this.session.run({ input_ids: i64From([B, L], ids), labels: i64From([B, L], labels) }, ["nll"]);
+    const r = await this.session.run({ input_ids: i64From([B, L], ids), labels: i64From([B, L], labels) }, [
+      "nll",
+    ]);
     const nll = r.nll.data as Float32Array;
     return windows.map((_, b) => Float64Array.from(nll.subarray(b * L, b * L + L - 1)));
   }

@@ -83,8 +83,11 @@ export function loadTokenizer(dir: string): PareTokenizer {
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
   const encode = (text: string, opts: { addSpecialTokens?: boolean; textPair?: string } = {}) =>
-    tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true, text_pair: opts.textPair ?? null }).ids;
-  const template = (tokJson.post_processor as { type?: string; pair?: unknown[]; single?: unknown[] } | null | undefined) ?? null;
+    tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true, text_pair: opts.textPair ?? null })
+      .ids;
+  const template =
+    (tokJson.post_processor as { type?: string; pair?: unknown[]; single?: unknown[] } | null | undefined) ??
+    null;
 
   return {
     encode,
@@ -92,7 +95,8 @@ export function loadTokenizer(dir: string): PareTokenizer {
       const ids = encode(text, { textPair });
       if (textPair === undefined) return { ids, typeIds: ids.map(() => 0) };
       // walk the TemplateProcessing pair template: pieces are special tokens or sequences A / B, each with a type_id
-      const pieces = template?.type === "TemplateProcessing" && Array.isArray(template.pair) ? template.pair : null;
+      const pieces =
+        template?.type === "TemplateProcessing" && Array.isArray(template.pair) ? template.pair : null;
       if (pieces) {
         const a = encode(text, { addSpecialTokens: false });
         const b = encode(textPair, { addSpecialTokens: false });

@@ -64,7 +64,10 @@ export class Emitter {
     const { g, model } = this;
     const eps = model.dims.eps;
     if (model.spec.block.norm === "layer") {
-      return g.op("LayerNormalization", [x, this.w(`${mod}.weight`), this.w(`${mod}.bias`)], { axis: -1, epsilon: { float: eps } });
+      return g.op("LayerNormalization", [x, this.w(`${mod}.weight`), this.w(`${mod}.bias`)], {
+        axis: -1,
+        epsilon: { float: eps },
+      });
     }
     const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 }); // [B,T,1]
     const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(eps)])])]);
@@ -144,7 +147,10 @@ export function emitLayer(
   const probs = g.op("Softmax", [s], { axis: -1 });
   const c5 = g.op("MatMul", [probs, v5]); // [B,nKv,g,T,hd]
   const c4 = g.op("Reshape", [c5, g.constI64([0, L.nHeads, -1, hd])]); // [B,nH,T,hd]
-  const attnIn = g.op("Reshape", [g.op("Transpose", [c4], { perm: [0, 2, 1, 3] }), g.constI64([0, 0, L.nHeads * hd])]);
+  const attnIn = g.op("Reshape", [
+    g.op("Transpose", [c4], { perm: [0, 2, 1, 3] }),
+    g.constI64([0, 0, L.nHeads * hd]),
+  ]);
   const o = e.linear(attnIn, p(N.o), L.bias.o); // [B,T,D]
 
   let x1: string;
@@ -186,7 +192,12 @@ export function invFreq(headDim: number, theta: number, scaling?: RopeScaling): 
 }
 
 /** RoPE tables [maxPos, headDim], computed in float64 (HF: angle = position · inv_freq, halves duplicated). */
-export function ropeTables(maxPos: number, headDim: number, theta: number, scaling?: RopeScaling): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  maxPos: number,
+  headDim: number,
+  theta: number,
+  scaling?: RopeScaling,
+): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const inv = invFreq(headDim, theta, scaling);
   const cos = new Float32Array(maxPos * headDim);
@@ -264,6 +275,10 @@ export function emitContext(e: Emitter, seqSource: string, attentionMask?: strin
 
 /** The whole model as one graph with weights as initializers. */
 export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array {
+  return buildModelGraph(model, opts).toModel();
+}
+
+export function buildModelGraph(model: Model, opts: EmitOptions = {}): GraphBuilder {
   const g = new GraphBuilder(`pare-${model.spec.family}`);
   const e = new Emitter(g, model);
   const N = model.spec.names;
@@ -281,7 +296,11 @@ export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array
     const r = emitLayer(e, i, x, ctx);
     x = r.out;
     if (opts.taps) {
-      g.output(g.alias(r.attnIn, `attn_in.${i}`), "float32", ["batch", "seq", d.layers[i].nHeads * d.headDim]);
+      g.output(g.alias(r.attnIn, `attn_in.${i}`), "float32", [
+        "batch",
+        "seq",
+        d.layers[i].nHeads * d.headDim,
+      ]);
       g.output(g.alias(r.mlpIn, `mlp_in.${i}`), "float32", ["batch", "seq", d.layers[i].ffn]);
     }
   }
@@ -293,7 +312,10 @@ export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array
       const cls = g.op("Gather", [x, g.scalarI64(0)], { axis: 1 }); // [B,D]
       const pooled = g.op("Tanh", [e.linear(cls, model.path(N.pooler!), true)]);
       g.output(g.alias(pooled, "pooled"), "float32", ["batch", d.hidden]);
-      g.output(g.alias(e.linear(pooled, model.path(N.classifier!), true), "logits"), "float32", ["batch", d.numLabels]);
+      g.output(g.alias(e.linear(pooled, model.path(N.classifier!), true), "logits"), "float32", [
+        "batch",
+        d.numLabels,
+      ]);
     }
   } else if (d.head === "lm") {
     const headName = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
@@ -311,7 +333,7 @@ export function emitModelGraph(model: Model, opts: EmitOptions = {}): Uint8Array
   } else {
     g.output(g.alias(x, "last_hidden_state"), "float32", ["batch", "seq", d.hidden]);
   }
-  return g.toModel();
+  return g;
 }
 
 /** A tensor name with its layer index replaced, so equal-shape layers share one graph. */
@@ -323,13 +345,17 @@ export function genericName(name: string, layer: number): string {
  * One layer as a reusable graph: inputs `x` [B,T,D] (+ `attention_mask` [B,T] for encoders)
  * and the layer's weights (as inputs, see `weightInputs`); outputs `out`, `attn_in`, `mlp_in`.
  */
-export function emitLayerGraph(model: Model, layer: number): { bytes: Uint8Array; weightInputs: Map<string, string> } {
+export function emitLayerGraph(
+  model: Model,
+  layer: number,
+): { bytes: Uint8Array; weightInputs: Map<string, string> } {
   const g = new GraphBuilder(`pare-${model.spec.family}-layer`);
   const e = new Emitter(g, model, (n) => genericName(n, layer));
   const D = model.dims.hidden;
   const L = model.dims.layers[layer];
   const x = g.input("x", "float32", ["batch", "seq", D]);
-  const mask = model.spec.kind === "encoder" ? g.input("attention_mask", "int64", ["batch", "seq"]) : undefined;
+  const mask =
+    model.spec.kind === "encoder" ? g.input("attention_mask", "int64", ["batch", "seq"]) : undefined;
   const ctx = emitContext(e, x, mask);
   const r = emitLayer(e, layer, x, ctx);
   g.output(g.alias(r.out, "out"), "float32", ["batch", "seq", D]);
@@ -355,6 +381,10 @@ export function emitEmbedGraph(model: Model): Uint8Array {
  * `present.{i}.key|value` [B,nKv_i,P+T,hd]. Per-layer KV-head counts are declared per input.
  */
 export function emitCachedDecoderGraph(model: Model): Uint8Array {
+  return buildCachedDecoderGraph(model).toModel();
+}
+
+export function buildCachedDecoderGraph(model: Model): GraphBuilder {
   const g = new GraphBuilder(`pare-${model.spec.family}-kv`);
   const e = new Emitter(g, model);
   const d = model.dims;
@@ -363,8 +393,18 @@ export function emitCachedDecoderGraph(model: Model): Uint8Array {
   const am = g.input("attention_mask", "int64", ["batch_size", "total_sequence_length"]);
   const posIds = g.input("position_ids", "int64", ["batch_size", "sequence_length"]);
   const past = d.layers.map((L, i) => ({
-    k: g.input(`past_key_values.${i}.key`, "float32", ["batch_size", L.nKv, "past_sequence_length", d.headDim]),
-    v: g.input(`past_key_values.${i}.value`, "float32", ["batch_size", L.nKv, "past_sequence_length", d.headDim]),
+    k: g.input(`past_key_values.${i}.key`, "float32", [
+      "batch_size",
+      L.nKv,
+      "past_sequence_length",
+      d.headDim,
+    ]),
+    v: g.input(`past_key_values.${i}.value`, "float32", [
+      "batch_size",
+      L.nKv,
+      "past_sequence_length",
+      d.headDim,
+    ]),
   }));
   let x = emitEmbedding(e, ids);
   // rope at the given positions: [B,T,hd] → [B,1,T,hd]
@@ -386,18 +426,39 @@ export function emitCachedDecoderGraph(model: Model): Uint8Array {
   const zero = g.scalar(0);
   const neg = g.scalar(NEG);
   let hide = g.op("Greater", [cols, rows]); // [T,P+T]
-  if (d.slidingWindow) hide = g.op("Or", [hide, g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)])]);
+  if (d.slidingWindow)
+    hide = g.op("Or", [
+      hide,
+      g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]),
+    ]);
   const causal = g.op("Where", [hide, neg, zero]);
-  const pad = g.op("Unsqueeze", [g.op("Where", [g.op("Cast", [am], { to: 9 }), zero, neg]), g.constI64([1, 2, 3])]); // [B,1,1,1,P+T]
+  const pad = g.op("Unsqueeze", [
+    g.op("Where", [g.op("Cast", [am], { to: 9 }), zero, neg]),
+    g.constI64([1, 2, 3]),
+  ]); // [B,1,1,1,P+T]
   ctx.mask = g.op("Add", [causal, pad]);
   for (let i = 0; i < d.nLayers; i++) {
     const r = emitLayer(e, i, x, ctx);
     x = r.out;
-    g.output(g.alias(r.presentK!, `present.${i}.key`), "float32", ["batch_size", d.layers[i].nKv, "total_sequence_length", d.headDim]);
-    g.output(g.alias(r.presentV!, `present.${i}.value`), "float32", ["batch_size", d.layers[i].nKv, "total_sequence_length", d.headDim]);
+    g.output(g.alias(r.presentK!, `present.${i}.key`), "float32", [
+      "batch_size",
+      d.layers[i].nKv,
+      "total_sequence_length",
+      d.headDim,
+    ]);
+    g.output(g.alias(r.presentV!, `present.${i}.value`), "float32", [
+      "batch_size",
+      d.layers[i].nKv,
+      "total_sequence_length",
+      d.headDim,
+    ]);
   }
   if (N.finalNorm) x = e.norm(x, model.path(N.finalNorm));
   const head = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
-  g.output(g.alias(e.linear(x, head, false), "logits"), "float32", ["batch_size", "sequence_length", d.vocab]);
-  return g.toModel();
+  g.output(g.alias(e.linear(x, head, false), "logits"), "float32", [
+    "batch_size",
+    "sequence_length",
+    d.vocab,
+  ]);
+  return g;
 }

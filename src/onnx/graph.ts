@@ -5,7 +5,13 @@
 import { type ElemType, elemTypeCode, ProtoWriter } from "./proto.ts";
 
 export type Dim = number | string; // number = fixed, string = symbolic
-export type AttrValue = number | string | number[] | { floats: number[] } | { int: number } | { float: number };
+export type AttrValue =
+  | number
+  | string
+  | number[]
+  | { floats: number[] }
+  | { int: number }
+  | { float: number };
 
 export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 
@@ -43,6 +49,13 @@ export class GraphBuilder {
 
   constructor(readonly name = "pare") {}
 
+  get inputNames(): string[] {
+    return this.inputs.map((v) => v.name);
+  }
+  get outputNames(): string[] {
+    return this.outputs.map((v) => v.name);
+  }
+
   fresh(prefix: string): string {
     return `${prefix}__${this.counter++}`;
   }
@@ -59,7 +72,14 @@ export class GraphBuilder {
 
   /** Give an existing value a second name (an Identity node) — for graph outputs. */
   alias(value: string, name: string): string {
-    this.nodes.push({ op: "Identity", inputs: [value], outputs: [name], attrs: {}, domain: "", name: `n_${name}` });
+    this.nodes.push({
+      op: "Identity",
+      inputs: [value],
+      outputs: [name],
+      attrs: {},
+      domain: "",
+      name: `n_${name}`,
+    });
     return name;
   }
 
@@ -118,10 +138,39 @@ export class GraphBuilder {
   }
 
   toModel(opts: { producer?: string; opset?: number; irVersion?: number } = {}): Uint8Array {
+    return this.serialize(opts).model;
+  }
+
+  /**
+   * Serialize; with `external`, initializers of at least `minBytes` go to one external data file
+   * (ONNX external data: location/offset/length, 64-byte aligned) whose chunks are returned in order.
+   */
+  serialize(
+    opts: {
+      producer?: string;
+      opset?: number;
+      irVersion?: number;
+      external?: { location: string; minBytes?: number };
+    } = {},
+  ): { model: Uint8Array; external: Uint8Array[] } {
     const g = new ProtoWriter();
     for (const n of this.nodes) g.message(1, encodeNode(n));
     g.string(2, this.name);
-    for (const t of this.inits) g.message(5, encodeTensor(t));
+    const external: Uint8Array[] = [];
+    let offset = 0;
+    for (const t of this.inits) {
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      if (opts.external && bytes.length >= (opts.external.minBytes ?? 1024)) {
+        const pad = (64 - (offset % 64)) % 64;
+        if (pad) external.push(new Uint8Array(pad));
+        offset += pad;
+        g.message(5, encodeExternalTensor(t, opts.external.location, offset, bytes.length));
+        external.push(bytes);
+        offset += bytes.length;
+      } else {
+        g.message(5, encodeTensor(t));
+      }
+    }
     for (const v of this.inputs) g.message(11, encodeValueInfo(v));
     for (const v of this.outputs) g.message(12, encodeValueInfo(v));
 
@@ -131,7 +180,7 @@ export class GraphBuilder {
     m.message(7, g);
     m.message(8, new ProtoWriter().string(1, "").int(2, opts.opset ?? OPSET));
     if (this.usesMsDomain.value) m.message(8, new ProtoWriter().string(1, "com.microsoft").int(2, 1));
-    return m.finish();
+    return { model: m.finish(), external };
   }
 }
 
@@ -167,6 +216,23 @@ function encodeTensor(t: Init): ProtoWriter {
   w.int(2, elemTypeCode(t.type));
   w.string(8, t.name);
   w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  return w;
+}
+
+// TensorProto with external data: external_data=13 (StringStringEntryProto key=1 value=2), data_location=14 (EXTERNAL=1)
+function encodeExternalTensor(t: Init, location: string, offset: number, length: number): ProtoWriter {
+  const w = new ProtoWriter();
+  if (t.dims.length) w.packedInts(1, t.dims);
+  w.int(2, elemTypeCode(t.type));
+  w.string(8, t.name);
+  for (const [k, v] of [
+    ["location", location],
+    ["offset", String(offset)],
+    ["length", String(length)],
+  ]) {
+    w.message(13, new ProtoWriter().string(1, k).string(2, v));
+  }
+  w.int(14, 1);
   return w;
 }
 

@@ -9,10 +9,18 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import {
+  type Allocation,
+  allocate,
+  type ModuleUnits,
+  preflight,
+  standardize,
+  topK,
+  uniformCounts,
+} from "../allocate/allocate.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { buildModel, type LayerDims, MapWeights, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
-import { type Allocation, allocate, type ModuleUnits, preflight, standardize, topK, uniformCounts } from "../allocate/allocate.ts";
 import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
 import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/sampling.ts";
 import { CrossAccumulator, type StatKind, TapAccumulator, type TapStats } from "../calib/stats.ts";
@@ -22,7 +30,14 @@ import { writeModelFolder } from "../export/folder.ts";
 import { readCalibrationText } from "../io/datasets.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
-import { blockChannels, cutLayer, keptHeads, OverlayWeights, prunedConfig, withLayers } from "../surgery/surgery.ts";
+import {
+  blockChannels,
+  cutLayer,
+  keptHeads,
+  OverlayWeights,
+  prunedConfig,
+  withLayers,
+} from "../surgery/surgery.ts";
 import type { Recipe } from "./recipe.ts";
 
 export const PARE_VERSION = "0.1.0";
@@ -62,19 +77,39 @@ export interface PruneReport {
 type Module = "attn" | "mlp";
 
 /** The prunable units of every layer: attention KV groups and FFN channels, with their parameter cost. */
-export function planUnits(model: Model, r: Pick<Recipe, "skipLayers" | "minGroups" | "minChannels" | "roundTo">): ModuleUnits[] {
+export function planUnits(
+  model: Model,
+  r: Pick<Recipe, "skipLayers" | "minGroups" | "minChannels" | "roundTo">,
+): ModuleUnits[] {
   const D = model.dims.hidden;
   const hd = model.dims.headDim;
   const mods: ModuleUnits[] = [];
   model.dims.layers.forEach((L, i) => {
     const g = L.nHeads / L.nKv;
     // per KV group: g query heads' q rows + o columns, one k and one v head (+ their biases)
-    const attnCost = g * hd * D * 2 + 2 * hd * D + (L.bias.q ? g * hd : 0) + (L.bias.k ? hd : 0) + (L.bias.v ? hd : 0);
+    const attnCost =
+      g * hd * D * 2 + 2 * hd * D + (L.bias.q ? g * hd : 0) + (L.bias.k ? hd : 0) + (L.bias.v ? hd : 0);
     const producers = model.spec.names.gate ? 2 : 1;
     const mlpCost = (producers + 1) * D + (L.bias.up ? 1 : 0) + (L.bias.gate ? 1 : 0);
     const skip = r.skipLayers.includes(i);
-    mods.push({ layer: i, module: "attn", n: L.nKv, cost: attnCost, min: Math.min(r.minGroups, L.nKv), skip, roundTo: 1 });
-    mods.push({ layer: i, module: "mlp", n: L.ffn, cost: mlpCost, min: Math.min(r.minChannels, L.ffn), skip, roundTo: r.roundTo });
+    mods.push({
+      layer: i,
+      module: "attn",
+      n: L.nKv,
+      cost: attnCost,
+      min: Math.min(r.minGroups, L.nKv),
+      skip,
+      roundTo: 1,
+    });
+    mods.push({
+      layer: i,
+      module: "mlp",
+      n: L.ffn,
+      cost: mlpCost,
+      min: Math.min(r.minChannels, L.ffn),
+      skip,
+      roundTo: r.roundTo,
+    });
   });
   return mods;
 }
@@ -92,7 +127,11 @@ function channelScores(model: Model, i: number, m: Module, crit: Criterion, stat
   const ch = crit.channelScores(model.weights.get(`${mod}.weight`), model.dims.hidden, dIn, stats);
   for (const v of ch) {
     if (!Number.isFinite(v)) {
-      throw new PareError("E_NUMERIC", `layer ${i} ${m}: the ${crit.name} scores contain NaN or Inf`, "check the weights (NaN/Inf) and the calibration text");
+      throw new PareError(
+        "E_NUMERIC",
+        `layer ${i} ${m}: the ${crit.name} scores contain NaN or Inf`,
+        "check the weights (NaN/Inf) and the calibration text",
+      );
     }
   }
   return ch;
@@ -102,7 +141,9 @@ function channelScores(model: Model, i: number, m: Module, crit: Criterion, stat
 function unitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
   const ch = channelScores(model, i, m, crit, stats);
   const L = model.dims.layers[i];
-  return m === "attn" ? attentionUnitScores(ch, L.nHeads, L.nKv, model.dims.headDim, crit.squareAttention) : ch;
+  return m === "attn"
+    ? attentionUnitScores(ch, L.nHeads, L.nKv, model.dims.headDim, crit.squareAttention)
+    : ch;
 }
 
 /**
@@ -110,7 +151,13 @@ function unitScores(model: Model, i: number, m: Module, crit: Criterion, stats?:
  * (squared for attention under FLAP criteria) standardized over the module's channels, then
  * averaged over each unit's channels.
  */
-function globalUnitScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+function globalUnitScores(
+  model: Model,
+  i: number,
+  m: Module,
+  crit: Criterion,
+  stats?: TapStats,
+): Float64Array {
   let ch = channelScores(model, i, m, crit, stats);
   if (m === "mlp") return standardize(ch);
   if (crit.squareAttention) ch = ch.map((v) => v * v);
@@ -120,7 +167,15 @@ function globalUnitScores(model: Model, i: number, m: Module, crit: Criterion, s
   return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map((s) => s / per);
 }
 
-function reconstruct(model: Model, i: number, m: Module, keepUnits: Int32Array, recipe: Recipe, stats?: TapStats, cross?: Float64Array): ReconResult {
+function reconstruct(
+  model: Model,
+  i: number,
+  m: Module,
+  keepUnits: Int32Array,
+  recipe: Recipe,
+  stats?: TapStats,
+  cross?: Float64Array,
+): ReconResult {
   const { mod, dIn } = consumer(model, i, m);
   const L = model.dims.layers[i];
   const hd = model.dims.headDim;
@@ -158,7 +213,12 @@ function sha256(file: string): string {
 function inputHashes(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const f of fs.readdirSync(dir).sort()) {
-    if (f === "config.json" || f.endsWith(".safetensors") || f === "model.safetensors.index.json" || f === "tokenizer.json") {
+    if (
+      f === "config.json" ||
+      f.endsWith(".safetensors") ||
+      f === "model.safetensors.index.json" ||
+      f === "tokenizer.json"
+    ) {
       out[f] = `sha256:${sha256(path.join(dir, f))}`;
     }
   }
@@ -171,7 +231,10 @@ function materialize(m: LoadedModel): MapWeights {
   return new MapWeights(map);
 }
 
-export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void = () => {}): Promise<PruneReport> {
+export async function runPrune(
+  recipe: Recipe,
+  onEvent: (e: PruneEvent) => void = () => {},
+): Promise<PruneReport> {
   const t0 = performance.now();
   const timings: Record<string, number> = {};
   let mark = t0;
@@ -189,10 +252,19 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
   const dense: Model = { ...base, weights: materialize(base) };
   base.close();
   const weights = new OverlayWeights(dense.weights);
-  let model: Model = { ...dense, weights, dims: { ...dense.dims, layers: dense.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } })) } };
+  let model: Model = {
+    ...dense,
+    weights,
+    dims: { ...dense.dims, layers: dense.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } })) },
+  };
   const nL = model.dims.nLayers;
   for (const s of recipe.skipLayers) {
-    if (s >= nL) throw new PareError("E_RECIPE_INVALID", `--skip-layers ${s}: the model has layers 0..${nL - 1}`, "list existing layer indices");
+    if (s >= nL)
+      throw new PareError(
+        "E_RECIPE_INVALID",
+        `--skip-layers ${s}: the model has layers 0..${nL - 1}`,
+        "list existing layer indices",
+      );
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);
@@ -212,7 +284,8 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
     const text = readCalibrationText(recipe.calib);
     const tok = loadTokenizer(base.dir);
     const maxLen = Math.min(recipe.seqLen, model.dims.maxPos);
-    if (maxLen < recipe.seqLen) notes.push(`--seq-len ${recipe.seqLen} exceeds max_position_embeddings; calibration uses ${maxLen}`);
+    if (maxLen < recipe.seqLen)
+      notes.push(`--seq-len ${recipe.seqLen} exceeds max_position_embeddings; calibration uses ${maxLen}`);
     calib =
       model.spec.kind === "decoder"
         ? decoderCalibration(tok.encode(text), recipe.samples, maxLen, recipe.seed, recipe.batchSize)
@@ -276,7 +349,10 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
     return topK(unitScores(model, i, m, crit, stats), counts[idx]);
   };
 
-  phase("prune", `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`);
+  phase(
+    "prune",
+    `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`,
+  );
   let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
   for (let i = 0; i < nL; i++) {
     const L0: LayerDims = model.dims.layers[i];
@@ -335,7 +411,8 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
       model = withLayers(model, weights, dims);
       // the pruned layer's output feeds the next layer
       onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
-      for (let b = 0; b < batches.length; b++) stream[b] = (await runner.run(model, i, stream[b], batches[b])).out;
+      for (let b = 0; b < batches.length; b++)
+        stream[b] = (await runner.run(model, i, stream[b], batches[b])).out;
       if (crossA) denseX = nextDense;
     } else {
       onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
@@ -352,7 +429,9 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
       model = withLayers(model, weights, dims);
     }
     if (retries > 0) {
-      notes.push(`layer ${i}: the Cholesky factorization failed at ridge α=${recipe.ridge}; retried with α=${Math.max(ridge.attn ?? 0, ridge.mlp ?? 0)}`);
+      notes.push(
+        `layer ${i}: the Cholesky factorization failed at ridge α=${recipe.ridge}; retried with α=${Math.max(ridge.attn ?? 0, ridge.mlp ?? 0)}`,
+      );
     }
     const heads = keptHeads(keepGroups, L0.nHeads, L0.nKv);
     removedHeads.push(Array.from(complement(heads, L0.nHeads)));
@@ -380,7 +459,12 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
   const final = buildModel(config, weights);
   const after = countParams(final);
   const srcDtypes = new Set((base as LoadedModel).dtypes);
-  const dtype = recipe.dtype !== "auto" ? recipe.dtype : srcDtypes.size === 1 && (srcDtypes.has("F16") || srcDtypes.has("BF16")) ? ([...srcDtypes][0] as "F16" | "BF16") : "F32";
+  const dtype =
+    recipe.dtype !== "auto"
+      ? recipe.dtype
+      : srcDtypes.size === 1 && (srcDtypes.has("F16") || srcDtypes.has("BF16"))
+        ? ([...srcDtypes][0] as "F16" | "BF16")
+        : "F32";
   const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
   const report: PruneReport = {
     pare: PARE_VERSION,
@@ -388,7 +472,9 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
     recipe,
     input: { dir: base.dir, family: model.spec.family, files },
     output: path.resolve(recipe.out),
-    calibration: calib ? { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol } : undefined,
+    calibration: calib
+      ? { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }
+      : undefined,
     params: { before: strip(before), after: strip(after) },
     requestedRatio: recipe.ratio,
     achievedRatio: 1 - after.prunable / before.prunable,
@@ -396,7 +482,11 @@ export async function runPrune(recipe: Recipe, onEvent: (e: PruneEvent) => void 
     timings,
     notes,
   };
-  writeModelFolder(recipe.out, { config, weights, dtype, auxFrom: base.dir, json: { "pare-pruning.json": report } }, { force: recipe.force });
+  writeModelFolder(
+    recipe.out,
+    { config, weights, dtype, auxFrom: base.dir, json: { "pare-pruning.json": report } },
+    { force: recipe.force },
+  );
   lap("write");
   timings.total = (performance.now() - t0) / 1000;
   for (const n of notes) onEvent({ type: "note", message: n });

@@ -51,13 +51,22 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
 
 const KEYS = new Set<string>(["model", "out", "calib", ...Object.keys(DEFAULTS), "threads"]);
 
-function bad(msg: string, hint: string, code: "E_RECIPE_INVALID" | "E_RATIO_INVALID" | "E_CRITERION_UNKNOWN" | "E_METHOD_UNKNOWN" = "E_RECIPE_INVALID"): never {
+function bad(
+  msg: string,
+  hint: string,
+  code:
+    | "E_RECIPE_INVALID"
+    | "E_RATIO_INVALID"
+    | "E_CRITERION_UNKNOWN"
+    | "E_METHOD_UNKNOWN" = "E_RECIPE_INVALID",
+): never {
   throw new PareError(code, msg, hint);
 }
 
 function int(v: unknown, name: string, min: number): number {
   const n = typeof v === "string" ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min) bad(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(v)})`, `set ${name} to a whole number`);
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min)
+    bad(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(v)})`, `set ${name} to a whole number`);
   return n;
 }
 
@@ -73,9 +82,14 @@ export function readRecipeFile(file: string): Partial<Recipe> {
   try {
     obj = YAML.parse(text);
   } catch (e) {
-    throw new PareError("E_RECIPE_INVALID", `${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`, "fix the recipe file syntax");
+    throw new PareError(
+      "E_RECIPE_INVALID",
+      `${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`,
+      "fix the recipe file syntax",
+    );
   }
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) bad(`${file}: a recipe must be a mapping of settings`, "see README: Recipe files");
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    bad(`${file}: a recipe must be a mapping of settings`, "see README: Recipe files");
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
     const key = k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -92,13 +106,32 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   if (!r.model) bad("no input model given", "pare prune <model> --out <dir>");
   if (!r.out) bad("no output folder given", "add --out <dir>");
   r.ratio = Number(r.ratio);
-  if (!(r.ratio >= 0 && r.ratio < 1)) bad(`ratio ${partial.ratio} is outside [0, 1)`, "--ratio is the fraction of attention+MLP parameters to remove, e.g. 0.3", "E_RATIO_INVALID");
-  if (!CRITERIA[r.criterion]) bad(`unknown criterion "${r.criterion}"`, `use one of: ${Object.keys(CRITERIA).join(", ")}`, "E_CRITERION_UNKNOWN");
-  if (!RECONSTRUCTORS[r.reconstruct]) bad(`unknown reconstruction method "${r.reconstruct}"`, `use one of: ${Object.keys(RECONSTRUCTORS).join(", ")}`, "E_METHOD_UNKNOWN");
-  if (r.allocation !== "uniform" && r.allocation !== "global") bad(`unknown allocation "${r.allocation}"`, "use uniform or global", "E_METHOD_UNKNOWN");
-  if (r.calibration !== "dense" && r.calibration !== "sequential") bad(`unknown calibration mode "${r.calibration}"`, "use dense or sequential", "E_METHOD_UNKNOWN");
-  if (r.reconstruct === "liar-seq" && r.calibration !== "sequential") bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
-  if (!["auto", "F32", "F16", "BF16"].includes(r.dtype)) bad(`unknown dtype "${r.dtype}"`, "use auto, F32, F16 or BF16");
+  if (!(r.ratio >= 0 && r.ratio < 1))
+    bad(
+      `ratio ${partial.ratio} is outside [0, 1)`,
+      "--ratio is the fraction of attention+MLP parameters to remove, e.g. 0.3",
+      "E_RATIO_INVALID",
+    );
+  if (!CRITERIA[r.criterion])
+    bad(
+      `unknown criterion "${r.criterion}"`,
+      `use one of: ${Object.keys(CRITERIA).join(", ")}`,
+      "E_CRITERION_UNKNOWN",
+    );
+  if (!RECONSTRUCTORS[r.reconstruct])
+    bad(
+      `unknown reconstruction method "${r.reconstruct}"`,
+      `use one of: ${Object.keys(RECONSTRUCTORS).join(", ")}`,
+      "E_METHOD_UNKNOWN",
+    );
+  if (r.allocation !== "uniform" && r.allocation !== "global")
+    bad(`unknown allocation "${r.allocation}"`, "use uniform or global", "E_METHOD_UNKNOWN");
+  if (r.calibration !== "dense" && r.calibration !== "sequential")
+    bad(`unknown calibration mode "${r.calibration}"`, "use dense or sequential", "E_METHOD_UNKNOWN");
+  if (r.reconstruct === "liar-seq" && r.calibration !== "sequential")
+    bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
+  if (!["auto", "F32", "F16", "BF16"].includes(r.dtype))
+    bad(`unknown dtype "${r.dtype}"`, "use auto, F32, F16 or BF16");
   r.samples = int(r.samples, "samples", 1);
   r.seqLen = int(r.seqLen, "seq-len", 2);
   r.seed = int(r.seed, "seed", 0);
@@ -108,11 +141,16 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   r.batchSize = int(r.batchSize, "batch-size", 1);
   if (r.threads !== undefined) r.threads = int(r.threads, "threads", 1);
   r.ridge = Number(r.ridge);
-  if (!(r.ridge >= 0 && Number.isFinite(r.ridge))) bad(`ridge must be ≥ 0 (got ${partial.ridge})`, "the default is 0.01");
+  if (!(r.ridge >= 0 && Number.isFinite(r.ridge)))
+    bad(`ridge must be ≥ 0 (got ${partial.ridge})`, "the default is 0.01");
   r.skipLayers = (r.skipLayers ?? []).map((x) => int(x, "skip-layers", 0));
   r.calib = (Array.isArray(r.calib) ? r.calib : [r.calib]).filter(Boolean);
   const needsCalib = CRITERIA[r.criterion].needs.length > 0 || RECONSTRUCTORS[r.reconstruct].needs.length > 0;
-  if (needsCalib && r.calib.length === 0) bad(`${r.criterion} / ${r.reconstruct} need calibration text`, "add --calib <file.txt|file.jsonl>, or use --criterion magnitude-l2 --reconstruct none");
+  if (needsCalib && r.calib.length === 0)
+    bad(
+      `${r.criterion} / ${r.reconstruct} need calibration text`,
+      "add --calib <file.txt|file.jsonl>, or use --criterion magnitude-l2 --reconstruct none",
+    );
   checkPaths(r);
   return r;
 }
@@ -135,15 +173,28 @@ function checkPaths(r: Recipe): void {
   const outParent = real(path.dirname(path.resolve(r.out)));
   const out = path.join(outParent, path.basename(path.resolve(r.out)));
   if (inside(out, input)) {
-    throw new PareError("E_OUTPUT_INSIDE_INPUT", `--out ${r.out} is the input folder or inside it`, "write the pruned model to a folder outside the input; pare never modifies its input");
+    throw new PareError(
+      "E_OUTPUT_INSIDE_INPUT",
+      `--out ${r.out} is the input folder or inside it`,
+      "write the pruned model to a folder outside the input; pare never modifies its input",
+    );
   }
   if (inside(input, out)) {
-    throw new PareError("E_OUTPUT_INSIDE_INPUT", `the input folder lies inside --out ${r.out}`, "choose an output folder that does not contain the input");
+    throw new PareError(
+      "E_OUTPUT_INSIDE_INPUT",
+      `the input folder lies inside --out ${r.out}`,
+      "choose an output folder that does not contain the input",
+    );
   }
   if (fs.existsSync(out) && !r.force) {
-    throw new PareError("E_OUTPUT_EXISTS", `output folder ${r.out} already exists`, "choose another --out, or add --force to replace it");
+    throw new PareError(
+      "E_OUTPUT_EXISTS",
+      `output folder ${r.out} already exists`,
+      "choose another --out, or add --force to replace it",
+    );
   }
   for (const c of r.calib) {
-    if (!fs.existsSync(c)) throw new PareError("E_IO", `calibration file ${c} not found`, "check the --calib path");
+    if (!fs.existsSync(c))
+      throw new PareError("E_IO", `calibration file ${c} not found`, "check the --calib path");
   }
 }

@@ -51,14 +51,16 @@ export function complement(keep: Int32Array, n: number): Int32Array {
 /** W[:, cols] as f64 [dOut, |cols|] */
 function cols64(W: Float32Array, dOut: number, dIn: number, cols: Int32Array): Float64Array {
   const out = new Float64Array(dOut * cols.length);
-  for (let i = 0; i < dOut; i++) for (let j = 0; j < cols.length; j++) out[i * cols.length + j] = W[i * dIn + cols[j]];
+  for (let i = 0; i < dOut; i++)
+    for (let j = 0; j < cols.length; j++) out[i * cols.length + j] = W[i * dIn + cols[j]];
   return out;
 }
 
 function sliceW(x: ReconInput): Float32Array {
   const u = x.keep;
   const out = new Float32Array(x.dOut * u.length);
-  for (let i = 0; i < x.dOut; i++) for (let j = 0; j < u.length; j++) out[i * u.length + j] = x.W[i * x.dIn + u[j]];
+  for (let i = 0; i < x.dOut; i++)
+    for (let j = 0; j < u.length; j++) out[i * u.length + j] = x.W[i * x.dIn + u[j]];
   return out;
 }
 
@@ -66,7 +68,11 @@ function needStats(x: ReconInput, what: string): TapStats {
   if (!x.stats) throw new Error(`${what} needs calibration statistics`);
   for (const v of x.stats.sum) {
     if (!Number.isFinite(v)) {
-      throw new PareError("E_NUMERIC", `${x.where}: calibration activations contain NaN or Inf`, "check the model weights for NaN/Inf (pare inspect) and the calibration text");
+      throw new PareError(
+        "E_NUMERIC",
+        `${x.where}: calibration activations contain NaN or Inf`,
+        "check the model weights for NaN/Inf (pare inspect) and the calibration text",
+      );
     }
   }
   return x.stats;
@@ -98,7 +104,11 @@ function ridgeSolve(
     }
     a = a > 0 ? a * 10 : 1e-6;
   }
-  throw new PareError("E_NUMERIC", `${where}: the Gram matrix stays singular even with a large ridge`, "use more calibration samples or a larger --ridge");
+  throw new PareError(
+    "E_NUMERIC",
+    `${where}: the Gram matrix stays singular even with a large ridge`,
+    "use more calibration samples or a larger --ridge",
+  );
 }
 
 const none: Reconstructor = {
@@ -129,7 +139,8 @@ const bias: Reconstructor = {
 
 const liar: Reconstructor = {
   name: "liar",
-  paper: "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, METHODS §4)",
+  paper:
+    "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, METHODS §4)",
   needs: ["gram"],
   needsCross: false,
   reconstruct: (x) => {
@@ -146,7 +157,8 @@ const liar: Reconstructor = {
     // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
     const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
     const Zt = new Float64Array(m.length * u1.length); // [|m|, |u|+1] = Zᵀ
-    for (let i = 0; i < u1.length; i++) for (let j = 0; j < m.length; j++) Zt[j * u1.length + i] = Z[i * m.length + j];
+    for (let i = 0; i < u1.length; i++)
+      for (let j = 0; j < m.length; j++) Zt[j * u1.length + i] = Z[i * m.length + j];
     const upd = matmul(Wm, Zt, x.dOut, m.length, u1.length); // [dOut, |u|+1]
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);
@@ -182,7 +194,8 @@ const liarSeq: Reconstructor = {
     const Cu = gather2d(x.cross, D, u1, all); // [n, D]
     const rhs = matmul(Cu, Th, n, D, x.dOut); // [n, dOut]
     const { Z, alphaUsed, retries } = ridgeSolve(A, n, rhs, x.dOut, x.alpha, x.where, (lambda, R) => {
-      for (let k = 0; k < u.length; k++) for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
+      for (let k = 0; k < u.length; k++)
+        for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
     });
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);

@@ -62,7 +62,9 @@ export class Session {
     }
     try {
       const s =
-        typeof model === "string" ? await ort.InferenceSession.create(model, o) : await ort.InferenceSession.create(model, o);
+        typeof model === "string"
+          ? await ort.InferenceSession.create(model, o)
+          : await ort.InferenceSession.create(model, o);
       return new Session(s, s.inputNames, s.outputNames);
     } catch (e) {
       throw new PareError(

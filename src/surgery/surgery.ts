@@ -32,7 +32,11 @@ export class OverlayWeights implements WeightSource {
   set(n: string, t: Tensor): void {
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (size !== t.data.length) {
-      throw new PareError("E_TENSOR_SHAPE", `internal shape check failed for ${n}: [${t.shape}] vs ${t.data.length} values`, "this is a bug in pare; please report it");
+      throw new PareError(
+        "E_TENSOR_SHAPE",
+        `internal shape check failed for ${n}: [${t.shape}] vs ${t.data.length} values`,
+        "this is a bug in pare; please report it",
+      );
     }
     this.overlay.set(n, t);
   }
@@ -57,7 +61,9 @@ export function blockChannels(blocks: Int32Array, size: number): Int32Array {
 
 function sliceRows(w: Float32Array, cols: number, rows: Int32Array): Float32Array {
   const out = new Float32Array(rows.length * cols);
-  rows.forEach((r, i) => out.set(w.subarray(r * cols, (r + 1) * cols), i * cols));
+  rows.forEach((r, i) => {
+    out.set(w.subarray(r * cols, (r + 1) * cols), i * cols);
+  });
   return out;
 }
 
@@ -84,12 +90,24 @@ export function cutLayer(model: Model, w: OverlayWeights, i: number, cut: LayerC
   const rows = (mod: string, idx: Int32Array, hasBias: boolean) => {
     const name = `${p(mod)}.weight`;
     const [r, c] = w.shape(name);
-    for (const k of idx) if (k < 0 || k >= r) throw new PareError("E_TENSOR_SHAPE", `internal: row ${k} outside ${name} [${r}, ${c}]`, "this is a bug in pare; please report it");
+    for (const k of idx)
+      if (k < 0 || k >= r)
+        throw new PareError(
+          "E_TENSOR_SHAPE",
+          `internal: row ${k} outside ${name} [${r}, ${c}]`,
+          "this is a bug in pare; please report it",
+        );
     w.set(name, { shape: [idx.length, c], data: sliceRows(w.get(name), c, idx) });
-    if (hasBias) w.set(`${p(mod)}.bias`, { shape: [idx.length], data: sliceVec(w.get(`${p(mod)}.bias`), idx) });
+    if (hasBias)
+      w.set(`${p(mod)}.bias`, { shape: [idx.length], data: sliceVec(w.get(`${p(mod)}.bias`), idx) });
   };
   const consumer = (mod: string, r: ReconResult, cols: number) => {
-    if (r.W.length !== D * cols) throw new PareError("E_TENSOR_SHAPE", `internal: reconstructed ${mod} has ${r.W.length} values, expected ${D}×${cols}`, "this is a bug in pare; please report it");
+    if (r.W.length !== D * cols)
+      throw new PareError(
+        "E_TENSOR_SHAPE",
+        `internal: reconstructed ${mod} has ${r.W.length} values, expected ${D}×${cols}`,
+        "this is a bug in pare; please report it",
+      );
     w.set(`${p(mod)}.weight`, { shape: [D, cols], data: r.W });
     if (r.b) w.set(`${p(mod)}.bias`, { shape: [D], data: r.b });
   };
@@ -159,8 +177,14 @@ export function prunedConfig(
   if (uniform) {
     delete c.pare_layer_widths;
   } else {
-    c.pare_layer_widths = layers.map((l) => ({ num_attention_heads: l.nHeads, num_key_value_heads: l.nKv, intermediate_size: l.ffn }));
-    notes.push("layer widths differ between layers: config.json lists them in pare_layer_widths (read by pare; stock Hugging Face loaders expect uniform widths — use --allocation uniform for a stock-loadable model)");
+    c.pare_layer_widths = layers.map((l) => ({
+      num_attention_heads: l.nHeads,
+      num_key_value_heads: l.nKv,
+      intermediate_size: l.ffn,
+    }));
+    notes.push(
+      "layer widths differ between layers: config.json lists them in pare_layer_widths (read by pare; stock Hugging Face loaders expect uniform widths — use --allocation uniform for a stock-loadable model)",
+    );
   }
   // biases created by reconstruction: set the family's flag and add zero biases where the flag implies them
   const flags = spec.biasFlags;
@@ -172,7 +196,9 @@ export function prunedConfig(
     if (!created) continue;
     const flag = flags?.[which];
     if (!flag) {
-      notes.push(`reconstruction created ${consumerKey === "o" ? "attention output" : "FFN down"} projection biases, which ${spec.family}'s config cannot declare: pare reads them, stock loaders ignore them`);
+      notes.push(
+        `reconstruction created ${consumerKey === "o" ? "attention output" : "FFN down"} projection biases, which ${spec.family}'s config cannot declare: pare reads them, stock loaders ignore them`,
+      );
       continue;
     }
     c[flag.key] = true;

@@ -52,7 +52,12 @@ export function choleskySolve(L: Float64Array, n: number, B: Float64Array, m: nu
 }
 
 /** Sub-matrix of a row-major [?, cols] matrix: rows r × columns c. */
-export function gather2d(M: Float64Array, cols: number, r: ArrayLike<number>, c: ArrayLike<number>): Float64Array {
+export function gather2d(
+  M: Float64Array,
+  cols: number,
+  r: ArrayLike<number>,
+  c: ArrayLike<number>,
+): Float64Array {
   const out = new Float64Array(r.length * c.length);
   for (let i = 0; i < r.length; i++) {
     const base = r[i] * cols;

@@ -1,0 +1,89 @@
+/**
+ * ONNX export laid out as transformers.js expects a model folder: `onnx/model.onnx`
+ * (opset 17, IR 8; weights beyond 1.5 GiB go to `onnx/model.onnx_data` as ONNX external data),
+ * config.json, generation_config.json and the tokenizer files (tokenizer_config.json is
+ * written when the source has none). Decoders get KV-cache inputs/outputs; encoders take
+ * input_ids / attention_mask / token_type_ids.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Model } from "../arch/model.ts";
+import { PareError } from "../errors.ts";
+import { copyAuxFiles } from "../io/modelFolder.ts";
+import { IR_VERSION, OPSET } from "../onnx/graph.ts";
+import { buildCachedDecoderGraph, buildModelGraph } from "../onnx/emit.ts";
+import { writeAtomically } from "./atomic.ts";
+
+export interface OnnxExportResult {
+  out: string;
+  files: string[];
+  opset: number;
+  irVersion: number;
+  externalData: boolean;
+  inputs: string[];
+  outputs: string[];
+  notes: string[];
+}
+
+const EXTERNAL_ABOVE = 1.5 * 1024 ** 3;
+
+/** What the export can and cannot express; throws before anything is written. */
+export function checkExportable(model: Model): string[] {
+  const notes: string[] = [];
+  model.dims.layers.forEach((L, i) => {
+    if (L.nHeads === 0 || L.nKv === 0 || L.ffn === 0) {
+      throw new PareError(
+        "E_USAGE",
+        `layer ${i} has ${L.nHeads} heads / ${L.ffn} FFN channels: an emptied layer cannot be exported to ONNX opset ${OPSET}`,
+        "prune again with --min-groups 1 --min-channels 1 (the defaults)",
+      );
+    }
+  });
+  if (model.spec.kind === "decoder") {
+    const kv = new Set(model.dims.layers.map((l) => l.nKv));
+    if (kv.size > 1) {
+      notes.push(
+        "KV-head counts differ between layers: transformers.js reads each layer's cache shape from the graph and runs it, " +
+          "but runtimes that size the KV cache from config.json's num_key_value_heads need a model pruned with --allocation uniform",
+      );
+    }
+  }
+  return notes;
+}
+
+export function exportOnnx(model: Model & { dir: string }, out: string, opts: { force?: boolean } = {}): OnnxExportResult {
+  const notes = checkExportable(model);
+  const decoder = model.spec.kind === "decoder";
+  const weightBytes = model.weights.names().reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
+  const external = weightBytes > EXTERNAL_ABOVE;
+  const files: string[] = [];
+  let inputs: string[] = [];
+  let outputs: string[] = [];
+  writeAtomically(out, opts.force ?? false, (tmp) => {
+    fs.mkdirSync(path.join(tmp, "onnx"));
+    const g = decoder ? buildCachedDecoderGraph(model) : buildModelGraph(model);
+    inputs = g.inputNames;
+    outputs = g.outputNames;
+    const graph = g.serialize({ producer: "pare", external: external ? { location: "model.onnx_data" } : undefined });
+    fs.writeFileSync(path.join(tmp, "onnx", "model.onnx"), graph.model);
+    files.push("onnx/model.onnx");
+    if (graph.external.length) {
+      const fd = fs.openSync(path.join(tmp, "onnx", "model.onnx_data"), "w");
+      try {
+        for (const c of graph.external) fs.writeSync(fd, c);
+      } finally {
+        fs.closeSync(fd);
+      }
+      files.push("onnx/model.onnx_data");
+    }
+    const config: Record<string, unknown> = { ...model.config };
+    if (external) config["transformers.js_config"] = { use_external_data_format: true };
+    fs.writeFileSync(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    files.push("config.json", ...copyAuxFiles(model.dir, tmp));
+    if (!fs.existsSync(path.join(tmp, "tokenizer_config.json"))) {
+      fs.writeFileSync(path.join(tmp, "tokenizer_config.json"), `${JSON.stringify({ model_max_length: model.dims.maxPos }, null, 2)}\n`);
+      files.push("tokenizer_config.json");
+    }
+  });
+  return { out: path.resolve(out), files: [...new Set(files)], opset: OPSET, irVersion: IR_VERSION, externalData: external, inputs, outputs, notes };
+}
