@@ -5,7 +5,7 @@
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
 import { emitModelGraph } from "../onnx/emit.ts";
-import { i64From, Session } from "../runtime/ort.ts";
+import { f32, i64From, Session } from "../runtime/ort.ts";
 
 export interface RunnerOptions {
   threads?: number;
@@ -17,7 +17,10 @@ export class Runner {
     private readonly session: Session,
   ) {}
 
-  static async create(model: Model, opts: RunnerOptions & { logits?: boolean } = {}): Promise<Runner> {
+  static async create(
+    model: Model,
+    opts: RunnerOptions & { logits?: boolean; mode?: "nll" | "logprobs" | "compare" } = {},
+  ): Promise<Runner> {
     const decoder = model.spec.kind === "decoder";
     if (decoder && model.dims.head !== "lm") {
       throw new PareError(
@@ -26,7 +29,13 @@ export class Runner {
         "use a *ForCausalLM checkpoint",
       );
     }
-    const bytes = emitModelGraph(model, decoder ? { nll: true, logits: opts.logits ?? false } : {});
+    const mode = opts.mode ?? "nll";
+    const bytes = emitModelGraph(
+      model,
+      decoder
+        ? { nll: mode === "nll", logprobs: mode === "logprobs", compare: mode === "compare", logits: opts.logits ?? false }
+        : {},
+    );
     return new Runner(model, await Session.create(bytes, { threads: opts.threads }));
   }
 
@@ -58,6 +67,45 @@ export class Runner {
     ]);
     const nll = r.nll.data as Float32Array;
     return windows.map((_, b) => Float64Array.from(nll.subarray(b * L, b * L + L - 1)));
+  }
+
+  /** Log-probabilities [B·T·V] of equal-length windows (a reference for `compareWindows`). */
+  async windowLogprobs(windows: number[][]): Promise<Float32Array> {
+    const B = windows.length;
+    const L = windows[0].length;
+    const r = await this.session.run({ input_ids: i64From([B, L], windows.flat()) }, ["logp"]);
+    return r.logp.data as Float32Array;
+  }
+
+  /** Per-token KL(ref‖this) and top-1 agreement against reference log-probs of the same windows. */
+  async compareWindows(windows: number[][], refLogp: Float32Array): Promise<{ kl: Float32Array; agree: Float32Array }> {
+    const B = windows.length;
+    const L = windows[0].length;
+    const r = await this.session.run(
+      { input_ids: i64From([B, L], windows.flat()), ref_logp: f32([B, L, this.model.dims.vocab], refLogp) },
+      ["kl", "agree"],
+    );
+    return { kl: r.kl.data as Float32Array, agree: r.agree.data as Float32Array };
+  }
+
+  /**
+   * Per-position NLL of variable-length sequences (right-padded in one batch; causal
+   * attention makes padding invisible): result[b][t] = −log p(seq[t+1] | seq[..t]).
+   */
+  async sequenceNll(seqs: number[][], padId = 0): Promise<Float64Array[]> {
+    const B = seqs.length;
+    const T = Math.max(...seqs.map((s) => s.length));
+    const ids = new Array<number>(B * T).fill(padId);
+    const labels = new Array<number>(B * T).fill(-1);
+    seqs.forEach((s, b) => {
+      s.forEach((id, t) => {
+        ids[b * T + t] = id;
+        if (t + 1 < s.length) labels[b * T + t] = s[t + 1];
+      });
+    });
+    const r = await this.session.run({ input_ids: i64From([B, T], ids), labels: i64From([B, T], labels) }, ["nll"]);
+    const nll = r.nll.data as Float32Array;
+    return seqs.map((s, b) => Float64Array.from(nll.subarray(b * T, b * T + Math.max(0, s.length - 1))));
   }
 
   /** Encoder classification logits for variable-length inputs (right-padded, masked). */

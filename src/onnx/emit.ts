@@ -13,6 +13,10 @@ export interface EmitOptions {
   nll?: boolean;
   /** decoders: output `logits` [B,T,V] (default true unless nll) */
   logits?: boolean;
+  /** decoders: output `logp` [B,T,V] (log-softmax of the logits) */
+  logprobs?: boolean;
+  /** decoders: take `ref_logp` [B,T,V] (a reference model's log-probs) and output `kl` = KL(ref‖this) and `agree` = top-1 equal, per token [B,T] */
+  compare?: boolean;
 }
 
 const NEG = -1e30;
@@ -320,7 +324,18 @@ export function buildModelGraph(model: Model, opts: EmitOptions = {}): GraphBuil
   } else if (d.head === "lm") {
     const headName = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
     const logits = e.linear(x, headName, false); // [B,T,V]
-    if (opts.logits ?? !opts.nll) g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
+    if (opts.logits ?? !(opts.nll || opts.logprobs || opts.compare)) g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
+    if (opts.logprobs || opts.compare) {
+      const lsm = g.op("LogSoftmax", [logits], { axis: -1 });
+      if (opts.logprobs) g.output(g.alias(lsm, "logp"), "float32", ["batch", "seq", d.vocab]);
+      if (opts.compare) {
+        const ref = g.input("ref_logp", "float32", ["batch", "seq", d.vocab]);
+        const kl = g.op("ReduceSum", [g.op("Mul", [g.op("Exp", [ref]), g.op("Sub", [ref, lsm])]), g.constI64([-1])], { keepdims: 0 });
+        g.output(g.alias(kl, "kl"), "float32", ["batch", "seq"]);
+        const same = g.op("Equal", [g.op("ArgMax", [ref], { axis: -1, keepdims: 0 }), g.op("ArgMax", [lsm], { axis: -1, keepdims: 0 })]);
+        g.output(g.op("Cast", [same], { to: 1 }, "agree"), "float32", ["batch", "seq"]);
+      }
+    }
     if (opts.nll) {
       const labels = g.input("labels", "int64", ["batch", "seq"]);
       const valid = g.op("GreaterOrEqual", [labels, g.scalarI64(0)]);

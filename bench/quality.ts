@@ -1,0 +1,177 @@
+/**
+ * Quality benchmark (`npm run bench:quality`): prune the shared trained models with every
+ * criterion × reconstruction × ratio and measure them against the dense model.
+ *   llama-gqa-6l: WikiText-2 test perplexity (L = 256, first N windows), KL(dense‖pruned) and
+ *                 top-1 agreement; calibration on WikiText-2 *validation* (disjoint from test).
+ *   bert-sst2-4l: SST-2 dev accuracy; calibration on SST-2 train sentences.
+ * Options: --windows N (default 200; --windows all = the whole test set), --kl-windows N (default 32),
+ * --quick (ratio 0.5 and three criteria only), --only llama|bert.
+ * Reads ../shared; without it, prints that it skipped and exits 0.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadModel } from "../src/arch/load.ts";
+import { CRITERIA } from "../src/criteria/index.ts";
+import { classify } from "../src/eval/classify.ts";
+import { cutWindows, perplexity } from "../src/eval/perplexity.ts";
+import { Runner } from "../src/eval/runner.ts";
+import { readClassificationFile, readTextFile } from "../src/io/datasets.ts";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { runPrune } from "../src/pipeline/prune.ts";
+import { resolveRecipe } from "../src/pipeline/recipe.ts";
+import { RECONSTRUCTORS } from "../src/reconstruct/index.ts";
+import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+
+const SHARED = path.resolve(REPO_ROOT, "../shared");
+const arg = (name: string, def?: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : def;
+};
+const quick = process.argv.includes("--quick");
+const only = arg("only");
+const windowsArg = arg("windows", "200")!;
+const klWindows = Number(arg("kl-windows", "32"));
+
+if (!fs.existsSync(path.join(SHARED, "models"))) {
+  process.stdout.write("bench:quality skipped: ../shared/models not found (the benchmark needs the shared trained models)\n");
+  process.exit(0);
+}
+
+const criteria = quick ? ["flap-wifv", "wanda-sp", "magnitude-l2"] : Object.keys(CRITERIA);
+const recons = Object.keys(RECONSTRUCTORS);
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-quality-"));
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+interface Row {
+  model: string;
+  criterion: string;
+  reconstruct: string;
+  ratio: number;
+  achievedRatio: number;
+  pruneSeconds: number;
+  ppl?: number;
+  kl?: number;
+  top1?: number;
+  accuracy?: number;
+}
+const rows: Row[] = [];
+const dense: Record<string, Record<string, number>> = {};
+
+async function benchLlama(): Promise<void> {
+  const dir = path.join(SHARED, "models/llama-gqa-6l");
+  const calib = path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens");
+  const tok = loadTokenizer(dir);
+  log("tokenizing WikiText-2 test …");
+  const ids = tok.encode(readTextFile(path.join(SHARED, "data/wikitext-2/raw-v1/wiki.test.raw")));
+  const maxWindows = windowsArg === "all" ? undefined : Number(windowsArg);
+  const klWin = cutWindows(ids, 256, klWindows);
+  const denseModel = loadModel(dir);
+  const dr = await Runner.create(denseModel);
+  const dp = await perplexity(dr, ids, { seqLen: 256, maxWindows });
+  await dr.close();
+  const lr = await Runner.create(denseModel, { mode: "logprobs" });
+  const refLogp: Float32Array[] = [];
+  for (let i = 0; i < klWin.length; i += 4) refLogp.push(await lr.windowLogprobs(klWin.slice(i, i + 4)));
+  await lr.close();
+  denseModel.close();
+  dense.llama = { ppl: dp.ppl, windows: dp.windows, tokens: dp.tokens };
+  log(`dense llama-gqa-6l: ppl ${dp.ppl.toFixed(2)} (${dp.protocol})`);
+  for (const ratio of quick ? [0.5] : [0.2, 0.3, 0.5]) {
+    for (const criterion of criteria) {
+      for (const reconstruct of recons) {
+        const out = path.join(work, `llama-${criterion}-${reconstruct}-${ratio}`);
+        const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 256, seed: 0 });
+        const rep = await runPrune(recipe);
+        const m = loadModel(out);
+        const r = await Runner.create(m);
+        const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
+        await r.close();
+        const cr = await Runner.create(m, { mode: "compare" });
+        let kl = 0;
+        let agree = 0;
+        let n = 0;
+        for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
+          const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
+          for (let j = 0; j < c.kl.length; j++) {
+            kl += c.kl[j];
+            agree += c.agree[j];
+          }
+          n += c.kl.length;
+        }
+        await cr.close();
+        m.close();
+        fs.rmSync(out, { recursive: true, force: true });
+        const row: Row = { model: "llama-gqa-6l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, ppl: p.ppl, kl: kl / n, top1: agree / n };
+        rows.push(row);
+        log(`llama ${criterion} ${reconstruct} ${ratio}: ppl ${p.ppl.toFixed(2)} kl ${row.kl!.toFixed(4)} top1 ${(100 * row.top1!).toFixed(1)}% (${rep.timings.total.toFixed(1)} s)`);
+      }
+    }
+  }
+}
+
+async function benchBert(): Promise<void> {
+  const dir = path.join(SHARED, "models/bert-sst2-4l");
+  const calib = path.join(work, "sst2-train-sentences.txt");
+  const train = fs.readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8");
+  fs.writeFileSync(calib, train.split("\n").map((l) => l.replace(/^\d+\s+/, "")).join("\n"));
+  const dev = readClassificationFile(path.join(SHARED, "data/sst2/stsa.binary.dev"));
+  const tok = loadTokenizer(dir);
+  const dm = loadModel(dir);
+  const dr = await Runner.create(dm);
+  const da = await classify(dr, tok, dev);
+  await dr.close();
+  dm.close();
+  dense.bert = { accuracy: da.accuracy, n: da.n };
+  log(`dense bert-sst2-4l: accuracy ${(100 * da.accuracy).toFixed(2)}%`);
+  for (const ratio of quick ? [0.5] : [0.3, 0.5, 0.7]) {
+    for (const criterion of criteria) {
+      for (const reconstruct of recons) {
+        const out = path.join(work, `bert-${criterion}-${reconstruct}-${ratio}`);
+        const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 128, seed: 0 });
+        const rep = await runPrune(recipe);
+        const m = loadModel(out);
+        const r = await Runner.create(m);
+        const a = await classify(r, tok, dev);
+        await r.close();
+        m.close();
+        fs.rmSync(out, { recursive: true, force: true });
+        rows.push({ model: "bert-sst2-4l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, accuracy: a.accuracy });
+        log(`bert ${criterion} ${reconstruct} ${ratio}: acc ${(100 * a.accuracy).toFixed(2)}% (${rep.timings.total.toFixed(1)} s)`);
+      }
+    }
+  }
+}
+
+const t0 = Date.now();
+if (only !== "bert") await benchLlama();
+if (only !== "llama") await benchBert();
+fs.rmSync(work, { recursive: true, force: true });
+
+const llamaRows = rows.filter((r) => r.model === "llama-gqa-6l");
+const bertRows = rows.filter((r) => r.model === "bert-sst2-4l");
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+let md = `# bench:quality\n\nCommand: \`npm run bench:quality${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\`  \n`;
+md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores; ${new Date().toISOString()}; wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.  \n`;
+md += "Recipe: allocation global, calibration sequential, 128 samples (seed 0), ridge 0.01.\n\n";
+if (llamaRows.length) {
+  md += `## llama-gqa-6l — WikiText-2 test perplexity (L = 256, ${dense.llama.windows} windows, ${dense.llama.tokens} predicted tokens), KL(dense‖pruned) and top-1 agreement on ${klWindows} windows; calibration: WikiText-2 validation, 128 × 256 tokens\n\n`;
+  md += `Dense perplexity: **${dense.llama.ppl.toFixed(2)}**\n\n`;
+  md += markdownTable(
+    ["ratio", "criterion", "reconstruct", "achieved", "PPL", "KL", "top-1", "prune s"],
+    llamaRows.map((r) => [r.ratio, r.criterion, r.reconstruct, r.achievedRatio.toFixed(3), r.ppl!.toFixed(2), r.kl!.toFixed(4), pct(r.top1!), r.pruneSeconds.toFixed(1)]),
+    [true, false, false, true, true, true, true, true],
+  );
+  md += "\n\n";
+}
+if (bertRows.length) {
+  md += `## bert-sst2-4l — SST-2 dev accuracy (${dense.bert.n} sentences); calibration: 128 SST-2 train sentences\n\nDense accuracy: **${pct(dense.bert.accuracy)}**\n\n`;
+  md += markdownTable(
+    ["ratio", "criterion", "reconstruct", "achieved", "accuracy", "prune s"],
+    bertRows.map((r) => [r.ratio, r.criterion, r.reconstruct, r.achievedRatio.toFixed(3), pct(r.accuracy!), r.pruneSeconds.toFixed(1)]),
+    [true, false, false, true, true, true],
+  );
+  md += "\n";
+}
+writeResults(quick ? "quality-quick" : "quality", { machine: machineInfo(), args: process.argv.slice(2), dense, rows }, md);
+process.stdout.write(md);
