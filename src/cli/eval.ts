@@ -1,9 +1,11 @@
 import { loadModel } from "../arch/load.ts";
 import { PareError } from "../errors.ts";
 import { classify } from "../eval/classify.ts";
+import { multipleChoice } from "../eval/multipleChoice.ts";
 import { perplexity } from "../eval/perplexity.ts";
 import { Runner } from "../eval/runner.ts";
 import { readClassificationFile, readTextFile } from "../io/datasets.ts";
+import { MC_FORMATS, type McFormat, readMultipleChoice } from "../io/mcData.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import type { Console } from "./io.ts";
 
@@ -16,6 +18,8 @@ export interface EvalFlags {
   threads?: string;
   textColumn?: string;
   labelColumn?: string;
+  format?: string;
+  maxItems?: string;
 }
 
 function int(v: string | undefined, name: string, min: number): number | undefined {
@@ -31,7 +35,7 @@ function int(v: string | undefined, name: string, min: number): number | undefin
 }
 
 export async function evalCommand(dir: string, f: EvalFlags, con: Console): Promise<void> {
-  const tasks = ["ppl", "classify"];
+  const tasks = ["ppl", "classify", "mc"];
   if (!tasks.includes(f.task))
     throw new PareError("E_USAGE", `unknown task "${f.task}"`, `--task is one of: ${tasks.join(", ")}`);
   const threads = int(f.threads, "--threads", 1);
@@ -39,7 +43,23 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
   const m = loadModel(dir);
   try {
     if (!m.hasTokenizer) loadTokenizer(m.dir); // throws the coded "no tokenizer.json" error
-    if (f.task === "ppl") {
+    if (f.task === "mc") {
+      const format = (f.format ?? "generic") as McFormat;
+      if (!MC_FORMATS.includes(format)) throw new PareError("E_USAGE", `unknown --format "${f.format}"`, `use one of: ${MC_FORMATS.join(", ")}`);
+      if (m.spec.kind !== "decoder") throw new PareError("E_USAGE", "--task mc needs a decoder (causal LM)", "use --task classify for encoders");
+      const items = readMultipleChoice(f.data, format);
+      const tok = loadTokenizer(m.dir);
+      const runner = await Runner.create(m, { threads });
+      const r = await multipleChoice(runner, tok, items, {
+        batchSize,
+        maxItems: int(f.maxItems, "--max-items", 1),
+        onProgress: (d, t) => con.progress("multiple choice", d, t),
+      });
+      await runner.close();
+      con.result({ task: "mc", format, model: m.dir, data: f.data, ...r, acc_norm: r.accNorm }, () =>
+        [`acc ${(100 * r.acc).toFixed(2)}%   acc_norm ${(100 * r.accNorm).toFixed(2)}%   (${r.n} items)`, `  protocol: ${r.protocol}`, `  data: ${f.data} (${format})`].join("\n"),
+      );
+    } else if (f.task === "ppl") {
       if (m.spec.kind !== "decoder")
         throw new PareError(
           "E_USAGE",

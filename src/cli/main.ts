@@ -32,7 +32,7 @@ program
   .command("eval")
   .description("measure a model: perplexity (decoders) or classification accuracy (encoders)")
   .argument("<model>", "Hugging Face model folder")
-  .requiredOption("--task <task>", "ppl | classify")
+  .requiredOption("--task <task>", "ppl | classify | mc (zero-shot multiple choice)")
   .requiredOption(
     "--data <file>",
     "ppl: a text file; classify: TSV (GLUE-style, header or not) or 'label sentence' lines",
@@ -43,6 +43,8 @@ program
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
   .option("--text-column <col>", "classify: sentence column (name or 0-based index)")
   .option("--label-column <col>", "classify: label column (name or 0-based index)")
+  .option("--format <format>", "mc: generic | piqa | arc | openbookqa | winogrande | hellaswag | commonsense", "generic")
+  .option("--max-items <n>", "mc: evaluate only the first n items")
   .action(async (model: string, opts) => {
     flags = program.opts();
     await evalCommand(model, opts, new Console(flags));
