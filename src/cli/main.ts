@@ -1,6 +1,7 @@
 /** pare's command line: the only code that touches argv, the console and the exit code. */
 import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
+import { benchCommand } from "./bench.ts";
 import { evalCommand } from "./eval.ts";
 import { exportCommand } from "./export.ts";
 import { inspectCommand } from "./inspect.ts";
@@ -92,6 +93,19 @@ program
   .action(async (model: string, opts) => {
     flags = program.opts();
     await exportCommand(model, opts, new Console(flags));
+  });
+
+program
+  .command("bench")
+  .description("latency and throughput through ONNX Runtime: a dense model and its pruned versions, interleaved")
+  .argument("<models...>", "model folders (the first is the baseline)")
+  .option("--runs <n>", "timed runs per case (median reported)", "7")
+  .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+  .option("--seq-len <n>", "tokens per sequence (default: 128 encoders, 256 decoders)")
+  .option("--batch <n>", "batch size of the batched case (default 8)")
+  .action(async (models: string[], opts) => {
+    flags = program.opts();
+    await benchCommand(models, opts, new Console(flags));
   });
 
 try {
