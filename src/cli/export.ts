@@ -1,11 +1,13 @@
 import { loadModel } from "../arch/load.ts";
 import { PareError } from "../errors.ts";
 import { exportOnnx } from "../export/onnx.ts";
+import { checkOutputPath } from "../export/paths.ts";
 import type { Console } from "./io.ts";
 
 export async function exportCommand(dir: string, f: { format: string; out?: string; force?: boolean }, con: Console): Promise<void> {
   if (f.format !== "onnx") throw new PareError("E_USAGE", `unknown export format "${f.format}"`, "--format onnx (the model folder itself is already safetensors)");
   if (!f.out) throw new PareError("E_USAGE", "no output folder given", "add --out <dir>");
+  checkOutputPath(dir, f.out, f.force ?? false);
   const m = loadModel(dir);
   try {
     con.info(`» exporting ${m.dir} to ONNX`);

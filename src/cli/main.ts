@@ -7,6 +7,7 @@ import { exportCommand } from "./export.ts";
 import { inspectCommand } from "./inspect.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
 import { PRUNE_HELP, pruneCommand } from "./prune.ts";
+import { reportCommand } from "./report.ts";
 
 const program = new Command();
 let flags: CliFlags = {};
@@ -106,6 +107,21 @@ program
   .action(async (models: string[], opts) => {
     flags = program.opts();
     await benchCommand(models, opts, new Console(flags));
+  });
+
+program
+  .command("report")
+  .description("write report.html (self-contained, inline SVG) for a pruned model folder")
+  .argument("<pruned>", "a folder written by pare prune (reads its pare-pruning.json)")
+  .option("--data <file>", "also measure dense vs pruned on this file (perplexity for decoders, accuracy for classifiers)")
+  .option("--dense <dir>", "the dense model (default: the input recorded in pare-pruning.json)")
+  .option("--seq-len <n>", "perplexity window length", "256")
+  .option("--max-windows <n>", "perplexity: only the first n windows")
+  .option("--bench", "also measure latency, dense vs pruned")
+  .option("--out <file>", "where to write the HTML (default: <pruned>/report.html)")
+  .action(async (pruned: string, opts) => {
+    flags = program.opts();
+    await reportCommand(pruned, opts, new Console(flags));
   });
 
 try {

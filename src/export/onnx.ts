@@ -13,6 +13,7 @@ import { copyAuxFiles } from "../io/modelFolder.ts";
 import { IR_VERSION, OPSET } from "../onnx/graph.ts";
 import { buildCachedDecoderGraph, buildModelGraph } from "../onnx/emit.ts";
 import { writeAtomically } from "./atomic.ts";
+import { checkOutputPath } from "./paths.ts";
 
 export interface OnnxExportResult {
   out: string;
@@ -30,10 +31,17 @@ const EXTERNAL_ABOVE = 1.5 * 1024 ** 3;
 /** What the export can and cannot express; throws before anything is written. */
 export function checkExportable(model: Model): string[] {
   const notes: string[] = [];
+  if (model.spec.kind === "decoder" && model.dims.head !== "lm") {
+    throw new PareError(
+      "E_USAGE",
+      `pare export writes decoders with their language-model head; this ${model.spec.family} checkpoint has none`,
+      "export the *ForCausalLM checkpoint",
+    );
+  }
   model.dims.layers.forEach((L, i) => {
     if (L.nHeads === 0 || L.nKv === 0 || L.ffn === 0) {
       throw new PareError(
-        "E_USAGE",
+        "E_LAYER_EMPTIED",
         `layer ${i} has ${L.nHeads} heads / ${L.ffn} FFN channels: an emptied layer cannot be exported to ONNX opset ${OPSET}`,
         "prune again with --min-groups 1 --min-channels 1 (the defaults)",
       );
@@ -52,6 +60,7 @@ export function checkExportable(model: Model): string[] {
 }
 
 export function exportOnnx(model: Model & { dir: string }, out: string, opts: { force?: boolean } = {}): OnnxExportResult {
+  checkOutputPath(model.dir, out, opts.force ?? false);
   const notes = checkExportable(model);
   const decoder = model.spec.kind === "decoder";
   const weightBytes = model.weights.names().reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);

@@ -56,6 +56,8 @@ export interface LayerReport {
   keptHeads: number[];
   keptChannels: number[];
   skipped: boolean;
+  /** the unit scores the keep decision used (global: standardized), 4 significant digits */
+  scores?: { attn: number[]; mlp: number[] };
   ridge?: { attn?: number; mlp?: number; retries: number };
 }
 
@@ -163,8 +165,8 @@ function globalUnitScores(
   if (crit.squareAttention) ch = ch.map((v) => v * v);
   const z = standardize(ch);
   const L = model.dims.layers[i];
-  const per = (L.nHeads / L.nKv) * model.dims.headDim;
-  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map((s) => s / per);
+  // a head scores the mean of its standardized channels, a KV group the sum over its heads (METHODS §2)
+  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map((s) => s / model.dims.headDim);
 }
 
 function reconstruct(
@@ -324,6 +326,7 @@ export async function runPrune(
   };
 
   let alloc: Allocation | undefined;
+  let globalScores: Float64Array[] | undefined;
   let denseStats: { attn: TapStats; mlp: TapStats }[] | undefined;
   const sequential = recipe.calibration === "sequential" && allKinds.size > 0;
   if (!sequential && allKinds.size > 0) {
@@ -338,16 +341,21 @@ export async function runPrune(
       st = await densePass(critKinds);
       lap("scoring");
     }
-    const scores = mods.map((m) => globalUnitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
-    alloc = allocate(mods, scores, recipe.ratio, "global", { standardized: true });
+    globalScores = mods.map((m) => globalUnitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
+    alloc = allocate(mods, globalScores, recipe.ratio, "global", { standardized: true });
   }
 
   const counts = uniformCounts(mods, recipe.ratio);
+  const usedScores = new Map<string, Float64Array>();
+  if (alloc) mods.forEach((m, idx) => usedScores.set(`${m.layer}:${m.module}`, globalScores![idx]));
   const keepFor = (i: number, m: Module, stats?: TapStats): Int32Array => {
     const idx = 2 * i + (m === "attn" ? 0 : 1);
     if (alloc) return alloc.keep[idx];
-    return topK(unitScores(model, i, m, crit, stats), counts[idx]);
+    const sc = unitScores(model, i, m, crit, stats);
+    usedScores.set(`${i}:${m}`, sc);
+    return topK(sc, counts[idx]);
   };
+  const round4 = (a?: Float64Array) => (a ? Array.from(a, (v) => Number(v.toPrecision(4))) : []);
 
   phase(
     "prune",
@@ -445,6 +453,7 @@ export async function runPrune(
       keptHeads: Array.from(heads),
       keptChannels: Array.from(keepChannels),
       skipped,
+      scores: skipped ? undefined : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
       ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
     });
   }

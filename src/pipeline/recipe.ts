@@ -1,9 +1,9 @@
 /** The pruning recipe: defaults, validation (before any work), YAML/JSON recipe files. */
 import fs from "node:fs";
-import path from "node:path";
 import YAML from "yaml";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
+import { checkOutputPath } from "../export/paths.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 
 export interface Recipe {
@@ -65,6 +65,7 @@ function bad(
 
 function int(v: unknown, name: string, min: number): number {
   const n = typeof v === "string" ? Number(v) : v;
+  if (typeof v === "string" && v.trim() === "") bad(`${name} must be an integer ≥ ${min} (got an empty value)`, `set ${name} to a whole number`);
   if (typeof n !== "number" || !Number.isInteger(n) || n < min)
     bad(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(v)})`, `set ${name} to a whole number`);
   return n;
@@ -105,7 +106,8 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   const r = { ...DEFAULTS, calib: [], ...partial } as Recipe;
   if (!r.model) bad("no input model given", "pare prune <model> --out <dir>");
   if (!r.out) bad("no output folder given", "add --out <dir>");
-  r.ratio = Number(r.ratio);
+  const ratioIn = r.ratio as unknown;
+  r.ratio = typeof ratioIn === "number" || (typeof ratioIn === "string" && ratioIn.trim() !== "") ? Number(ratioIn) : Number.NaN;
   if (!(r.ratio >= 0 && r.ratio < 1))
     bad(
       `ratio ${partial.ratio} is outside [0, 1)`,
@@ -140,10 +142,14 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   r.minChannels = int(r.minChannels, "min-channels", 1);
   r.batchSize = int(r.batchSize, "batch-size", 1);
   if (r.threads !== undefined) r.threads = int(r.threads, "threads", 1);
-  r.ridge = Number(r.ridge);
+  const ridgeIn = r.ridge as unknown;
+  r.ridge = typeof ridgeIn === "number" || (typeof ridgeIn === "string" && ridgeIn.trim() !== "") ? Number(ridgeIn) : Number.NaN;
   if (!(r.ridge >= 0 && Number.isFinite(r.ridge)))
     bad(`ridge must be ≥ 0 (got ${partial.ridge})`, "the default is 0.01");
-  r.skipLayers = (r.skipLayers ?? []).map((x) => int(x, "skip-layers", 0));
+  const skip = r.skipLayers as unknown;
+  const skipList = Array.isArray(skip) ? skip : typeof skip === "number" ? [skip] : typeof skip === "string" ? skip.split(",").map((x) => x.trim()).filter(Boolean) : skip == null ? [] : null;
+  if (!skipList) bad(`skip-layers must be a list of layer indices (got ${JSON.stringify(skip)})`, "e.g. skip-layers: [0, 5] or --skip-layers 0,5");
+  r.skipLayers = skipList.map((x) => int(x, "skip-layers", 0));
   r.calib = (Array.isArray(r.calib) ? r.calib : [r.calib]).filter(Boolean);
   const needsCalib = CRITERIA[r.criterion].needs.length > 0 || RECONSTRUCTORS[r.reconstruct].needs.length > 0;
   if (needsCalib && r.calib.length === 0)
@@ -155,44 +161,8 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   return r;
 }
 
-function real(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-}
-
-function inside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
-}
-
 function checkPaths(r: Recipe): void {
-  const input = real(r.model);
-  const outParent = real(path.dirname(path.resolve(r.out)));
-  const out = path.join(outParent, path.basename(path.resolve(r.out)));
-  if (inside(out, input)) {
-    throw new PareError(
-      "E_OUTPUT_INSIDE_INPUT",
-      `--out ${r.out} is the input folder or inside it`,
-      "write the pruned model to a folder outside the input; pare never modifies its input",
-    );
-  }
-  if (inside(input, out)) {
-    throw new PareError(
-      "E_OUTPUT_INSIDE_INPUT",
-      `the input folder lies inside --out ${r.out}`,
-      "choose an output folder that does not contain the input",
-    );
-  }
-  if (fs.existsSync(out) && !r.force) {
-    throw new PareError(
-      "E_OUTPUT_EXISTS",
-      `output folder ${r.out} already exists`,
-      "choose another --out, or add --force to replace it",
-    );
-  }
+  checkOutputPath(r.model, r.out, r.force);
   for (const c of r.calib) {
     if (!fs.existsSync(c))
       throw new PareError("E_IO", `calibration file ${c} not found`, "check the --calib path");

@@ -7,9 +7,11 @@
 export function cholesky(A: Float64Array, n: number): boolean {
   for (let j = 0; j < n; j++) {
     const rj = j * n;
-    let d = A[rj + j];
+    const orig = A[rj + j];
+    let d = orig;
     for (let k = 0; k < j; k++) d -= A[rj + k] * A[rj + k];
-    if (!(d > 0) || !Number.isFinite(d)) return false;
+    // relative pivot test: a pivot that lost all but ~1e-10 of its diagonal means (numerical) singularity
+    if (!(d > 1e-10 * Math.abs(orig)) || !Number.isFinite(d)) return false;
     const ljj = Math.sqrt(d);
     A[rj + j] = ljj;
     for (let i = j + 1; i < n; i++) {

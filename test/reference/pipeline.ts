@@ -11,9 +11,9 @@
  * It also exports the small linear-algebra references the unit tests use (Gaussian elimination, matmul).
  */
 import {
+  type RefTensor,
   referenceBertForward,
   referenceDecoderForward,
-  type RefTensor,
   type WeightSource,
 } from "./forward.ts";
 
@@ -51,7 +51,13 @@ export function gaussSolve(A: ArrayLike<number>, n: number, B: ArrayLike<number>
 }
 
 /** C [n, p] = A [n, k] · B [k, p], triple loop. */
-export function naiveMatmul(A: ArrayLike<number>, B: ArrayLike<number>, n: number, k: number, p: number): Float64Array {
+export function naiveMatmul(
+  A: ArrayLike<number>,
+  B: ArrayLike<number>,
+  n: number,
+  k: number,
+  p: number,
+): Float64Array {
   const C = new Float64Array(n * p);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < p; j++) {
@@ -129,7 +135,13 @@ export function refStats(r: Rows): RefStats {
 // ---------------------------------------------------------------------------------------------------------
 // criteria (METHODS §2), per consumer input channel j; W [dOut, dIn]
 
-export type RefCriterion = "magnitude-l1" | "magnitude-l2" | "wanda-sp" | "flap-ifv" | "flap-wifv" | "flap-wifn";
+export type RefCriterion =
+  | "magnitude-l1"
+  | "magnitude-l2"
+  | "wanda-sp"
+  | "flap-ifv"
+  | "flap-wifv"
+  | "flap-wifn";
 
 export function refChannelScores(
   crit: RefCriterion,
@@ -184,7 +196,13 @@ export const SQUARES_ATTENTION: Record<RefCriterion, boolean> = {
 };
 
 /** head h = Σ_{j < hd} s (or s²) of its channels; KV group = Σ of its query heads (h in group ⌊h / (nH/nKv)⌋). */
-export function refGroupScores(ch: Float64Array, nH: number, nKv: number, hd: number, square: boolean): Float64Array {
+export function refGroupScores(
+  ch: Float64Array,
+  nH: number,
+  nKv: number,
+  hd: number,
+  square: boolean,
+): Float64Array {
   const g = nH / nKv;
   const out = new Float64Array(nKv);
   for (let k = 0; k < nKv; k++) {
@@ -207,6 +225,8 @@ export interface RefModule {
   n: number;
   cost: number;
   min: number;
+  /** a skipped layer's module keeps every unit (its parameters still count in the total) */
+  skip?: boolean;
 }
 
 /** The k highest scores (ties: lower index first), as sorted indices. */
@@ -225,6 +245,7 @@ export function refUniformCounts(mods: RefModule[], ratio: number): number[] {
   const keep = mods.map((m) => m.n);
   for (const layer of new Set(mods.map((m) => m.layer))) {
     const idx = mods.map((_, i) => i).filter((i) => mods[i].layer === layer);
+    if (idx.some((i) => mods[i].skip)) continue;
     const target = ratio * idx.reduce((s, i) => s + mods[i].n * mods[i].cost, 0);
     const byCost = idx.slice().sort((a, b) => mods[b].cost - mods[a].cost);
     let removed = 0;
@@ -273,7 +294,7 @@ export function refGlobalCounts(mods: RefModule[], z: Float64Array[], ratio: num
   const target = ratio * total;
   const cand: [number, number, number][] = [];
   mods.forEach((m, mi) => {
-    for (let u = 0; u < m.n; u++) cand.push([z[mi][u], mi, u]);
+    if (!m.skip) for (let u = 0; u < m.n; u++) cand.push([z[mi][u], mi, u]);
   });
   cand.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
   const removed = mods.map(() => 0);
@@ -316,7 +337,8 @@ export function refReconstruct(
 ): RefRecon {
   const m = complementOf(keep, dIn);
   const Wu = new Float64Array(dOut * keep.length);
-  for (let i = 0; i < dOut; i++) for (let k = 0; k < keep.length; k++) Wu[i * keep.length + k] = W[i * dIn + keep[k]];
+  for (let i = 0; i < dOut; i++)
+    for (let k = 0; k < keep.length; k++) Wu[i * keep.length + k] = W[i * dIn + keep[k]];
   const b0 = b ? Float64Array.from(b) : undefined;
   if (method === "none") return { W: Wu, b: b0 };
   if (!st) throw new Error(`reference: ${method} needs statistics`);
@@ -341,7 +363,8 @@ export function refReconstruct(
   for (let a = 0; a < n; a++) for (let c = 0; c < n; c++) A[a * n + c] = st.gram[u1[a] * D + u1[c]];
   for (let a = 0; a < n - 1; a++) A[a * n + a] += lambda;
   const B = new Float64Array(n * m.length);
-  for (let a = 0; a < n; a++) for (let c = 0; c < m.length; c++) B[a * m.length + c] = st.gram[u1[a] * D + m[c]];
+  for (let a = 0; a < n; a++)
+    for (let c = 0; c < m.length; c++) B[a * m.length + c] = st.gram[u1[a] * D + m[c]];
   const Z = gaussSolve(A, n, B, m.length); // rows: kept channels then the intercept; cols: removed channels
   const Wn = Wu.slice();
   const bn = new Float64Array(dOut);
@@ -385,6 +408,8 @@ export interface RefLayer {
   keptGroups: number[];
   keptHeads: number[];
   keptChannels: number[];
+  /** the unit scores the keep decision used (uniform: raw unit scores; global: the standardized ones) */
+  scores: { attn: Float64Array; mlp: Float64Array };
 }
 
 export interface RefResult {
@@ -427,7 +452,9 @@ function namesOf(family: Family, i: number): Names {
 }
 
 /** Valid (unpadded) token ids of every calibration row, in batch order. */
-export function calibrationSequences(batches: { ids: number[]; mask: number[]; b: number; T: number }[]): number[][] {
+export function calibrationSequences(
+  batches: { ids: number[]; mask: number[]; b: number; T: number }[],
+): number[][] {
   const out: number[][] = [];
   for (const bt of batches) {
     for (let r = 0; r < bt.b; r++) {
@@ -501,9 +528,11 @@ export function referencePrune(
     const N = namesOf(family, i);
     const { nKv, F } = widths(i);
     const sz = (n: string) => (W.has(n) ? size(get(n).shape) : 0);
-    const attnScaled = [N.q, N.k, N.v].reduce((s, p) => s + sz(`${p}.weight`) + sz(`${p}.bias`), 0) + sz(`${N.o}.weight`);
+    const attnScaled =
+      [N.q, N.k, N.v].reduce((s, p) => s + sz(`${p}.weight`) + sz(`${p}.bias`), 0) + sz(`${N.o}.weight`);
     const mlpProducers = [N.gate, N.up].filter((x): x is string => !!x);
-    const mlpScaled = mlpProducers.reduce((s, p) => s + sz(`${p}.weight`) + sz(`${p}.bias`), 0) + sz(`${N.down}.weight`);
+    const mlpScaled =
+      mlpProducers.reduce((s, p) => s + sz(`${p}.weight`) + sz(`${p}.bias`), 0) + sz(`${N.down}.weight`);
     mods.push({ layer: i, module: "attn", n: nKv, cost: attnScaled / nKv, min: Math.min(minG, nKv) });
     mods.push({ layer: i, module: "mlp", n: F, cost: mlpScaled / F, min: Math.min(minC, F) });
   }
@@ -532,7 +561,7 @@ export function referencePrune(
     if (SQUARES_ATTENTION[recipe.criterion]) ch = ch.map((v) => v * v);
     const z = refStandardize(ch);
     const g = nH / nKv;
-    const per = (recipe.groupScore ?? "mean-of-channels") === "mean-of-channels" ? g * hd : hd;
+    const per = (recipe.groupScore ?? "sum-of-head-means") === "mean-of-channels" ? g * hd : hd;
     return refGroupScores(z, nH, nKv, hd, false).map((v) => v / per);
   };
 
@@ -550,17 +579,17 @@ export function referencePrune(
 
   // global: counts and kept units are fixed up front from dense scores (also in sequential mode)
   let keepCounts: number[];
-  let globalKeep: number[][] | undefined;
+  let global: Float64Array[] | undefined;
   if (recipe.allocation === "global") {
-    const scores = mods.map((m) => globalScores(m.layer, m.module, denseStats?.[m.layer][m.module]));
-    keepCounts = refGlobalCounts(mods, scores, recipe.ratio);
-    globalKeep = scores.map((s, k) => refTopK(s, keepCounts[k]));
+    global = mods.map((m) => globalScores(m.layer, m.module, denseStats?.[m.layer][m.module]));
+    keepCounts = refGlobalCounts(mods, global, recipe.ratio);
   } else {
     keepCounts = refUniformCounts(mods, recipe.ratio);
   }
   const keepOf = (i: number, module: "attn" | "mlp", st?: RefStats) => {
     const k = 2 * i + (module === "attn" ? 0 : 1);
-    return globalKeep ? globalKeep[k] : refTopK(unitScores(i, module, st), keepCounts[k]);
+    const scores = global ? global[k] : unitScores(i, module, st);
+    return { keep: refTopK(scores, keepCounts[k]), scores };
   };
 
   const cutAttention = (i: number, keepGroups: number[], st?: RefStats) => {
@@ -571,7 +600,16 @@ export function referencePrune(
     const qRows = heads.flatMap((h) => Array.from({ length: hd }, (_, j) => h * hd + j));
     const kvRows = keepGroups.flatMap((k) => Array.from({ length: hd }, (_, j) => k * hd + j));
     const o = get(`${N.o}.weight`);
-    const r = refReconstruct(recipe.reconstruct, o.data, H, nH * hd, W.get(`${N.o}.bias`)?.data, qRows, st, recipe.ridge);
+    const r = refReconstruct(
+      recipe.reconstruct,
+      o.data,
+      H,
+      nH * hd,
+      W.get(`${N.o}.bias`)?.data,
+      qRows,
+      st,
+      recipe.ridge,
+    );
     sliceRows(W, N.q, qRows);
     sliceRows(W, N.k, kvRows);
     sliceRows(W, N.v, kvRows);
@@ -583,7 +621,16 @@ export function referencePrune(
     const N = namesOf(family, i);
     const { F } = widths(i);
     const d = get(`${N.down}.weight`);
-    const r = refReconstruct(recipe.reconstruct, d.data, H, F, W.get(`${N.down}.bias`)?.data, keep, st, recipe.ridge);
+    const r = refReconstruct(
+      recipe.reconstruct,
+      d.data,
+      H,
+      F,
+      W.get(`${N.down}.bias`)?.data,
+      keep,
+      st,
+      recipe.ridge,
+    );
     if (N.gate) sliceRows(W, N.gate, keep);
     sliceRows(W, N.up, keep);
     W.set(`${N.down}.weight`, { shape: [H, keep.length], data: r.W });
@@ -602,12 +649,17 @@ export function referencePrune(
       stM = denseStats?.[i].mlp;
     }
     // uniform in sequential mode: scores from the pruned stream (the MLP's after this layer's attention cut)
-    const keepGroups = keepOf(i, "attn", stA);
-    const heads = cutAttention(i, keepGroups, stA);
+    const a = keepOf(i, "attn", stA);
+    const heads = cutAttention(i, a.keep, stA);
     if (sequential) stM = statsOf(taps().mlp[i], widths(i).F);
-    const keepChannels = keepOf(i, "mlp", stM);
-    cutMlp(i, keepChannels, stM);
-    layers.push({ keptGroups: keepGroups, keptHeads: heads, keptChannels: keepChannels });
+    const m = keepOf(i, "mlp", stM);
+    cutMlp(i, m.keep, stM);
+    layers.push({
+      keptGroups: a.keep,
+      keptHeads: heads,
+      keptChannels: m.keep,
+      scores: { attn: a.scores, mlp: m.scores },
+    });
   }
 
   // decoders: a consumer bias created by reconstruction switches on attention_bias / mlp_bias, which implies
@@ -619,7 +671,8 @@ export function referencePrune(
     ] as const) {
       const created = Array.from({ length: nL }, (_, i) => i).some(
         (i) =>
-          W.has(`${namesOf(family, i)[consumerKey]}.bias`) && !input.has(`${namesOf(family, i)[consumerKey]}.bias`),
+          W.has(`${namesOf(family, i)[consumerKey]}.bias`) &&
+          !input.has(`${namesOf(family, i)[consumerKey]}.bias`),
       );
       if (!created) continue;
       for (let i = 0; i < nL; i++) {
