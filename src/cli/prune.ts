@@ -1,8 +1,12 @@
+import { loadModel } from "../arch/load.ts";
 import { CRITERIA } from "../criteria/index.ts";
+import { PareError } from "../errors.ts";
+import { exportOnnxInto } from "../export/onnx.ts";
 import { type PruneEvent, runPrune } from "../pipeline/prune.ts";
 import { type Recipe, readRecipeFile, resolveRecipe } from "../pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import type { Console } from "./io.ts";
+import { buildReport } from "./report.ts";
 
 export interface PruneFlags {
   out?: string;
@@ -25,6 +29,9 @@ export interface PruneFlags {
   dtype?: string;
   threads?: string;
   force?: boolean;
+  export?: string;
+  report?: boolean;
+  reportData?: string;
 }
 
 export async function pruneCommand(model: string, f: PruneFlags, con: Console): Promise<void> {
@@ -59,6 +66,9 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   set("threads", f.threads);
   if (f.force) flags.force = true;
   const recipe = resolveRecipe({ ...fromFile, ...flags, model });
+  if (f.export !== undefined && f.export !== "onnx") {
+    throw new PareError("E_USAGE", `unknown --export format "${f.export}"`, "--export onnx");
+  }
 
   const onEvent = (e: PruneEvent) => {
     if (e.type === "phase") con.info(`» ${e.phase}${e.detail ? `: ${e.detail}` : ""}`);
@@ -71,7 +81,23 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
     else con.info(`  note: ${e.message}`);
   };
   const r = await runPrune(recipe, onEvent);
-  con.result(r as unknown as Record<string, unknown>, () => {
+  const extra: Record<string, unknown> = {};
+  if (f.export) {
+    con.info("» export: onnx/ inside the output folder");
+    const m = loadModel(r.output);
+    try {
+      const e = exportOnnxInto(m);
+      for (const n of e.notes) con.info(`  note: ${n}`);
+      extra.export = e;
+    } finally {
+      m.close();
+    }
+  }
+  if (f.report) {
+    con.info("» report");
+    extra.report = (await buildReport(r.output, { data: f.reportData }, con)).file;
+  }
+  con.result({ ...(r as unknown as Record<string, unknown>), ...extra }, () => {
     const f0 = (n: number) => n.toLocaleString("en-US");
     const lines = [
       `pruned ${r.input.dir} → ${r.output}`,
@@ -89,6 +115,8 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
         .join(", ")}`,
       "  report      pare-pruning.json in the output folder",
     ];
+    if (extra.export) lines.push("  export      onnx/model.onnx in the output folder (transformers.js layout)");
+    if (extra.report) lines.push(`  html        ${extra.report}`);
     return lines.join("\n");
   });
 }

@@ -10,8 +10,8 @@ import path from "node:path";
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
 import { copyAuxFiles } from "../io/modelFolder.ts";
-import { IR_VERSION, OPSET } from "../onnx/graph.ts";
 import { buildCachedDecoderGraph, buildModelGraph } from "../onnx/emit.ts";
+import { IR_VERSION, OPSET } from "../onnx/graph.ts";
 import { writeAtomically } from "./atomic.ts";
 import { checkOutputPath } from "./paths.ts";
 
@@ -59,21 +59,62 @@ export function checkExportable(model: Model): string[] {
   return notes;
 }
 
-export function exportOnnx(model: Model & { dir: string }, out: string, opts: { force?: boolean } = {}): OnnxExportResult {
+export function exportOnnx(
+  model: Model & { dir: string },
+  out: string,
+  opts: { force?: boolean } = {},
+): OnnxExportResult {
   checkOutputPath(model.dir, out, opts.force ?? false);
   const notes = checkExportable(model);
-  const decoder = model.spec.kind === "decoder";
-  const weightBytes = model.weights.names().reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
+  const weightBytes = model.weights
+    .names()
+    .reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
   const external = weightBytes > EXTERNAL_ABOVE;
   const files: string[] = [];
   let inputs: string[] = [];
   let outputs: string[] = [];
   writeAtomically(out, opts.force ?? false, (tmp) => {
     fs.mkdirSync(path.join(tmp, "onnx"));
+    ({ inputs, outputs } = writeOnnxFiles(model, tmp, external, files));
+    const config: Record<string, unknown> = { ...model.config };
+    if (external) config["transformers.js_config"] = { use_external_data_format: true };
+    fs.writeFileSync(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    files.push("config.json", ...copyAuxFiles(model.dir, tmp));
+    if (!fs.existsSync(path.join(tmp, "tokenizer_config.json"))) {
+      fs.writeFileSync(
+        path.join(tmp, "tokenizer_config.json"),
+        `${JSON.stringify({ model_max_length: model.dims.maxPos }, null, 2)}\n`,
+      );
+      files.push("tokenizer_config.json");
+    }
+  });
+  return {
+    out: path.resolve(out),
+    files: [...new Set(files)],
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    externalData: external,
+    inputs,
+    outputs,
+    notes,
+  };
+}
+
+/** onnx/model.onnx (+ model.onnx_data) into `dir`/onnx (which exists). */
+function writeOnnxFiles(
+  model: Model,
+  dir: string,
+  external: boolean,
+  files: string[],
+): { inputs: string[]; outputs: string[] } {
+  {
+    const tmp = dir;
+    const decoder = model.spec.kind === "decoder";
     const g = decoder ? buildCachedDecoderGraph(model) : buildModelGraph(model);
-    inputs = g.inputNames;
-    outputs = g.outputNames;
-    const graph = g.serialize({ producer: "pare", external: external ? { location: "model.onnx_data" } : undefined });
+    const graph = g.serialize({
+      producer: "pare",
+      external: external ? { location: "model.onnx_data" } : undefined,
+    });
     fs.writeFileSync(path.join(tmp, "onnx", "model.onnx"), graph.model);
     files.push("onnx/model.onnx");
     if (graph.external.length) {
@@ -85,14 +126,47 @@ export function exportOnnx(model: Model & { dir: string }, out: string, opts: { 
       }
       files.push("onnx/model.onnx_data");
     }
-    const config: Record<string, unknown> = { ...model.config };
-    if (external) config["transformers.js_config"] = { use_external_data_format: true };
-    fs.writeFileSync(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
-    files.push("config.json", ...copyAuxFiles(model.dir, tmp));
-    if (!fs.existsSync(path.join(tmp, "tokenizer_config.json"))) {
-      fs.writeFileSync(path.join(tmp, "tokenizer_config.json"), `${JSON.stringify({ model_max_length: model.dims.maxPos }, null, 2)}\n`);
-      files.push("tokenizer_config.json");
-    }
+    return { inputs: g.inputNames, outputs: g.outputNames };
+  }
+}
+
+/**
+ * Add `onnx/` (the transformers.js layout) inside an existing model folder, e.g. the output of
+ * pare prune: written to a temporary sibling and renamed; tokenizer_config.json is added if missing.
+ */
+export function exportOnnxInto(model: Model & { dir: string }): OnnxExportResult {
+  const notes = checkExportable(model);
+  const weightBytes = model.weights
+    .names()
+    .reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
+  const external = weightBytes > EXTERNAL_ABOVE;
+  const files: string[] = [];
+  let io = { inputs: [] as string[], outputs: [] as string[] };
+  writeAtomically(path.join(model.dir, "onnx"), true, (tmp) => {
+    fs.mkdirSync(path.join(tmp, "onnx"));
+    io = writeOnnxFiles(model, tmp, external, files);
+    for (const f of fs.readdirSync(path.join(tmp, "onnx")))
+      fs.renameSync(path.join(tmp, "onnx", f), path.join(tmp, f));
+    fs.rmdirSync(path.join(tmp, "onnx"));
   });
-  return { out: path.resolve(out), files: [...new Set(files)], opset: OPSET, irVersion: IR_VERSION, externalData: external, inputs, outputs, notes };
+  if (!fs.existsSync(path.join(model.dir, "tokenizer_config.json"))) {
+    fs.writeFileSync(
+      path.join(model.dir, "tokenizer_config.json"),
+      `${JSON.stringify({ model_max_length: model.dims.maxPos }, null, 2)}\n`,
+    );
+    files.push("tokenizer_config.json");
+  }
+  if (external)
+    notes.push(
+      "weights are in onnx/model.onnx_data: set transformers.js_config.use_external_data_format in config.json for transformers.js",
+    );
+  return {
+    out: path.resolve(model.dir),
+    files,
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    externalData: external,
+    ...io,
+    notes,
+  };
 }

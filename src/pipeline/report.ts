@@ -49,13 +49,16 @@ function histogram(id: string, title: string, scores: number[], kept: Set<number
   const H = 120;
   const pad = { l: 6, r: 6, t: 18, b: 16 };
   if (scores.length === 0) return "";
-  const lo = Math.min(...scores);
-  const hi = Math.max(...scores);
+  // range: min … 99th percentile (heavy tails go into the last bin, whose label says so)
+  const sorted = [...scores].sort((a, b) => a - b);
+  const lo = sorted[0];
+  const top = sorted[sorted.length - 1];
+  const hi = sorted.length > 50 ? sorted[Math.floor(0.99 * (sorted.length - 1))] : top;
   const bins = Math.min(24, Math.max(4, Math.ceil(Math.sqrt(scores.length))));
   const k = new Array<number>(bins).fill(0);
   const r = new Array<number>(bins).fill(0);
   scores.forEach((s, i) => {
-    const b = hi > lo ? Math.min(bins - 1, Math.floor(((s - lo) / (hi - lo)) * bins)) : 0;
+    const b = hi > lo ? Math.min(bins - 1, Math.floor(((Math.min(s, hi) - lo) / (hi - lo)) * bins)) : 0;
     if (kept.has(i)) k[b]++;
     else r[b]++;
   });
@@ -69,7 +72,7 @@ function histogram(id: string, title: string, scores: number[], kept: Set<number
     g += `<rect class="hist kept" data-count="${k[b]}" x="${x}" y="${yk}" width="${bw - 1}" height="${h(k[b])}" fill="${C.kept}"/>`;
     g += `<rect class="hist removed" data-count="${r[b]}" x="${x}" y="${yk - h(r[b])}" width="${bw - 1}" height="${h(r[b])}" fill="${C.removed}"/>`;
   }
-  g += `<text x="${pad.l}" y="${H - 3}" font-size="9" fill="${C.axis}">${lo.toPrecision(3)}</text><text x="${W - pad.r}" y="${H - 3}" font-size="9" text-anchor="end" fill="${C.axis}">${hi.toPrecision(3)}</text>`;
+  g += `<text x="${pad.l}" y="${H - 3}" font-size="9" fill="${C.axis}">${lo.toPrecision(3)}</text><text x="${W - pad.r}" y="${H - 3}" font-size="9" text-anchor="end" fill="${C.axis}">${hi.toPrecision(3)}${top > hi ? ` (max ${top.toPrecision(3)})` : ""}</text>`;
   return `<figure class="small"><figcaption>${esc(title)}</figcaption><svg id="${id}" class="chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}">${g}</svg></figure>`;
 }
 
