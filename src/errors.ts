@@ -19,6 +19,7 @@ export type ErrorCode =
   | "E_TENSOR_MISSING"
   | "E_TENSOR_SHAPE"
   | "E_TOKENIZER_INVALID"
+  | "E_TOKENIZER_MISMATCH"
   | "E_DATA_EMPTY"
   | "E_DATA_INVALID"
   | "E_DATA_TOO_SHORT"
@@ -33,16 +34,34 @@ export type ErrorCode =
   | "E_LAYER_EMPTIED"
   | "E_INTERRUPTED";
 
+/** Longest message kept (a hostile file name or tensor name could otherwise flood the terminal). */
+const MAX_MESSAGE_CHARS = 2000;
+
+/**
+ * One line, whatever went into it: control characters (newlines, carriage returns, escapes, the Unicode line
+ * separators) are shown as escapes, so that text from a hostile file (a tensor or architecture name with a
+ * newline and "    at …") can never fake a second line or a stack trace; overlong text is cut.
+ */
+export function oneLine(text: string, max = MAX_MESSAGE_CHARS): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is replaced
+  let s = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    const named: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+    return named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  });
+  if (s.length > max) s = `${s.slice(0, max - 1)}…`;
+  return s;
+}
+
 export class PareError extends Error {
   readonly code: ErrorCode;
   readonly hint: string;
   readonly context: Record<string, unknown>;
 
   constructor(code: ErrorCode, message: string, hint: string, context: Record<string, unknown> = {}) {
-    super(message);
+    super(oneLine(message));
     this.name = "PareError";
     this.code = code;
-    this.hint = hint;
+    this.hint = oneLine(hint);
     this.context = context;
   }
 

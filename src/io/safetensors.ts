@@ -173,7 +173,7 @@ export class SafetensorsFile {
     if (!isPlainObject(header)) throw invalid(file, "header is not a JSON object");
     const seen = new Set<string>();
     for (const k of topLevelKeys(text)) {
-      if (seen.has(k)) throw invalid(file, `header lists "${k}" twice`, { tensor: k });
+      if (seen.has(k)) throw invalid(file, `header lists ${q(k)} twice`, { tensor: k });
       seen.add(k);
     }
 
@@ -190,24 +190,24 @@ export class SafetensorsFile {
         continue;
       }
       const ctx = { tensor: name };
-      if (!isPlainObject(entry)) throw invalid(file, `tensor "${name}": entry is not an object`, ctx);
+      if (!isPlainObject(entry)) throw invalid(file, `tensor ${q(name)}: entry is not an object`, ctx);
       const { dtype, shape, data_offsets: offs } = entry;
-      if (typeof dtype !== "string") throw invalid(file, `tensor "${name}": dtype is missing`, ctx);
+      if (typeof dtype !== "string") throw invalid(file, `tensor ${q(name)}: dtype is missing`, ctx);
       if (!isDtype(dtype)) {
         throw new PareError(
           "E_SAFETENSORS_DTYPE",
-          `${file}: tensor "${name}" has unknown dtype "${dtype}"`,
+          `${file}: tensor ${q(name)} has unknown dtype ${q(dtype)}`,
           "safetensors dtypes pare knows: F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, U32, U16, U8, BOOL",
           { file, tensor: name, dtype },
         );
       }
       if (!Array.isArray(shape) || !shape.every(isCount)) {
-        throw invalid(file, `tensor "${name}": shape is not a list of non-negative integers`, ctx);
+        throw invalid(file, `tensor ${q(name)}: shape is not a list of non-negative integers`, ctx);
       }
       if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount) || offs[0] > offs[1]) {
         throw invalid(
           file,
-          `tensor "${name}": data_offsets must be [begin, end] with 0 <= begin <= end`,
+          `tensor ${q(name)}: data_offsets must be [begin, end] with 0 <= begin <= end`,
           ctx,
         );
       }
@@ -217,14 +217,14 @@ export class SafetensorsFile {
       if (end - begin !== expected) {
         throw invalid(
           file,
-          `tensor "${name}": data_offsets span ${end - begin} bytes but ${dtype}[${shape.join(",")}] needs ${expected}`,
+          `tensor ${q(name)}: data_offsets span ${end - begin} bytes but ${dtype}[${shape.join(",")}] needs ${expected}`,
           ctx,
         );
       }
       if (end > dataLen) {
         throw truncated(
           file,
-          `tensor "${name}" ends at data byte ${end} beyond the ${dataLen}-byte data region`,
+          `tensor ${q(name)} ends at data byte ${end} beyond the ${dataLen}-byte data region`,
           ctx,
         );
       }
@@ -240,7 +240,7 @@ export class SafetensorsFile {
     const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
     for (let i = 1; i < sorted.length; i++) {
       if (sorted[i].begin < sorted[i - 1].end) {
-        throw invalid(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap`, {
+        throw invalid(file, `tensors ${q(sorted[i - 1].name)} and ${q(sorted[i].name)} overlap`, {
           tensor: sorted[i].name,
         });
       }
@@ -253,7 +253,7 @@ export class SafetensorsFile {
     if (!t) {
       throw new PareError(
         "E_TENSOR_MISSING",
-        `${this.file}: no tensor "${name}"`,
+        `${this.file}: no tensor ${q(name)}`,
         "check the tensor name (and that the model matches its config.json)",
         { file: this.file, tensor: name },
       );
@@ -293,7 +293,7 @@ export class SafetensorsFile {
       default:
         throw new PareError(
           "E_SAFETENSORS_DTYPE",
-          `${this.file}: tensor "${name}" is ${t.dtype}, not a float tensor`,
+          `${this.file}: tensor ${q(name)} is ${t.dtype}, not a float tensor`,
           "only F32, F16, BF16 and F64 tensors can be read as floats",
           { file: this.file, tensor: name, dtype: t.dtype },
         );
@@ -311,7 +311,7 @@ export class SafetensorsFile {
     if (got < buf.length) {
       throw truncated(
         this.file,
-        `tensor "${t.name}" needs bytes ${t.begin}..${t.end} but the file ends earlier`,
+        `tensor ${q(t.name)} needs bytes ${t.begin}..${t.end} but the file ends earlier`,
         {
           tensor: t.name,
         },
@@ -429,7 +429,7 @@ export class TensorStore {
           const escapes = (why: string) =>
             new PareError(
               "E_PATH_ESCAPE",
-              `${indexPath}: shard "${rel}" (for "${name}") ${why}`,
+              `${indexPath}: shard ${q(rel)} (for ${q(name)}) ${why}`,
               "shard files must be plain file names inside the model folder; this index may be malicious",
               { file: indexPath, shard: rel, tensor: name },
             );
@@ -439,7 +439,7 @@ export class TensorStore {
           if (!fs.existsSync(p)) {
             throw new PareError(
               "E_FOLDER_INCOMPLETE",
-              `${dir}: shard file "${rel}" listed in model.safetensors.index.json is missing`,
+              `${dir}: shard file ${q(rel)} listed in model.safetensors.index.json is missing`,
               "download all shard files of the model",
               { dir, shard: rel },
             );
@@ -449,7 +449,7 @@ export class TensorStore {
           shards.set(rel, shard);
         }
         if (!shard.tensors.has(name)) {
-          throw bad(`"${name}" is listed in shard "${rel}" but is not in it`, { tensor: name });
+          throw bad(`${q(name)} is listed in shard ${q(rel)} but is not in it`, { tensor: name });
         }
         byName.set(name, shard);
       }
@@ -473,7 +473,7 @@ export class TensorStore {
     if (!f) {
       throw new PareError(
         "E_TENSOR_MISSING",
-        `${this.dir}: the model has no tensor "${name}"`,
+        `${this.dir}: the model has no tensor ${q(name)}`,
         "check that the weights match config.json (architecture, number of layers)",
         { dir: this.dir, tensor: name },
       );
@@ -548,13 +548,13 @@ export function writeSafetensors(
     if (!t.shape.every(isCount) || numel !== t.data.length) {
       throw new PareError(
         "E_TENSOR_SHAPE",
-        `${file}: tensor "${t.name}" has ${t.data.length} values but shape [${t.shape.join(",")}]`,
+        `${file}: tensor ${q(t.name)} has ${t.data.length} values but shape [${t.shape.join(",")}]`,
         "this is a bug in pare: please report it",
         { file, tensor: t.name },
       );
     }
     if (names.has(t.name) || t.name === "__metadata__") {
-      throw invalid(file, `tensor name "${t.name}" is used twice or reserved`, { tensor: t.name });
+      throw invalid(file, `tensor name ${q(t.name)} is used twice or reserved`, { tensor: t.name });
     }
     names.add(t.name);
   }

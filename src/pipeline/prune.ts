@@ -184,6 +184,7 @@ function reconstruct(
   const keep = m === "attn" ? blockChannels(keptHeads(keepUnits, L.nHeads, L.nKv), hd) : keepUnits;
   const w = model.weights;
   return RECONSTRUCTORS[recipe.reconstruct].reconstruct({
+    intercept: canHoldBias(model, i, m),
     W: w.get(`${mod}.weight`),
     dOut: model.dims.hidden,
     dIn,
@@ -194,6 +195,13 @@ function reconstruct(
     alpha: recipe.ridge,
     where: `layer ${i} ${m === "attn" ? "attention output" : "FFN down"} projection`,
   });
+}
+
+/** Can this consumer carry a bias in a config stock loaders read? (it has one, or the family has a flag for it) */
+export function canHoldBias(model: Model, i: number, m: Module): boolean {
+  const L = model.dims.layers[i];
+  const has = m === "attn" ? L.bias.o : L.bias.down;
+  return has || model.spec.biasFlags?.[m === "attn" ? "attention" : "mlp"] !== undefined;
 }
 
 function sha256(file: string): string {
@@ -267,6 +275,19 @@ export async function runPrune(
         `--skip-layers ${s}: the model has layers 0..${nL - 1}`,
         "list existing layer indices",
       );
+  }
+  if (recipe.reconstruct === "bias" && recipe.ratio > 0) {
+    const cannot = [0, 1].flatMap((i) => (i < nL ? (["attn", "mlp"] as Module[]).filter((m) => !canHoldBias(model, i, m)) : []));
+    if (cannot.length) {
+      throw new PareError(
+        "E_RECIPE_INVALID",
+        `bias compensation needs ${cannot.includes("attn") ? "o_proj" : "down_proj"} biases, which a ${model.spec.family} config cannot declare (stock loaders would drop them)`,
+        "use --reconstruct liar (it then fits without an intercept) or --reconstruct none",
+      );
+    }
+  }
+  if (!canHoldBias(model, 0, "attn") || !canHoldBias(model, 0, "mlp")) {
+    notes.push(`${model.spec.family}'s config cannot declare created o_proj/down_proj biases: reconstruction fits without an intercept so that stock loaders read the model exactly`);
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);

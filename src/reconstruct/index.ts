@@ -22,6 +22,11 @@ export interface ReconInput {
   cross?: Float64Array;
   alpha: number;
   where: string;
+  /**
+   * May the consumer gain / change its bias? false for families whose config cannot declare a
+   * created bias (e.g. Qwen2's o_proj/down_proj): liar then fits without an intercept.
+   */
+  intercept?: boolean;
 }
 
 export interface ReconResult {
@@ -87,15 +92,17 @@ function ridgeSolve(
   alpha: number,
   where: string,
   addToRhs?: (lambda: number, rhs: Float64Array) => void,
+  intercept = true,
 ): { Z: Float64Array; alphaUsed: number; retries: number } {
+  const k = intercept ? n - 1 : n; // regularized rows (the intercept is not)
   let diag = 0;
-  for (let i = 0; i < n - 1; i++) diag += A[i * n + i];
-  const scale = n > 1 ? diag / (n - 1) : 1;
+  for (let i = 0; i < k; i++) diag += A[i * n + i];
+  const scale = k > 0 ? diag / k : 1;
   let a = alpha;
   for (let retries = 0; retries <= 8; retries++) {
     const lambda = a * scale;
     const M = A.slice();
-    for (let i = 0; i < n - 1; i++) M[i * n + i] += lambda;
+    for (let i = 0; i < k; i++) M[i * n + i] += lambda;
     if (cholesky(M, n)) {
       const Z = B.slice();
       addToRhs?.(lambda, Z);
@@ -150,10 +157,11 @@ const liar: Reconstructor = {
     const u = x.keep;
     const m = complement(u, x.dIn);
     if (m.length === 0) return none.reconstruct(x);
-    const u1 = Int32Array.from([...u, x.dIn]); // kept channels + intercept
+    const icpt = x.intercept ?? true;
+    const u1 = icpt ? Int32Array.from([...u, x.dIn]) : u; // kept channels (+ intercept)
     const A = gather2d(G, D, u1, u1); // [(|u|+1)², ] X̃_uᵀX̃_u
     const B = gather2d(G, D, u1, m); // [|u|+1, |m|] X̃_uᵀX_m
-    const { Z, alphaUsed, retries } = ridgeSolve(A, u1.length, B, m.length, x.alpha, x.where);
+    const { Z, alphaUsed, retries } = ridgeSolve(A, u1.length, B, m.length, x.alpha, x.where, undefined, icpt);
     // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
     const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
     const Zt = new Float64Array(m.length * u1.length); // [|m|, |u|+1] = Zᵀ
@@ -164,9 +172,9 @@ const liar: Reconstructor = {
     const b = new Float32Array(x.dOut);
     for (let i = 0; i < x.dOut; i++) {
       for (let j = 0; j < u.length; j++) W[i * u.length + j] = x.W[i * x.dIn + u[j]] + upd[i * u1.length + j];
-      b[i] = (x.b ? x.b[i] : 0) + upd[i * u1.length + u.length];
+      b[i] = (x.b ? x.b[i] : 0) + (icpt ? upd[i * u1.length + u.length] : 0);
     }
-    return { W, b, alphaUsed, retries };
+    return { W, b: icpt || x.b ? b : undefined, alphaUsed, retries };
   },
 };
 
@@ -181,7 +189,8 @@ const liarSeq: Reconstructor = {
     const G = s.gram!;
     const D = x.dIn + 1;
     const u = x.keep;
-    const u1 = Int32Array.from([...u, x.dIn]);
+    const icpt = x.intercept ?? true;
+    const u1 = icpt ? Int32Array.from([...u, x.dIn]) : u;
     const n = u1.length;
     const A = gather2d(G, D, u1, u1);
     // Θfull = [Wᵀ; bᵀ] [(dIn+1), dOut]
@@ -196,14 +205,14 @@ const liarSeq: Reconstructor = {
     const { Z, alphaUsed, retries } = ridgeSolve(A, n, rhs, x.dOut, x.alpha, x.where, (lambda, R) => {
       for (let k = 0; k < u.length; k++)
         for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
-    });
+    }, icpt);
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);
     for (let i = 0; i < x.dOut; i++) {
       for (let k = 0; k < u.length; k++) W[i * u.length + k] = Z[k * x.dOut + i];
-      b[i] = Z[u.length * x.dOut + i];
+      b[i] = icpt ? Z[u.length * x.dOut + i] : x.b ? x.b[i] : 0;
     }
-    return { W, b, alphaUsed, retries };
+    return { W, b: icpt || x.b ? b : undefined, alphaUsed, retries };
   },
 };
 

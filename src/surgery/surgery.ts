@@ -174,6 +174,14 @@ export function prunedConfig(
     c.num_key_value_heads = Math.max(...layers.map((l) => l.nKv));
     c.intermediate_size = Math.max(...layers.map((l) => l.ffn));
   }
+  if (spec.headsInConfig === "counts" && layers.some((l) => model.dims.hidden % l.nHeads !== 0)) {
+    notes.push(
+      `hidden_size ${model.dims.hidden} is not a multiple of the kept head count (${[...new Set(layers.map((l) => l.nHeads))].join(", ")}): pare, transformers.js and transformers 4.x read head_dim from config.json, but transformers 5.x refuses such a config; a ratio that keeps a divisor of hidden_size heads avoids this`,
+    );
+  }
+  if (spec.headsInConfig === "pruned_heads" && removedHeads.some((r) => r.length > 0)) {
+    notes.push("removed heads are recorded in config.json's pruned_heads: transformers 4.x applies them when loading; transformers 5.x (checked: 5.17) no longer does and refuses the smaller attention tensors");
+  }
   if (uniform) {
     delete c.pare_layer_widths;
   } else {
