@@ -2,7 +2,8 @@ import { loadModel } from "../arch/load.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { exportOnnxInto } from "../export/onnx.ts";
-import { type PruneEvent, runPrune } from "../pipeline/prune.ts";
+import { describePlan } from "../pipeline/plan.ts";
+import { dryRun, type PruneEvent, runPrune } from "../pipeline/prune.ts";
 import { type Recipe, readRecipeFile, resolveRecipe } from "../pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import type { Console } from "./io.ts";
@@ -29,6 +30,8 @@ export interface PruneFlags {
   dtype?: string;
   threads?: string;
   force?: boolean;
+  dryRun?: boolean;
+  maxMemory?: string;
   export?: string;
   report?: boolean;
   reportData?: string;
@@ -64,6 +67,7 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   set("batchSize", f.batchSize);
   set("dtype", f.dtype);
   set("threads", f.threads);
+  set("maxMemory", f.maxMemory);
   if (f.force) flags.force = true;
   const recipe = resolveRecipe({ ...fromFile, ...flags, model });
   if (f.export !== undefined && f.export !== "onnx") {
@@ -78,8 +82,14 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
         e.layer + (e.step === "propagate" || e.step === "reconstruct" || e.step === "statistics" ? 1 : 0.5),
         e.layers,
       );
+    else if (e.type === "plan") for (const l of describePlan(e.plan)) con.info(l);
     else con.info(`  note: ${e.message}`);
   };
+  if (f.dryRun) {
+    const plan = await dryRun(recipe);
+    con.result({ dryRun: true, recipe, plan } as unknown as Record<string, unknown>, () => describePlan(plan).join("\n"));
+    return;
+  }
   const r = await runPrune(recipe, onEvent);
   const extra: Record<string, unknown> = {};
   if (f.export) {

@@ -19,7 +19,8 @@ import {
   uniformCounts,
 } from "../allocate/allocate.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
-import { buildModel, type LayerDims, MapWeights, type Model } from "../arch/model.ts";
+import { CachedWeights } from "../arch/cache.ts";
+import { buildModel, type LayerDims, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
 import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
 import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/sampling.ts";
@@ -38,6 +39,7 @@ import {
   prunedConfig,
   withLayers,
 } from "../surgery/surgery.ts";
+import { checkMemory, measureRates, planPrune, type PrunePlan, withEstimate } from "./plan.ts";
 import type { Recipe } from "./recipe.ts";
 
 export const PARE_VERSION = "0.1.0";
@@ -45,7 +47,8 @@ export const PARE_VERSION = "0.1.0";
 export type PruneEvent =
   | { type: "phase"; phase: string; detail?: string }
   | { type: "layer"; layer: number; layers: number; step: string }
-  | { type: "note"; message: string };
+  | { type: "note"; message: string }
+  | { type: "plan"; plan: PrunePlan };
 
 export interface LayerReport {
   layer: number;
@@ -71,6 +74,7 @@ export interface PruneReport {
   params: { before: Omit<ParamCounts, "perLayer">; after: Omit<ParamCounts, "perLayer"> };
   requestedRatio: number;
   achievedRatio: number;
+  plan?: PrunePlan;
   layers: LayerReport[];
   timings: Record<string, number>;
   notes: string[];
@@ -235,10 +239,20 @@ function inputHashes(dir: string): Record<string, string> {
   return out;
 }
 
-function materialize(m: LoadedModel): MapWeights {
-  const map = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const n of m.weights.names()) map.set(n, { shape: m.weights.shape(n), data: m.weights.get(n) });
-  return new MapWeights(map);
+/** Cache budget: three times the largest layer's weights (f32), at least 64 MiB. */
+function layerCacheBytes(m: Model): number {
+  const N = m.spec.names;
+  let largest = 0;
+  for (let i = 0; i < m.dims.nLayers; i++) {
+    let bytes = 0;
+    for (const t of [N.q, N.k, N.v, N.o, N.gate, N.up, N.down]) {
+      if (!t) continue;
+      const name = `${m.path(t, i)}.weight`;
+      if (m.weights.has(name)) bytes += 4 * m.weights.shape(name).reduce((a, b) => a * b, 1);
+    }
+    largest = Math.max(largest, bytes);
+  }
+  return Math.max(64 << 20, 3 * largest);
 }
 
 export async function runPrune(
@@ -255,12 +269,26 @@ export async function runPrune(
   };
   const notes: string[] = [];
   const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
-
   phase("load", recipe.model);
   const base = loadModel(recipe.model);
+  try {
+    return await prune(base, recipe, onEvent, { t0, timings, notes, lap });
+  } finally {
+    base.close();
+  }
+}
+
+async function prune(
+  base: LoadedModel,
+  recipe: Recipe,
+  onEvent: (e: PruneEvent) => void,
+  ctx: { t0: number; timings: Record<string, number>; notes: string[]; lap: (name: string) => void },
+): Promise<PruneReport> {
+  const { t0, timings, notes, lap } = ctx;
+  const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
   const files = inputHashes(base.dir);
-  const dense: Model = { ...base, weights: materialize(base) };
-  base.close();
+  // weights are read from safetensors on demand and kept in a bounded cache (about one layer's worth)
+  const dense: Model = { ...base, weights: new CachedWeights(base.weights, layerCacheBytes(base)) };
   const weights = new OverlayWeights(dense.weights);
   let model: Model = {
     ...dense,
@@ -291,6 +319,9 @@ export async function runPrune(
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);
+  const plan = withEstimate(planPrune(dense, recipe), await measureRates(recipe.threads));
+  checkMemory(plan, recipe.maxMemory);
+  onEvent({ type: "plan", plan });
   const before = countParams(model);
   lap("load");
 
@@ -488,7 +519,7 @@ export async function runPrune(
   // the written config must describe the written weights exactly
   const final = buildModel(config, weights);
   const after = countParams(final);
-  const srcDtypes = new Set((base as LoadedModel).dtypes);
+  const srcDtypes = new Set(base.dtypes);
   const dtype =
     recipe.dtype !== "auto"
       ? recipe.dtype
@@ -507,6 +538,7 @@ export async function runPrune(
       : undefined,
     params: { before: strip(before), after: strip(after) },
     requestedRatio: recipe.ratio,
+    plan,
     achievedRatio: 1 - after.prunable / before.prunable,
     layers: layerReports,
     timings,
@@ -521,4 +553,18 @@ export async function runPrune(
   timings.total = (performance.now() - t0) / 1000;
   for (const n of notes) onEvent({ type: "note", message: n });
   return report;
+}
+
+/** Load the model, check the settings and return the cost plan (with this machine's rates) — no pruning. */
+export async function dryRun(recipe: Recipe): Promise<PrunePlan> {
+  const base = loadModel(recipe.model);
+  try {
+    const mods = planUnits(base, recipe);
+    preflight(mods, recipe.ratio, recipe.allocation);
+    const plan = withEstimate(planPrune(base, recipe), await measureRates(recipe.threads));
+    checkMemory(plan, recipe.maxMemory);
+    return plan;
+  } finally {
+    base.close();
+  }
 }

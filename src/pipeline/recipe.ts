@@ -28,6 +28,8 @@ export interface Recipe {
   dtype: "auto" | "F32" | "F16" | "BF16";
   force: boolean;
   threads?: number;
+  /** refuse (before any work) a plan whose estimated peak memory exceeds this many GiB */
+  maxMemory?: number;
 }
 
 export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
@@ -49,7 +51,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   force: false,
 };
 
-const KEYS = new Set<string>(["model", "out", "calib", ...Object.keys(DEFAULTS), "threads"]);
+const KEYS = new Set<string>(["model", "out", "calib", ...Object.keys(DEFAULTS), "threads", "maxMemory"]);
 
 function bad(
   msg: string,
@@ -142,6 +144,10 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   r.minChannels = int(r.minChannels, "min-channels", 1);
   r.batchSize = int(r.batchSize, "batch-size", 1);
   if (r.threads !== undefined) r.threads = int(r.threads, "threads", 1);
+  if (r.maxMemory !== undefined) {
+    r.maxMemory = Number(r.maxMemory);
+    if (!(r.maxMemory > 0)) bad(`max-memory must be a positive number of GiB (got ${JSON.stringify(partial.maxMemory)})`, "e.g. --max-memory 6");
+  }
   const ridgeIn = r.ridge as unknown;
   r.ridge = typeof ridgeIn === "number" || (typeof ridgeIn === "string" && ridgeIn.trim() !== "") ? Number(ridgeIn) : Number.NaN;
   if (!(r.ridge >= 0 && Number.isFinite(r.ridge)))
