@@ -55,8 +55,19 @@ interface Row {
   top1?: number;
   accuracy?: number;
 }
-const rows: Row[] = [];
-const dense: Record<string, Record<string, number>> = {};
+// results are appended to a partial file as they come, so an interrupted run resumes where it stopped
+const partialFile = path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`);
+const rows: Row[] = fs.existsSync(partialFile) && !process.argv.includes("--fresh") ? JSON.parse(fs.readFileSync(partialFile, "utf8")).rows : [];
+const done = (model: string, criterion: string, reconstruct: string, ratio: number) =>
+  rows.some((r) => r.model === model && r.criterion === criterion && r.reconstruct === reconstruct && r.ratio === ratio);
+const save = () => {
+  fs.mkdirSync(path.dirname(partialFile), { recursive: true });
+  fs.writeFileSync(partialFile, JSON.stringify({ dense, rows }));
+};
+const dense: Record<string, Record<string, number>> =
+  fs.existsSync(path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`)) && !process.argv.includes("--fresh")
+    ? JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`), "utf8")).dense
+    : {};
 
 async function benchLlama(): Promise<void> {
   const dir = path.join(SHARED, "models/llama-gqa-6l");
@@ -80,6 +91,7 @@ async function benchLlama(): Promise<void> {
   for (const ratio of quick ? [0.5] : [0.2, 0.3, 0.5]) {
     for (const criterion of criteria) {
       for (const reconstruct of recons) {
+        if (done("llama-gqa-6l", criterion, reconstruct, ratio)) continue;
         const out = path.join(work, `llama-${criterion}-${reconstruct}-${ratio}`);
         const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 256, seed: 0 });
         const rep = await runPrune(recipe);
@@ -104,6 +116,7 @@ async function benchLlama(): Promise<void> {
         fs.rmSync(out, { recursive: true, force: true });
         const row: Row = { model: "llama-gqa-6l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, ppl: p.ppl, kl: kl / n, top1: agree / n };
         rows.push(row);
+        save();
         log(`llama ${criterion} ${reconstruct} ${ratio}: ppl ${p.ppl.toFixed(2)} kl ${row.kl!.toFixed(4)} top1 ${(100 * row.top1!).toFixed(1)}% (${rep.timings.total.toFixed(1)} s)`);
       }
     }
@@ -127,6 +140,7 @@ async function benchBert(): Promise<void> {
   for (const ratio of quick ? [0.5] : [0.3, 0.5, 0.7]) {
     for (const criterion of criteria) {
       for (const reconstruct of recons) {
+        if (done("bert-sst2-4l", criterion, reconstruct, ratio)) continue;
         const out = path.join(work, `bert-${criterion}-${reconstruct}-${ratio}`);
         const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 128, seed: 0 });
         const rep = await runPrune(recipe);
@@ -137,6 +151,7 @@ async function benchBert(): Promise<void> {
         m.close();
         fs.rmSync(out, { recursive: true, force: true });
         rows.push({ model: "bert-sst2-4l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, accuracy: a.accuracy });
+        save();
         log(`bert ${criterion} ${reconstruct} ${ratio}: acc ${(100 * a.accuracy).toFixed(2)}% (${rep.timings.total.toFixed(1)} s)`);
       }
     }
@@ -144,14 +159,15 @@ async function benchBert(): Promise<void> {
 }
 
 const t0 = Date.now();
-if (only !== "bert") await benchLlama();
-if (only !== "llama") await benchBert();
+const reportOnly = process.argv.includes("--report-only"); // render the tables from the partial results, run nothing
+if (!reportOnly && only !== "llama") await benchBert();
+if (!reportOnly && only !== "bert") await benchLlama();
 fs.rmSync(work, { recursive: true, force: true });
 
 const llamaRows = rows.filter((r) => r.model === "llama-gqa-6l");
 const bertRows = rows.filter((r) => r.model === "bert-sst2-4l");
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-let md = `# bench:quality\n\nCommand: \`npm run bench:quality${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\`  \n`;
+let md = `# bench:quality${reportOnly ? " (partial: rendered with --report-only from the rows measured so far)" : ""}\n\nCommand: \`npm run bench:quality${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(" ")}` : ""}\`  \n`;
 md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores; ${new Date().toISOString()}; wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.  \n`;
 md += "Recipe: allocation global, calibration sequential, 128 samples (seed 0), ridge 0.01.\n\n";
 if (llamaRows.length) {
@@ -173,5 +189,6 @@ if (bertRows.length) {
   );
   md += "\n";
 }
-writeResults(quick ? "quality-quick" : "quality", { machine: machineInfo(), args: process.argv.slice(2), dense, rows }, md);
+writeResults(quick ? "quality-quick" : "quality", { machine: machineInfo(), args: process.argv.slice(2), complete: !reportOnly, dense, rows }, md);
+if (!reportOnly) fs.rmSync(partialFile, { force: true });
 process.stdout.write(md);
