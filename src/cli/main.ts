@@ -78,6 +78,7 @@ program
   .option("--dtype <t>", "output weights: auto (input's f16/bf16, else F32) | F32 | F16 | BF16")
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
   .option("--force", "replace an existing output folder")
+  .option("--resume", "continue an interrupted prune from its per-layer checkpoints (same settings)")
   .option("--dry-run", "print the plan (passes, FLOPs, memory, estimated time) and stop")
   .option("--max-memory <GiB>", "refuse, before any work, a prune whose estimated peak memory exceeds this")
   .option("--export <format>", "also write onnx/model.onnx into the output folder (format: onnx)")

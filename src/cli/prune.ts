@@ -31,6 +31,7 @@ export interface PruneFlags {
   threads?: string;
   force?: boolean;
   dryRun?: boolean;
+  resume?: boolean;
   maxMemory?: string;
   export?: string;
   report?: boolean;
@@ -69,6 +70,7 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   set("threads", f.threads);
   set("maxMemory", f.maxMemory);
   if (f.force) flags.force = true;
+  if (f.resume) flags.resume = true;
   const recipe = resolveRecipe({ ...fromFile, ...flags, model });
   if (f.export !== undefined && f.export !== "onnx") {
     throw new PareError("E_USAGE", `unknown --export format "${f.export}"`, "--export onnx");

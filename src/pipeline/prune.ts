@@ -29,6 +29,7 @@ import { attentionUnitScores, CRITERIA, type Criterion } from "../criteria/index
 import { PareError } from "../errors.ts";
 import { writeModelFolder } from "../export/folder.ts";
 import { readCalibrationText } from "../io/datasets.ts";
+import type { NamedTensor } from "../io/safetensors.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
 import {
@@ -40,7 +41,14 @@ import {
   withLayers,
 } from "../surgery/surgery.ts";
 import { checkMemory, measureRates, planPrune, type PrunePlan, withEstimate } from "./plan.ts";
+import { checkpointDir, loadCheckpoint, resumeKey, saveCheckpoint } from "./checkpoint.ts";
 import type { Recipe } from "./recipe.ts";
+
+interface CheckpointState {
+  dims: LayerDims[];
+  layerReports: LayerReport[];
+  removedHeads: number[][];
+}
 
 export const PARE_VERSION = "0.1.0";
 
@@ -287,6 +295,11 @@ async function prune(
   const { t0, timings, notes, lap } = ctx;
   const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
   const files = inputHashes(base.dir);
+  const ckDir = checkpointDir(recipe.out);
+  const ckKey = resumeKey(recipe as unknown as Record<string, unknown>, files);
+  const restored = recipe.resume ? loadCheckpoint<CheckpointState>(ckDir, ckKey) : undefined;
+  if (!recipe.resume) fs.rmSync(ckDir, { recursive: true, force: true });
+  else if (!restored) notes.push("--resume: no checkpoints found, starting from the first layer");
   // weights are read from safetensors on demand and kept in a bounded cache (about one layer's worth)
   const dense: Model = { ...base, weights: new CachedWeights(base.weights, layerCacheBytes(base)) };
   const weights = new OverlayWeights(dense.weights);
@@ -349,8 +362,8 @@ async function prune(
   }
   const batches = calib?.batches ?? [];
   const runner = new LayerRunner(recipe.threads);
-  const layerReports: LayerReport[] = [];
-  const removedHeads: number[][] = [];
+  let layerReports: LayerReport[] = [];
+  let removedHeads: number[][] = [];
   const ridgeOf = (r: ReconResult) => r.alphaUsed;
 
   /** one pass of the (dense) model over the stream, collecting stats for both taps of every layer */
@@ -414,7 +427,21 @@ async function prune(
     `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`,
   );
   let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
-  for (let i = 0; i < nL; i++) {
+  let start = 0;
+  if (restored) {
+    const st = restored.progress.state;
+    for (let i = 0; i <= restored.progress.layerDone; i++) {
+      for (const t of restored.layerTensors(i)) weights.set(t.name, { shape: t.shape, data: t.data });
+    }
+    model = withLayers(model, weights, st.dims);
+    layerReports = st.layerReports;
+    removedHeads = st.removedHeads;
+    if (sequential) stream = restored.streams("stream", batches.length);
+    if (rec.needsCross) denseX = restored.streams("dense", batches.length);
+    start = restored.progress.layerDone + 1;
+    phase("resume", `layers 0..${restored.progress.layerDone} restored from ${ckDir}`);
+  }
+  for (let i = start; i < nL; i++) {
     const L0: LayerDims = model.dims.layers[i];
     const skipped = recipe.skipLayers.includes(i);
     let retries = 0;
@@ -508,6 +535,23 @@ async function prune(
       scores: skipped ? undefined : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
       ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
     });
+    const cut: NamedTensor[] = [];
+    for (const t of Object.values(model.spec.names)) {
+      if (!t.includes("{i}")) continue;
+      for (const suffix of [".weight", ".bias"]) {
+        const name = `${model.path(t, i)}${suffix}`;
+        const o = weights.overlay.get(name);
+        if (o) cut.push({ name, shape: o.shape, data: o.data });
+      }
+    }
+    const streams: Record<string, Float32Array[]> = {};
+    if (sequential) streams.stream = stream as Float32Array[];
+    if (rec.needsCross) streams.dense = denseX as Float32Array[];
+    saveCheckpoint<CheckpointState>(ckDir, i, cut, streams, {
+      key: ckKey,
+      layerDone: i,
+      state: { dims: model.dims.layers, layerReports, removedHeads },
+    });
   }
   await runner.close();
   lap("prune");
@@ -550,6 +594,7 @@ async function prune(
     { force: recipe.force },
   );
   lap("write");
+  fs.rmSync(ckDir, { recursive: true, force: true });
   timings.total = (performance.now() - t0) / 1000;
   for (const n of notes) onEvent({ type: "note", message: n });
   return report;

@@ -27,6 +27,8 @@ export interface Recipe {
   batchSize: number;
   dtype: "auto" | "F32" | "F16" | "BF16";
   force: boolean;
+  /** continue from the per-layer checkpoints of an interrupted run with the same settings */
+  resume: boolean;
   threads?: number;
   /** refuse (before any work) a plan whose estimated peak memory exceeds this many GiB */
   maxMemory?: number;
@@ -49,6 +51,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   batchSize: 8,
   dtype: "auto",
   force: false,
+  resume: false,
 };
 
 const KEYS = new Set<string>(["model", "out", "calib", ...Object.keys(DEFAULTS), "threads", "maxMemory"]);
