@@ -49,7 +49,8 @@ export async function multipleChoice(
         ids = ids.slice(cut);
         contStart = Math.max(1, contStart - cut);
       }
-      reqs.push({ item, choice, ids, contStart, bytes: Buffer.byteLength(cont0, "utf8") });
+      // acc_norm divides by the choice's length in bytes (without the leading delimiter space)
+      reqs.push({ item, choice, ids, contStart, bytes: Buffer.byteLength(cont0.replace(/^ /, ""), "utf8") });
     });
   });
   const ll = reqs.map(() => 0);

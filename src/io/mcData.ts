@@ -54,7 +54,7 @@ function parseCommonsense(row: Record<string, unknown>, file: string, i: number)
   if (!m) bad(file, i, `answer "${ans}" is not like answer2 / option1`);
   const label = Number(m![2]) - 1;
   const marker = new RegExp(`\\b${m![1]}(\\d+):\\s*`, "gi");
-  const body = ins.split(/\n\s*Answer format:/i)[0];
+  const body = ins.split(/\s*Answer format:/i)[0];
   const parts = body.split(marker);
   // parts = [prefix, "1", text1, "2", text2, …]
   const choices: string[] = [];
@@ -89,7 +89,7 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
     labels = fs.readFileSync(lf, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "").map(Number);
     if (labels.length !== rows.length) throw new PareError("E_DATA_INVALID", `${file}: ${rows.length} items but ${labels.length} labels`, "the .jsonl and -labels.lst files must be aligned");
   }
-  return rows.map((r, i) => {
+  const items = rows.map((r, i) => {
     switch (format) {
       case "generic": {
         const choices = r.choices as unknown[];
@@ -118,7 +118,9 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
       case "winogrande":
         return blank(String(r.sentence), [String(r.option1), String(r.option2)], Number(r.answer) - 1, file, i);
       case "hellaswag": {
-        const ctx = r.ctx_a !== undefined ? `${r.ctx_a} ${String(r.ctx_b ?? "").charAt(0).toUpperCase()}${String(r.ctx_b ?? "").slice(1)}` : String(r.ctx);
+        // the harness: ctx_a + " " + ctx_b.capitalize() (Python's capitalize also lowercases the rest)
+        const b = String(r.ctx_b ?? "");
+        const ctx = r.ctx_a !== undefined ? `${r.ctx_a} ${b.charAt(0).toUpperCase()}${b.slice(1).toLowerCase()}` : String(r.ctx);
         const query = hellaswagClean(`${r.activity_label ?? ""}: ${ctx}`);
         return uniform(query, (r.endings as unknown[]).map((e) => ` ${hellaswagClean(String(e))}`), Number(r.label));
       }
@@ -126,4 +128,10 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
         return parseCommonsense(r, file, i);
     }
   });
+  items.forEach((it, i) => {
+    if (!Number.isInteger(it.label) || it.label < 0 || it.label >= it.continuations.length) {
+      bad(file, i, `label ${it.label} is not one of the ${it.continuations.length} choices`);
+    }
+  });
+  return items;
 }
