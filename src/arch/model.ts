@@ -4,6 +4,7 @@
  * weights; per-layer widths (after pruning) come from the weight shapes.
  */
 import { PareError } from "../errors.ts";
+import { assertFinite } from "../io/safetensors.ts";
 import { type ArchSpec, SPECS, supportedArchitectures } from "./spec.ts";
 
 export interface WeightSource {
@@ -42,21 +43,50 @@ export type RopeScaling =
   | { type: "linear"; factor: number }
   | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMax: number };
 
+const CONFIG_HINT = "fix config.json so that it matches the model's weights";
+
 function ropeScaling(config: Record<string, unknown>): RopeScaling | undefined {
-  const rs = config.rope_scaling as Record<string, unknown> | null | undefined;
-  if (rs == null) return undefined;
+  const raw = config.rope_scaling;
+  if (raw == null) return undefined;
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: "rope_scaling" must be null or an object (got ${JSON.stringify(raw)})`,
+      CONFIG_HINT,
+    );
+  }
+  const rs = raw as Record<string, unknown>;
   const type = String(rs.rope_type ?? rs.type ?? "default");
-  const factor = Number(rs.factor ?? 1);
   if (type === "default") return undefined;
-  if (type === "linear" && factor > 0) return { type, factor };
-  if (type === "llama3" && factor > 0) {
-    return {
+  /** a positive finite number (the key's default when absent) */
+  const pos = (key: string, def: number, int = false): number => {
+    const v = rs[key] ?? def;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > 1e7 || (int && !Number.isInteger(v))) {
+      throw new PareError(
+        "E_CONFIG_INVALID",
+        `config.json: rope_scaling.${key} must be a positive ${int ? "integer" : "number"} (got ${JSON.stringify(v)})`,
+        CONFIG_HINT,
+      );
+    }
+    return v;
+  };
+  if (type === "linear") return { type, factor: pos("factor", 1) };
+  if (type === "llama3") {
+    const r: RopeScaling = {
       type,
-      factor,
-      lowFreqFactor: Number(rs.low_freq_factor ?? 1),
-      highFreqFactor: Number(rs.high_freq_factor ?? 4),
-      originalMax: Number(rs.original_max_position_embeddings ?? 8192),
+      factor: pos("factor", 1),
+      lowFreqFactor: pos("low_freq_factor", 1),
+      highFreqFactor: pos("high_freq_factor", 4),
+      originalMax: pos("original_max_position_embeddings", 8192, true),
     };
+    if (r.highFreqFactor <= r.lowFreqFactor) {
+      throw new PareError(
+        "E_CONFIG_INVALID",
+        `config.json: rope_scaling.high_freq_factor (${r.highFreqFactor}) must exceed low_freq_factor (${r.lowFreqFactor})`,
+        CONFIG_HINT,
+      );
+    }
+    return r;
   }
   throw new PareError(
     "E_ARCH_UNSUPPORTED",
@@ -90,10 +120,11 @@ export function resolveSpec(config: Record<string, unknown>): {
     const s = SPECS.find((x) => x.modelTypes.includes(mt));
     if (s) return { spec: s, head: s.kind === "decoder" ? "lm" : "none" };
   }
+  const custom = config.auto_map != null;
   throw new PareError(
     "E_ARCH_UNSUPPORTED",
-    `unsupported architecture ${archs.length ? archs.join(", ") : `(model_type "${mt}")`}`,
-    `pare supports: ${supportedArchitectures().join(", ")}`,
+    `unsupported architecture ${archs.length ? archs.map((a) => JSON.stringify(String(a))).join(", ") : `(model_type ${JSON.stringify(mt)})`}${custom ? " with custom code (auto_map)" : ""}`,
+    `${custom ? "pare never runs code from a model folder (auto_map / *.py files are ignored); " : ""}pare supports: ${supportedArchitectures().join(", ")}`,
     { architectures: archs, model_type: mt },
   );
 }
@@ -107,7 +138,7 @@ function num(
   if (typeof v !== "number" || !Number.isFinite(v)) {
     throw new PareError(
       "E_CONFIG_INVALID",
-      `config.json: "${key}" is missing or not a number (got ${JSON.stringify(v)})`,
+      `config.json: "${key}" is missing or not a number (got ${v === undefined ? "nothing" : JSON.stringify(v)})`,
       "fix config.json so that it matches the model's weights",
     );
   }
@@ -161,14 +192,59 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   }
   const path = (t: string, i?: number) => t.replace("{p}", prefix).replace("{i}", String(i ?? ""));
 
-  const perLayer = Array.isArray(config.pare_layer_widths)
-    ? (config.pare_layer_widths as Record<string, number>[])
-    : null;
+  const plw = config.pare_layer_widths;
+  if (plw != null && !Array.isArray(plw)) {
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: pare_layer_widths must be a list (got ${JSON.stringify(plw)})`,
+      "fix or remove pare_layer_widths",
+    );
+  }
+  const perLayer = Array.isArray(plw) ? (plw as Record<string, number>[]) : null;
   if (perLayer && perLayer.length !== nLayers) {
     throw new PareError(
       "E_CONFIG_INVALID",
       `config.json: pare_layer_widths has ${perLayer.length} entries for ${nLayers} layers`,
       "fix or remove pare_layer_widths",
+    );
+  }
+  perLayer?.forEach((w, i) => {
+    const keys = ["num_attention_heads", "num_key_value_heads", "intermediate_size"];
+    const ok =
+      typeof w === "object" &&
+      w !== null &&
+      !Array.isArray(w) &&
+      keys.every((k) => w[k] === undefined || (Number.isInteger(w[k]) && w[k] >= 0 && w[k] <= 1 << 20));
+    if (!ok) {
+      throw new PareError(
+        "E_CONFIG_INVALID",
+        `config.json: pare_layer_widths[${i}] must be an object of non-negative integers ${keys.join(" / ")} (got ${JSON.stringify(w)})`,
+        "fix or remove pare_layer_widths",
+      );
+    }
+  });
+  const ph = config.pruned_heads;
+  if (
+    ph != null &&
+    (typeof ph !== "object" ||
+      Array.isArray(ph) ||
+      !Object.entries(ph).every(
+        ([k, v]) =>
+          /^\d+$/.test(k) && Array.isArray(v) && v.every((h) => Number.isInteger(h) && h >= 0 && h < heads),
+      ))
+  ) {
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: pruned_heads must map layer indices to lists of head indices below ${heads} (got ${JSON.stringify(ph)})`,
+      "fix or remove pruned_heads",
+    );
+  }
+  const sw = config.sliding_window;
+  if (sw != null && !(typeof sw === "number" && Number.isInteger(sw) && sw >= 0)) {
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: "sliding_window" must be null or a non-negative integer (got ${JSON.stringify(sw)})`,
+      CONFIG_HINT,
     );
   }
 
@@ -198,8 +274,24 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     return true;
   };
 
-  const layers: LayerDims[] = [];
   const N = spec.names;
+  // tensors of layers beyond num_hidden_layers: config.json describes fewer layers than the checkpoint holds
+  const qTemplate = N.q.replace("{p}", prefix);
+  const layerStem = qTemplate.slice(0, qTemplate.indexOf("{i}")).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const layerRe = new RegExp(`^${layerStem}(\\d+)\\.`);
+  for (const name of weights.names()) {
+    const m = layerRe.exec(name);
+    if (m && Number(m[1]) >= nLayers) {
+      throw new PareError(
+        "E_CONFIG_MISMATCH",
+        `the weights hold tensors of layer ${m[1]} (e.g. ${name}) but config.json says num_hidden_layers = ${nLayers}`,
+        "config.json contradicts the weights; fix num_hidden_layers or use the matching checkpoint",
+        { tensor: name, layer: Number(m[1]) },
+      );
+    }
+  }
+
+  const layers: LayerDims[] = [];
   for (let i = 0; i < nLayers; i++) {
     const qName = `${path(N.q, i)}.weight`;
     const kName = `${path(N.k, i)}.weight`;
@@ -297,6 +389,14 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     if (!weights.has(c))
       throw new PareError("E_TENSOR_MISSING", `tensor ${c} is missing`, "the checkpoint is incomplete");
     numLabels = weights.shape(c)[0];
+    if (!(numLabels >= 1)) {
+      throw new PareError(
+        "E_CONFIG_MISMATCH",
+        `tensor ${c} has shape [${weights.shape(c)}]: a classifier needs at least one label`,
+        "the checkpoint's classification head is broken",
+        { tensor: c },
+      );
+    }
     expect(c, [numLabels, hidden]);
     expect(`${path(N.classifier)}.bias`, [numLabels]);
     expect(`${path(N.pooler)}.weight`, [hidden, hidden]);
@@ -304,7 +404,6 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   }
   if (head === "none") head = "none";
 
-  const sw = config.sliding_window;
   const useSw = config.use_sliding_window ?? spec.family !== "qwen2";
   const slidingWindow = typeof sw === "number" && sw > 0 && useSw !== false ? sw : undefined;
   return {
@@ -350,4 +449,13 @@ export class MapWeights implements WeightSource {
     if (!t) throw new PareError("E_TENSOR_MISSING", `tensor ${n} is missing`, "the checkpoint is incomplete");
     return t.data;
   }
+}
+
+/**
+ * Throws E_NUMERIC (naming the tensor and its layer) when any weight of `model` is NaN or ±Inf. Weights read
+ * from safetensors are already checked as they are read; this is for weights computed in memory (after
+ * reconstruction, before writing) or when `names` (default: all) must be checked up front.
+ */
+export function checkFinite(model: Pick<Model, "weights">, names: string[] = model.weights.names()): void {
+  for (const n of names) assertFinite(model.weights.get(n), n);
 }

@@ -1,13 +1,9 @@
 /** pare's command line: the only code that touches argv, the console and the exit code. */
 import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
-import { benchCommand } from "./bench.ts";
-import { evalCommand } from "./eval.ts";
-import { exportCommand } from "./export.ts";
-import { inspectCommand } from "./inspect.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
-import { PRUNE_HELP, pruneCommand } from "./prune.ts";
-import { reportCommand } from "./report.ts";
+import { PRUNE_HELP } from "./pruneHelp.ts";
+import { installSignalHandlers } from "./signals.ts";
 
 const program = new Command();
 let flags: CliFlags = {};
@@ -27,6 +23,7 @@ program
   .argument("<model>", "Hugging Face model folder")
   .action(async (model: string) => {
     flags = program.opts();
+    const { inspectCommand } = await import("./inspect.ts");
     await inspectCommand(model, new Console(flags));
   });
 
@@ -49,6 +46,7 @@ program
   .option("--max-items <n>", "mc: evaluate only the first n items")
   .action(async (model: string, opts) => {
     flags = program.opts();
+    const { evalCommand } = await import("./eval.ts");
     await evalCommand(model, opts, new Console(flags));
   });
 
@@ -87,6 +85,7 @@ program
   .addHelpText("after", PRUNE_HELP)
   .action(async (model: string, opts) => {
     flags = program.opts();
+    const { pruneCommand } = await import("./prune.ts");
     await pruneCommand(model, opts, new Console(flags));
   });
 
@@ -99,6 +98,7 @@ program
   .option("--force", "replace an existing output folder")
   .action(async (model: string, opts) => {
     flags = program.opts();
+    const { exportCommand } = await import("./export.ts");
     await exportCommand(model, opts, new Console(flags));
   });
 
@@ -112,6 +112,7 @@ program
   .option("--batch <n>", "batch size of the batched case (default 8)")
   .action(async (models: string[], opts) => {
     flags = program.opts();
+    const { benchCommand } = await import("./bench.ts");
     await benchCommand(models, opts, new Console(flags));
   });
 
@@ -127,9 +128,11 @@ program
   .option("--out <file>", "where to write the HTML (default: <pruned>/report.html)")
   .action(async (pruned: string, opts) => {
     flags = program.opts();
+    const { reportCommand } = await import("./report.ts");
     await reportCommand(pruned, opts, new Console(flags));
   });
 
+installSignalHandlers();
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -1,11 +1,9 @@
 import { loadModel } from "../arch/load.ts";
-import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { exportOnnxInto } from "../export/onnx.ts";
 import { describePlan } from "../pipeline/plan.ts";
 import { dryRun, type PruneEvent, runPrune } from "../pipeline/prune.ts";
 import { type Recipe, readRecipeFile, resolveRecipe } from "../pipeline/recipe.ts";
-import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import type { Console } from "./io.ts";
 import { buildReport } from "./report.ts";
 
@@ -133,8 +131,3 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   });
 }
 
-export const PRUNE_HELP = `
-Criteria:        ${Object.keys(CRITERIA).join(", ")}
-Reconstruction:  ${Object.keys(RECONSTRUCTORS).join(", ")}
-Allocation:      uniform (same fraction per layer), global (FLAP's standardized scores)
-Calibration:     sequential (default: each layer sees the pruned outputs of the previous ones), dense`;

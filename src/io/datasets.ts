@@ -2,14 +2,62 @@
  * Text inputs: calibration text (.txt, .jsonl) and labeled classification sets
  * ("label sentence" lines, GLUE TSV with a header, CoLA-style TSV without one).
  */
+import { isUtf8 } from "node:buffer";
 import fs from "node:fs";
 import { PareError } from "../errors.ts";
 
-/** Whole file as text (UTF-8, BOM stripped); must contain something besides whitespace. */
+const TEXT_HINT =
+  "give a UTF-8 text file (convert other encodings, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`)";
+
+/** 1-based line and column (in characters) of byte offset `at` of `bytes`. */
+function position(bytes: Uint8Array, at: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i < at; i++) {
+    if (bytes[i] === 0x0a) {
+      line++;
+      start = i + 1;
+    }
+  }
+  const column = new TextDecoder().decode(bytes.subarray(start, at)).length + 1;
+  return { line, column };
+}
+
+/** Byte offset of the first invalid UTF-8 sequence, or -1 (overlongs, surrogates and > U+10FFFF are invalid). */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let min: number;
+    if (c >= 0xc2 && c <= 0xdf) [n, min] = [1, 0x80];
+    else if (c >= 0xe0 && c <= 0xef) [n, min] = [2, 0x800];
+    else if (c >= 0xf0 && c <= 0xf4) [n, min] = [3, 0x10000];
+    else return i;
+    let cp = c & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k];
+      if (d === undefined || (d & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/**
+ * Whole file as text: UTF-8 (a BOM is stripped), not binary (no NUL bytes), not UTF-16; must contain something
+ * besides whitespace.
+ */
 export function readTextFile(file: string): string {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = fs.readFileSync(file, "utf8");
+    bytes = fs.readFileSync(file);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === "ENOENT" ? "no such file" : err.code === "EISDIR" ? "is a folder" : err.message;
@@ -18,7 +66,37 @@ export function readTextFile(file: string): string {
       errno: err.code,
     });
   }
-  text = text.replace(/^\uFEFF/, "");
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new PareError(
+      "E_DATA_INVALID",
+      `${file}: UTF-16 text (it starts with a UTF-16 byte order mark)`,
+      TEXT_HINT,
+      {
+        file,
+      },
+    );
+  }
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    const { line, column } = position(bytes, nul);
+    throw new PareError(
+      "E_DATA_INVALID",
+      `${file}:${line}:${column}: binary data (a NUL byte at byte ${nul}), not text`,
+      TEXT_HINT,
+      { file, line, column, byte: nul },
+    );
+  }
+  const bad = isUtf8(bytes) ? -1 : Math.max(0, firstInvalidUtf8(bytes));
+  if (bad >= 0) {
+    const { line, column } = position(bytes, bad);
+    throw new PareError(
+      "E_DATA_INVALID",
+      `${file}:${line}:${column}: not UTF-8 (byte 0x${bytes[bad].toString(16).padStart(2, "0")} at byte ${bad})`,
+      TEXT_HINT,
+      { file, line, column, byte: bad },
+    );
+  }
+  const text = bytes.toString("utf8").replace(/^\uFEFF/, "");
   if (text.trim() === "") {
     throw new PareError("E_DATA_EMPTY", `${file} is empty`, "give a file with text in it", { file });
   }

@@ -90,6 +90,7 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
     if (labels.length !== rows.length) throw new PareError("E_DATA_INVALID", `${file}: ${rows.length} items but ${labels.length} labels`, "the .jsonl and -labels.lst files must be aligned");
   }
   const items = rows.map((r, i) => {
+    if (typeof r !== "object" || r === null || Array.isArray(r)) return bad(file, i, "an item must be a JSON object");
     switch (format) {
       case "generic": {
         const choices = r.choices as unknown[];
@@ -106,11 +107,15 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
         let texts: string[];
         let keys: string[];
         if (Array.isArray(ch)) {
+          if (!ch.every((c) => typeof c === "object" && c !== null)) return bad(file, i, "choices must be objects {text, label}");
           texts = ch.map((c) => String((c as Record<string, unknown>).text));
           keys = ch.map((c) => String((c as Record<string, unknown>).label));
         } else if (ch && typeof ch === "object") {
-          texts = ((ch as Record<string, unknown>).text as unknown[]).map(String);
-          keys = ((ch as Record<string, unknown>).label as unknown[]).map(String);
+          const t = (ch as Record<string, unknown>).text;
+          const l = (ch as Record<string, unknown>).label;
+          if (!Array.isArray(t) || !Array.isArray(l) || t.length !== l.length) return bad(file, i, "choices.text and choices.label must be lists of equal length");
+          texts = t.map(String);
+          keys = l.map(String);
         } else return bad(file, i, "no choices");
         const label = letterIndex(keys, String(r.answerKey), file, i);
         return format === "arc" ? uniform(`Question: ${stem}\nAnswer:`, texts.map((t) => ` ${t}`), label) : uniform(stem, texts.map((t) => ` ${t}`), label);
@@ -122,6 +127,7 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
         const b = String(r.ctx_b ?? "");
         const ctx = r.ctx_a !== undefined ? `${r.ctx_a} ${b.charAt(0).toUpperCase()}${b.slice(1).toLowerCase()}` : String(r.ctx);
         const query = hellaswagClean(`${r.activity_label ?? ""}: ${ctx}`);
+        if (!Array.isArray(r.endings)) return bad(file, i, "HellaSwag rows need an endings list");
         return uniform(query, (r.endings as unknown[]).map((e) => ` ${hellaswagClean(String(e))}`), Number(r.label));
       }
       case "commonsense":

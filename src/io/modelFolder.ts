@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { type ErrorCode, PareError } from "../errors.ts";
-import { TensorStore } from "./safetensors.ts";
+import { fileInsideFolder, openRegularFile, q, TensorStore, topLevelKeys } from "./safetensors.ts";
 
 export interface ModelFolder {
   dir: string;
@@ -13,12 +13,65 @@ export interface ModelFolder {
   hasTokenizer: boolean;
 }
 
-/** Reads a JSON file that must hold an object; parse errors carry line:column. */
-export function readJsonObject(file: string, code: ErrorCode): Record<string, unknown> {
+/** Largest JSON file read by default (config.json files are a few kB; tokenizer.json passes its own limit). */
+export const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+export interface ReadJsonOptions {
+  /** refuse files larger than this (default MAX_JSON_BYTES) */
+  maxBytes?: number;
+  /** refuse a key that appears twice at the top level (a reader would see one value, pare another) */
+  uniqueKeys?: boolean;
+}
+
+/**
+ * Reads a JSON file that must hold an object: a regular file (never a pipe or device), at most `maxBytes`,
+ * UTF-8 (a BOM is allowed); parse errors carry line:column.
+ */
+export function readJsonObject(
+  file: string,
+  code: ErrorCode,
+  opts: ReadJsonOptions = {},
+): Record<string, unknown> {
+  const hint = `fix or re-download ${path.basename(file)}`;
+  const maxBytes = opts.maxBytes ?? MAX_JSON_BYTES;
   let text: string;
+  let fd = -1;
   try {
-    text = fs.readFileSync(file, "utf8").replace(/^\uFEFF/, "");
+    let size: number;
+    try {
+      ({ fd, size } = openRegularFile(file, path.basename(file)));
+    } catch (e) {
+      const errno = e instanceof PareError ? e.context.errno : undefined;
+      if (!errno) throw e; // not a regular file
+      throw new PareError("E_IO", `${file}: cannot read (${errno})`, "check the path and permissions", {
+        file,
+      });
+    }
+    if (size > maxBytes) {
+      throw new PareError(
+        code,
+        `${file} is ${size} bytes, absurd for a ${path.basename(file)} (limit ${maxBytes})`,
+        hint,
+        {
+          file,
+          size,
+        },
+      );
+    }
+    const bytes = Buffer.alloc(size);
+    let done = 0;
+    while (done < size) {
+      const n = fs.readSync(fd, bytes, done, size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, done)).replace(/^\uFEFF/, "");
+    } catch {
+      throw new PareError(code, `${file}: not UTF-8 text (binary or another encoding)`, hint, { file });
+    }
   } catch (e) {
+    if (e instanceof PareError) throw e;
     const err = e as NodeJS.ErrnoException;
     throw new PareError(
       "E_IO",
@@ -28,8 +81,9 @@ export function readJsonObject(file: string, code: ErrorCode): Record<string, un
         file,
       },
     );
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
   }
-  const hint = `fix or re-download ${path.basename(file)}`;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -46,6 +100,18 @@ export function readJsonObject(file: string, code: ErrorCode): Record<string, un
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new PareError(code, `${file}: expected a JSON object`, hint, { file });
+  }
+  if (opts.uniqueKeys) {
+    const seen = new Set<string>();
+    for (const k of topLevelKeys(text)) {
+      if (seen.has(k)) {
+        throw new PareError(code, `${file}: key ${q(k)} appears twice (which one holds?)`, hint, {
+          file,
+          key: k,
+        });
+      }
+      seen.add(k);
+    }
   }
   return value as Record<string, unknown>;
 }
@@ -67,8 +133,10 @@ export function openModelFolder(dir: string): ModelFolder {
       { dir },
     );
   }
-  const configPath = path.join(dir, "config.json");
-  if (!fs.existsSync(configPath)) {
+  // every file pare may read or copy must stay inside the folder (symlinks included)
+  const present = new Set<string>();
+  for (const name of ["config.json", ...AUX_FILES]) if (fileInsideFolder(dir, name)) present.add(name);
+  if (!present.has("config.json")) {
     throw new PareError(
       "E_FOLDER_INCOMPLETE",
       `${dir}: no config.json`,
@@ -76,9 +144,9 @@ export function openModelFolder(dir: string): ModelFolder {
       { dir },
     );
   }
-  const config = readJsonObject(configPath, "E_CONFIG_INVALID");
+  const config = readJsonObject(path.join(dir, "config.json"), "E_CONFIG_INVALID", { uniqueKeys: true });
   const store = TensorStore.openFolder(dir);
-  return { dir, config, store, hasTokenizer: fs.existsSync(path.join(dir, "tokenizer.json")) };
+  return { dir, config, store, hasTokenizer: present.has("tokenizer.json") };
 }
 
 /** Files besides config.json and weights that a pruned model folder keeps. */
@@ -100,12 +168,24 @@ export function copyAuxFiles(srcDir: string, dstDir: string): string[] {
   try {
     fs.mkdirSync(dstDir, { recursive: true });
     for (const name of AUX_FILES) {
-      const src = path.join(srcDir, name);
-      if (!fs.existsSync(src)) continue;
+      // refuses symlinks that lead outside the source folder: their target would be copied into the output
+      const src = fileInsideFolder(srcDir, name);
+      if (!src) continue;
+      if (!fs.statSync(src).isFile()) {
+        throw new PareError(
+          "E_IO",
+          `${path.join(srcDir, name)} is not a regular file`,
+          "replace it with the real file",
+          {
+            file: path.join(srcDir, name),
+          },
+        );
+      }
       fs.copyFileSync(src, path.join(dstDir, name));
       copied.push(name);
     }
   } catch (e) {
+    if (e instanceof PareError) throw e;
     const err = e as NodeJS.ErrnoException;
     throw new PareError(
       "E_IO",

@@ -29,6 +29,15 @@ export interface TensorInfo {
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const MAX_IO_CHUNK = 1 << 30;
+/** Elements one tensor may have (2^53: beyond it, byte offsets are no longer exact numbers). */
+const MAX_NUMEL = 2n ** 53n;
+/** A shard index lists one line per tensor: even huge models stay far below this. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+
+/** A name from a file, quoted for a message: JSON string syntax (escapes included), cut at 200 characters. */
+export function q(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+}
 const CONVERT_HINT =
   "re-export the model with Hugging Face tools (model.save_pretrained(..., safe_serialization=True)) or re-download it";
 
@@ -58,6 +67,45 @@ function ioError(file: string, e: unknown): PareError {
   );
 }
 
+/**
+ * Opens a file for reading without ever blocking (a FIFO named model.safetensors or config.json would block a
+ * plain open until some writer appears) and checks that it is a regular file. Returns the fd and its size.
+ */
+export function openRegularFile(file: string, what = "file"): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    throw ioError(file, e);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw ioError(file, e);
+  }
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    const kind = st.isDirectory()
+      ? "a folder"
+      : st.isFIFO()
+        ? "a named pipe (FIFO)"
+        : st.isSocket()
+          ? "a socket"
+          : st.isCharacterDevice() || st.isBlockDevice()
+            ? "a device"
+            : "not a regular file";
+    throw new PareError(
+      "E_IO",
+      `${file}: the ${what} is ${kind}, not a regular file`,
+      "model folders hold plain files; replace it with the real file (pare never reads from pipes or devices)",
+      { file },
+    );
+  }
+  return { fd, size: st.size };
+}
+
 /** Fills `buf` from `fd` at `position`; returns the bytes actually read (< buf.length at end of file). */
 function readFully(fd: number, buf: Uint8Array, position: number): number {
   let done = 0;
@@ -75,7 +123,7 @@ function writeFully(fd: number, buf: Uint8Array): void {
 }
 
 /** Top-level keys of a JSON object text that JSON.parse already accepted, in order (duplicates kept). */
-function topLevelKeys(text: string): string[] {
+export function topLevelKeys(text: string): string[] {
   const keys: string[] = [];
   let depth = 0;
   let expectKey = false;
@@ -121,14 +169,9 @@ export class SafetensorsFile {
   /** Reads and validates the header only; tensor data is read on demand. */
   static open(file: string): SafetensorsFile {
     file = path.resolve(file);
-    let fd: number;
+    const { fd, size } = openRegularFile(file, "safetensors file");
     try {
-      fd = fs.openSync(file, "r");
-    } catch (e) {
-      throw ioError(file, e);
-    }
-    try {
-      const { tensors, metadata } = SafetensorsFile.readHeader(file, fd);
+      const { tensors, metadata } = SafetensorsFile.readHeader(file, fd, size);
       return new SafetensorsFile(file, fd, tensors, metadata);
     } catch (e) {
       fs.closeSync(fd);
@@ -136,25 +179,41 @@ export class SafetensorsFile {
     }
   }
 
-  private static readHeader(file: string, fd: number) {
-    const size = fs.fstatSync(fd).size;
-    if (size < 8) {
-      throw truncated(file, `file is ${size} bytes, shorter than the 8-byte header length`, { size });
-    }
+  private static readHeader(file: string, fd: number, size: number) {
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0);
+    // a pickle or a PyTorch zip checkpoint renamed .safetensors: say so instead of "bad header"
+    const pickled = () => {
+      const kind = pickleKind(lenBuf, Math.min(size, 8));
+      if (!kind) return undefined;
+      return new PareError(
+        "E_PICKLE_UNSUPPORTED",
+        `${file}: this is a ${kind}, not a safetensors file (the name lies)`,
+        PICKLE_HINT,
+        { file },
+      );
+    };
+    if (size < 8) {
+      throw (
+        pickled() ?? truncated(file, `file is ${size} bytes, shorter than the 8-byte header length`, { size })
+      );
+    }
     const n = lenBuf.readBigUInt64LE(0);
     if (n > BigInt(MAX_HEADER_BYTES)) {
-      throw invalid(
-        file,
-        `header length ${n} is absurd (over ${MAX_HEADER_BYTES} bytes): not a safetensors file?`,
+      throw (
+        pickled() ??
+        invalid(
+          file,
+          `header length ${n} is absurd (over ${MAX_HEADER_BYTES} bytes): not a safetensors file?`,
+        )
       );
     }
     const headerLen = Number(n);
     if (8 + headerLen > size) {
-      throw truncated(file, `header length ${headerLen} goes beyond the end of the ${size}-byte file`, {
-        size,
-      });
+      throw (
+        pickled() ??
+        truncated(file, `header length ${headerLen} goes beyond the end of the ${size}-byte file`, { size })
+      );
     }
     const headerBytes = new Uint8Array(headerLen);
     readFully(fd, headerBytes, 8);
@@ -162,13 +221,13 @@ export class SafetensorsFile {
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
     } catch {
-      throw invalid(file, "header is not valid UTF-8");
+      throw pickled() ?? invalid(file, "header is not valid UTF-8");
     }
     let header: unknown;
     try {
       header = JSON.parse(text);
     } catch (e) {
-      throw invalid(file, `header is not valid JSON (${(e as Error).message})`);
+      throw pickled() ?? invalid(file, `header is not valid JSON (${(e as Error).message})`);
     }
     if (!isPlainObject(header)) throw invalid(file, "header is not a JSON object");
     const seen = new Set<string>();
@@ -201,7 +260,7 @@ export class SafetensorsFile {
           { file, tensor: name, dtype },
         );
       }
-      if (!Array.isArray(shape) || !shape.every(isCount)) {
+      if (!Array.isArray(shape) || shape.length > 64 || !shape.every(isCount)) {
         throw invalid(file, `tensor ${q(name)}: shape is not a list of non-negative integers`, ctx);
       }
       if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isCount) || offs[0] > offs[1]) {
@@ -212,7 +271,16 @@ export class SafetensorsFile {
         );
       }
       const [begin, end] = offs as [number, number];
-      const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+      // exact (BigInt) element count: a float product of huge dims could round onto a plausible span
+      const exact = (shape as number[]).reduce((a, b) => a * BigInt(b), 1n);
+      if (exact > MAX_NUMEL) {
+        throw invalid(
+          file,
+          `tensor ${q(name)}: shape [${shape.join(",")}] is absurd (${exact} elements, over 2^53)`,
+          ctx,
+        );
+      }
+      const numel = Number(exact);
       const expected = numel * bytesPerElement(dtype);
       if (end - begin !== expected) {
         throw invalid(
@@ -269,8 +337,17 @@ export class SafetensorsFile {
     return buf;
   }
 
-  /** One tensor as float32 (F32, F16, BF16, F64). */
+  /**
+   * One tensor as float32 (F32, F16, BF16, F64). Every value must be finite: NaN or ±Inf (or an F64 value beyond
+   * the float32 range) is E_NUMERIC naming the tensor and its layer.
+   */
   readF32(name: string): Float32Array {
+    const out = this.readF32Unchecked(name);
+    assertFinite(out, name, this.file);
+    return out;
+  }
+
+  private readF32Unchecked(name: string): Float32Array {
     const t = this.info(name);
     const n = (t.end - t.begin) / bytesPerElement(t.dtype);
     switch (t.dtype as Dtype) {
@@ -325,17 +402,111 @@ export class SafetensorsFile {
   }
 }
 
-const PICKLE_HINT =
-  "pare never reads pickle checkpoints (.bin/.pt/.pth) because loading them can execute code; convert to " +
-  "safetensors with the Hugging Face `safetensors` tooling (e.g. model.save_pretrained(dir, safe_serialization=True))";
+/** Layer index of a tensor name (`model.layers.3.…`, `encoder.layer.3.…`, `h.3.…`, `blocks.3.…`), if any. */
+export function layerOf(name: string): number | undefined {
+  const m = /(?:^|\.)(?:layers|layer|h|blocks)\.(\d+)(?:\.|$)/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
 
-/** Is `target` (a real path) allowed for a shard of `realDir`? Inside it, or in the HF hub cache blob store. */
+/**
+ * Throws E_NUMERIC when `data` holds NaN or ±Inf: names the tensor, its layer, how many values are bad and
+ * where the first one is. `file` is named when known.
+ */
+export function assertFinite(data: ArrayLike<number>, name: string, file?: string): void {
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) {
+      first = i;
+      break;
+    }
+  }
+  if (first < 0) return;
+  let nan = 0;
+  let inf = 0;
+  for (let i = first; i < data.length; i++) {
+    const v = data[i];
+    if (Number.isNaN(v)) nan++;
+    else if (v - v !== 0) inf++;
+  }
+  const layer = layerOf(name);
+  const where = `${file ? `${file}: ` : ""}tensor ${q(name)}${layer === undefined ? "" : ` (layer ${layer})`}`;
+  const what = [nan ? `${nan} NaN` : "", inf ? `${inf} infinite` : ""].filter(Boolean).join(" and ");
+  throw new PareError(
+    "E_NUMERIC",
+    `${where} holds ${what} value${nan + inf === 1 ? "" : "s"} (first at element ${first} of ${data.length})`,
+    "the weights are corrupt (a broken download or conversion, or a diverged training run): re-download or " +
+      "re-export the checkpoint; pare does not prune or evaluate models with NaN/Inf weights",
+    { file, tensor: name, layer, nan, inf, first },
+  );
+}
+
+const PICKLE_HINT =
+  "pare never reads pickle checkpoints (.bin/.pt/.pth/.ckpt/.pkl) because loading them can execute code; convert " +
+  "to safetensors with the Hugging Face `safetensors` tooling (e.g. model.save_pretrained(dir, safe_serialization=True))";
+
+/** The first bytes of a pickle stream (protocol 2..5) or of a PyTorch zip checkpoint; undefined otherwise. */
+function pickleKind(head: Uint8Array, n: number): string | undefined {
+  if (n >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) {
+    return "zip archive (a PyTorch torch.save checkpoint, which holds pickles)";
+  }
+  // PROTO 2..5, then an opcode a torch/pickle stream starts with (FRAME, GLOBAL, EMPTY_DICT, EMPTY_LIST, MARK, …)
+  const opcodes = [0x95, 0x63, 0x7d, 0x5d, 0x28, 0x8c, 0x58, 0x71, 0x4b, 0x4a];
+  if (n >= 3 && head[0] === 0x80 && head[1] >= 2 && head[1] <= 5 && opcodes.includes(head[2])) {
+    return "Python pickle";
+  }
+  return undefined;
+}
+
+/** File names that are pickle checkpoints (PyTorch .bin/.pt/.pth, Lightning .ckpt, plain .pkl/.pickle). */
+const PICKLE_FILE = /\.(bin|pt|pth|ckpt|pkl|pickle)$/i;
+
+/** Is `target` (a real path) allowed for a file of `realDir`? Inside it, or in the HF hub cache blob store. */
 function insideFolder(realDir: string, target: string): boolean {
   const within = (dir: string) => target.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
   if (within(realDir)) return true;
   // HF hub cache: <repo>/snapshots/<rev>/<file> are symlinks into <repo>/blobs/
   const rev = path.dirname(realDir);
   return path.basename(rev) === "snapshots" && within(path.join(path.dirname(rev), "blobs"));
+}
+
+/**
+ * The real path of the file `name` of model folder `dir`, refusing names and symlinks that lead outside the
+ * folder (E_PATH_ESCAPE; the Hugging Face hub cache layout, snapshots/<rev>/x → ../../blobs/…, is allowed).
+ * Returns undefined when the file does not exist (a dangling symlink counts as missing).
+ */
+export function fileInsideFolder(
+  dir: string,
+  name: string,
+  context: Record<string, unknown> = {},
+): string | undefined {
+  const escapes = (why: string) =>
+    new PareError(
+      "E_PATH_ESCAPE",
+      `${dir}: ${q(name)} ${why}`,
+      "files of a model folder must stay inside it; a model folder whose files point elsewhere may be malicious",
+      { dir, name, ...context },
+    );
+  if (path.isAbsolute(name) || path.win32.isAbsolute(name)) throw escapes("is an absolute path");
+  if (name.split(/[\\/]/).includes("..")) throw escapes('contains ".."');
+  const p = path.join(dir, name);
+  let real: string;
+  try {
+    real = fs.realpathSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    if (code === "ELOOP") throw escapes("is a symlink loop");
+    throw ioError(p, e);
+  }
+  let realDir: string;
+  try {
+    realDir = fs.realpathSync(dir);
+  } catch (e) {
+    throw ioError(dir, e);
+  }
+  if (!insideFolder(realDir, real)) throw escapes(`resolves outside the model folder (to ${real})`);
+  return real;
 }
 
 /** A model's tensors across one or more safetensors files; opening reads headers only. */
@@ -371,6 +542,15 @@ export class TensorStore {
         ? st[0]
         : undefined;
     if (single) {
+      const real = fileInsideFolder(dir, single);
+      if (!real) {
+        throw new PareError(
+          "E_FOLDER_INCOMPLETE",
+          `${dir}: ${single} is a dangling symlink`,
+          "download the model's .safetensors file(s) into this folder",
+          { dir },
+        );
+      }
       const f = SafetensorsFile.open(path.join(dir, single));
       return new TensorStore(dir, [f], new Map([...f.tensors.keys()].map((k) => [k, f])));
     }
@@ -382,11 +562,11 @@ export class TensorStore {
         { dir, files: st },
       );
     }
-    const pickles = entries.filter((f) => /\.(bin|pt|pth)$/.test(f));
+    const pickles = entries.filter((f) => PICKLE_FILE.test(f));
     if (pickles.length > 0) {
       throw new PareError(
         "E_PICKLE_UNSUPPORTED",
-        `${dir}: only pickle checkpoints (${pickles.join(", ")}), no .safetensors`,
+        `${dir}: only pickle checkpoints (${pickles.slice(0, 5).join(", ")}${pickles.length > 5 ? ", …" : ""}), no .safetensors`,
         PICKLE_HINT,
         { dir, files: pickles },
       );
@@ -409,34 +589,36 @@ export class TensorStore {
         { file: indexPath, ...context },
       );
     let index: unknown;
+    const realIndex = fileInsideFolder(dir, "model.safetensors.index.json");
+    if (!realIndex) throw bad("is a dangling symlink");
+    const { fd, size } = openRegularFile(realIndex, "shard index");
     try {
-      index = JSON.parse(fs.readFileSync(indexPath, "utf8"));
+      if (size > MAX_INDEX_BYTES) throw bad(`is ${size} bytes, absurd for a shard index`);
+      const bytes = Buffer.alloc(size);
+      readFully(fd, bytes, 0);
+      index = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     } catch (e) {
+      if (e instanceof PareError) throw e;
       if ((e as NodeJS.ErrnoException).code) throw ioError(indexPath, e);
       throw bad(`not valid JSON (${(e as Error).message})`);
+    } finally {
+      fs.closeSync(fd);
     }
     const weightMap = isPlainObject(index) ? index.weight_map : undefined;
     if (!isPlainObject(weightMap) || !Object.values(weightMap).every((v) => typeof v === "string")) {
       throw bad('no "weight_map" object of tensor name → shard file');
     }
-    const realDir = fs.realpathSync(dir);
     const shards = new Map<string, SafetensorsFile>();
     const byName = new Map<string, SafetensorsFile>();
     try {
       for (const [name, rel] of Object.entries(weightMap as Record<string, string>)) {
         let shard = shards.get(rel);
         if (!shard) {
-          const escapes = (why: string) =>
-            new PareError(
-              "E_PATH_ESCAPE",
-              `${indexPath}: shard ${q(rel)} (for ${q(name)}) ${why}`,
-              "shard files must be plain file names inside the model folder; this index may be malicious",
-              { file: indexPath, shard: rel, tensor: name },
-            );
-          if (path.isAbsolute(rel) || path.win32.isAbsolute(rel)) throw escapes("is an absolute path");
-          if (rel.split(/[\\/]/).includes("..")) throw escapes('contains ".."');
-          const p = path.join(dir, rel);
-          if (!fs.existsSync(p)) {
+          if (rel === "" || rel.endsWith("/") || rel.endsWith("\\")) {
+            throw bad(`shard name ${q(rel)} (for ${q(name)}) is not a file name`, { tensor: name });
+          }
+          const real = fileInsideFolder(dir, rel, { file: indexPath, shard: rel, tensor: name });
+          if (!real) {
             throw new PareError(
               "E_FOLDER_INCOMPLETE",
               `${dir}: shard file ${q(rel)} listed in model.safetensors.index.json is missing`,
@@ -444,8 +626,7 @@ export class TensorStore {
               { dir, shard: rel },
             );
           }
-          if (!insideFolder(realDir, fs.realpathSync(p))) throw escapes("resolves outside the model folder");
-          shard = SafetensorsFile.open(p);
+          shard = SafetensorsFile.open(path.join(dir, rel));
           shards.set(rel, shard);
         }
         if (!shard.tensors.has(name)) {

@@ -20,7 +20,7 @@ import {
 } from "../allocate/allocate.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { CachedWeights } from "../arch/cache.ts";
-import { buildModel, type LayerDims, type Model } from "../arch/model.ts";
+import { buildModel, checkFinite, type LayerDims, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
 import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
 import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/sampling.ts";
@@ -295,6 +295,7 @@ async function prune(
   const { t0, timings, notes, lap } = ctx;
   const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
   const files = inputHashes(base.dir);
+  checkFinite(base); // NaN/Inf anywhere fails now, before checkpoints or outputs exist
   const ckDir = checkpointDir(recipe.out);
   const ckKey = resumeKey(recipe as unknown as Record<string, unknown>, files);
   const restored = recipe.resume ? loadCheckpoint<CheckpointState>(ckDir, ckKey) : undefined;

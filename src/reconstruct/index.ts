@@ -7,7 +7,7 @@
  *  liar-seq: Θ = (X̃ₚ_uᵀX̃ₚ_u + λĨ)⁻¹ (X̃ₚ_uᵀ X̃_d [Wᵀ; bᵀ] + λĨ [W_uᵀ; bᵀ]);  [W'ᵀ; b'ᵀ] = Θ
  * with λ = α · mean(diag(X_uᵀX_u)); the Cholesky solve retries with α×10 when it fails.
  */
-import type { StatKind, TapStats } from "../calib/stats.ts";
+import type { StatKind, TapStats } from "../calib/moments.ts";
 import { PareError } from "../errors.ts";
 import { cholesky, choleskySolve, gather2d, matmul } from "../tensor/linalg.ts";
 
