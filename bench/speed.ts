@@ -37,6 +37,17 @@ const variants = [
   { label: "uniform 0.5", ratio: 0.5, allocation: "uniform" as const, roundTo: 1 },
 ];
 
+// 1. prune time of the default recipe with 128 × 256 calibration tokens (llama) / 128 sentences (BERT), with the
+//    cost model's estimate next to the measured time
+const pruneTimes: { model: string; seconds: number; phases: Record<string, number>; estimate?: number; flops?: number }[] = [];
+for (const name of ["llama-gqa-6l", "bert-sst2-4l"]) {
+  const out = path.join(work, `${name}-timed`);
+  log(`timing the default prune of ${name} …`);
+  const rep = await runPrune(resolveRecipe({ model: path.join(SHARED, "models", name), out, calib: [calibText], samples: 128, seqLen: name.startsWith("llama") ? 256 : 128 }));
+  fs.rmSync(out, { recursive: true, force: true });
+  pruneTimes.push({ model: name, seconds: rep.timings.total, phases: rep.timings, estimate: rep.plan?.estimateSeconds?.total, flops: rep.plan?.flops.total });
+}
+
 const results: { model: string; labels: string[]; report: SpeedReport }[] = [];
 for (const name of ["llama-gqa-6l", "bert-sst2-4l"]) {
   const dir = path.join(SHARED, "models", name);
@@ -59,6 +70,13 @@ fs.rmSync(work, { recursive: true, force: true });
 
 let md = "# bench:speed\n\nCommand: `npm run bench:speed`  \n";
 md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores, onnxruntime-node, default threads; ${new Date().toISOString()}. Median of ${runs} runs per case, all variants interleaved in one run.\n\n`;
+md += "## Prune time (default recipe: flap-wifv · global · liar · sequential, 128 calibration sequences; llama 256 tokens each)\n\n";
+md += markdownTable(
+  ["model", "total s", "phases (s)", "cost-model estimate s", "planned GFLOP"],
+  pruneTimes.map((p) => [p.model, p.seconds.toFixed(1), Object.entries(p.phases).filter(([k]) => k !== "total").map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "), p.estimate?.toFixed(1) ?? "", p.flops ? (p.flops / 1e9).toFixed(0) : ""]),
+  [false, true, false, true, true],
+);
+md += "\n\n";
 for (const r of results) {
   md += `## ${r.model}\n\n`;
   const base = r.report.models[0];
@@ -74,5 +92,5 @@ for (const r of results) {
   md += markdownTable(["case", "model", "params", "FLOP reduction", "ms", "tokens/s", "speedup", "speedup / FLOP red."], rows, [false, false, true, true, true, true, true, true]);
   md += "\n\n";
 }
-writeResults("speed", { machine: machineInfo(), runs, results }, md);
+writeResults("speed", { machine: machineInfo(), runs, pruneTimes, results }, md);
 process.stdout.write(md);
