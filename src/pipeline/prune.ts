@@ -29,6 +29,7 @@ import { attentionUnitScores, CRITERIA, type Criterion } from "../criteria/index
 import { PareError } from "../errors.ts";
 import { writeModelFolder } from "../export/folder.ts";
 import { readCalibrationText } from "../io/datasets.ts";
+import { runtimeVersions } from "../runtime/ort.ts";
 import type { NamedTensor } from "../io/safetensors.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
@@ -74,6 +75,7 @@ export interface LayerReport {
 
 export interface PruneReport {
   pare: string;
+  versions: Record<string, string>;
   created: string;
   recipe: Recipe;
   input: { dir: string; family: string; files: Record<string, string> };
@@ -574,6 +576,7 @@ async function prune(
   const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
   const report: PruneReport = {
     pare: PARE_VERSION,
+    versions: { pare: PARE_VERSION, ...runtimeVersions() },
     created: new Date().toISOString(),
     recipe,
     input: { dir: base.dir, family: model.spec.family, files },

@@ -20,6 +20,12 @@ export interface SessionOptions {
   optLevel?: "disabled" | "basic" | "extended" | "all";
 }
 
+/** Versions of the runtime pieces (recorded in pare-pruning.json). */
+export function runtimeVersions(): Record<string, string> {
+  const v = (ort.env as unknown as { versions?: Record<string, string> }).versions ?? {};
+  return { node: process.version, onnxruntime: v.node ?? v.common ?? "unknown" };
+}
+
 export function f32(dims: number[], data: Float32Array): HostTensor {
   return { type: "float32", dims, data };
 }

@@ -83,3 +83,19 @@ describe("resume guards", () => {
     expect(r.notes.join(" ")).toMatch(/no checkpoints found/);
   });
 });
+
+describe("reproducibility", () => {
+  it("the same settings give bit-identical model files across runs and across --threads 1 / 2; the report records versions and input hashes", async () => {
+    const a = path.join(root, "rep-a");
+    const b = path.join(root, "rep-b");
+    const ra = await runPrune(recipe(a, { threads: 1, dtype: "F32" }));
+    await runPrune(recipe(b, { threads: 2, dtype: "F32" }));
+    for (const f of ["model.safetensors", "config.json"]) {
+      expect(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f))), f).toBe(true);
+    }
+    expect(ra.versions.pare).toBe("0.1.0");
+    expect(ra.versions.onnxruntime).toMatch(/^\d+\.\d+/);
+    expect(Object.values(ra.input.files).every((h) => /^sha256:[0-9a-f]{64}$/.test(h))).toBe(true);
+    expect(Object.keys(ra.input.files)).toContain("model.safetensors");
+  });
+});
