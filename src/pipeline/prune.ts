@@ -453,25 +453,28 @@ async function prune(
     let keepChannels: Int32Array;
     if (sequential) {
       const kinds = alloc ? recKinds : allKinds;
+      /** statistics of one consumer input on the pruned stream (+ the cross-Gram with the dense stream) */
+      const collect = async (tap: "attnIn" | "mlpIn", d: number, nextDense?: Float32Array<ArrayBufferLike>[]) => {
+        const acc = new TapAccumulator(d, kinds);
+        const cross = rec.needsCross ? new CrossAccumulator(d, d) : undefined;
+        for (let b = 0; b < batches.length; b++) {
+          const r = await runner.run(model, i, stream[b], batches[b]);
+          const rows = validRows(r[tap], d, batches[b].mask);
+          await acc.add(rows.rows, rows.n);
+          if (cross) {
+            const rd = await runner.run(dense, i, denseX[b], batches[b]);
+            await cross.add(rows.rows, validRows(rd[tap], d, batches[b].mask).rows, rows.n);
+            nextDense?.push(rd.out);
+          }
+        }
+        return { stats: await acc.finish(), cross: await cross?.finish() };
+      };
       // attention: statistics of o_proj's input on the pruned stream
       onEvent({ type: "layer", layer: i, layers: nL, step: "attention" });
-      const dA = L0.nHeads * model.dims.headDim;
-      const accA = new TapAccumulator(dA, kinds);
-      const crossA = rec.needsCross ? new CrossAccumulator(dA, dA) : undefined;
       const nextDense: Float32Array<ArrayBufferLike>[] = [];
-      for (let b = 0; b < batches.length; b++) {
-        const r = await runner.run(model, i, stream[b], batches[b]);
-        const rows = validRows(r.attnIn, dA, batches[b].mask);
-        await accA.add(rows.rows, rows.n);
-        if (crossA) {
-          const rd = await runner.run(dense, i, denseX[b], batches[b]);
-          await crossA.add(rows.rows, validRows(rd.attnIn, dA, batches[b].mask).rows, rows.n);
-          nextDense.push(rd.out);
-        }
-      }
-      const sA = await accA.finish();
-      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sA);
-      const attn = reconstruct(model, i, "attn", keepGroups, recipe, sA, await crossA?.finish());
+      const sA = await collect("attnIn", L0.nHeads * model.dims.headDim, nextDense);
+      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sA.stats);
+      const attn = reconstruct(model, i, "attn", keepGroups, recipe, sA.stats, sA.cross);
       ridge.attn = ridgeOf(attn);
       retries += attn.retries;
       let dims = model.dims.layers.slice();
@@ -479,21 +482,9 @@ async function prune(
       model = withLayers(model, weights, dims);
       // MLP: statistics of down_proj's input after the attention cut
       onEvent({ type: "layer", layer: i, layers: nL, step: "mlp" });
-      const dM = L0.ffn;
-      const accM = new TapAccumulator(dM, kinds);
-      const crossM = rec.needsCross ? new CrossAccumulator(dM, dM) : undefined;
-      for (let b = 0; b < batches.length; b++) {
-        const r = await runner.run(model, i, stream[b], batches[b]);
-        const rows = validRows(r.mlpIn, dM, batches[b].mask);
-        await accM.add(rows.rows, rows.n);
-        if (crossM) {
-          const rd = await runner.run(dense, i, denseX[b], batches[b]);
-          await crossM.add(rows.rows, validRows(rd.mlpIn, dM, batches[b].mask).rows, rows.n);
-        }
-      }
-      const sM = await accM.finish();
-      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sM);
-      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, sM, await crossM?.finish());
+      const sM = await collect("mlpIn", L0.ffn);
+      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sM.stats);
+      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, sM.stats, sM.cross);
       ridge.mlp = ridgeOf(mlp);
       retries += mlp.retries;
       dims = model.dims.layers.slice();
@@ -503,7 +494,7 @@ async function prune(
       onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
       for (let b = 0; b < batches.length; b++)
         stream[b] = (await runner.run(model, i, stream[b], batches[b])).out;
-      if (crossA) denseX = nextDense;
+      if (rec.needsCross) denseX = nextDense;
     } else {
       onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
       const st = denseStats?.[i];
