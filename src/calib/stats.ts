@@ -9,6 +9,7 @@ import { GraphBuilder } from "../onnx/graph.ts";
 import { f32, f64, Session } from "../runtime/ort.ts";
 
 export { mean, type StatKind, type TapStats, variance } from "./moments.ts";
+
 import type { StatKind, TapStats } from "./moments.ts";
 
 const sessions = new Map<string, Promise<Session>>();

@@ -45,8 +45,18 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
     if (!m.hasTokenizer) loadTokenizer(m.dir); // throws the coded "no tokenizer.json" error
     if (f.task === "mc") {
       const format = (f.format ?? "generic") as McFormat;
-      if (!MC_FORMATS.includes(format)) throw new PareError("E_USAGE", `unknown --format "${f.format}"`, `use one of: ${MC_FORMATS.join(", ")}`);
-      if (m.spec.kind !== "decoder") throw new PareError("E_USAGE", "--task mc needs a decoder (causal LM)", "use --task classify for encoders");
+      if (!MC_FORMATS.includes(format))
+        throw new PareError(
+          "E_USAGE",
+          `unknown --format "${f.format}"`,
+          `use one of: ${MC_FORMATS.join(", ")}`,
+        );
+      if (m.spec.kind !== "decoder")
+        throw new PareError(
+          "E_USAGE",
+          "--task mc needs a decoder (causal LM)",
+          "use --task classify for encoders",
+        );
       const items = readMultipleChoice(f.data, format);
       const tok = loadTokenizer(m.dir);
       const runner = await Runner.create(m, { threads });
@@ -57,7 +67,11 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
       });
       await runner.close();
       con.result({ task: "mc", format, model: m.dir, data: f.data, ...r, acc_norm: r.accNorm }, () =>
-        [`acc ${(100 * r.acc).toFixed(2)}%   acc_norm ${(100 * r.accNorm).toFixed(2)}%   (${r.n} items)`, `  protocol: ${r.protocol}`, `  data: ${f.data} (${format})`].join("\n"),
+        [
+          `acc ${(100 * r.acc).toFixed(2)}%   acc_norm ${(100 * r.accNorm).toFixed(2)}%   (${r.n} items)`,
+          `  protocol: ${r.protocol}`,
+          `  data: ${f.data} (${format})`,
+        ].join("\n"),
       );
     } else if (f.task === "ppl") {
       if (m.spec.kind !== "decoder")

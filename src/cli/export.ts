@@ -4,8 +4,17 @@ import { exportOnnx } from "../export/onnx.ts";
 import { checkOutputPath } from "../export/paths.ts";
 import type { Console } from "./io.ts";
 
-export async function exportCommand(dir: string, f: { format: string; out?: string; force?: boolean }, con: Console): Promise<void> {
-  if (f.format !== "onnx") throw new PareError("E_USAGE", `unknown export format "${f.format}"`, "--format onnx (the model folder itself is already safetensors)");
+export async function exportCommand(
+  dir: string,
+  f: { format: string; out?: string; force?: boolean },
+  con: Console,
+): Promise<void> {
+  if (f.format !== "onnx")
+    throw new PareError(
+      "E_USAGE",
+      `unknown export format "${f.format}"`,
+      "--format onnx (the model folder itself is already safetensors)",
+    );
   if (!f.out) throw new PareError("E_USAGE", "no output folder given", "add --out <dir>");
   checkOutputPath(dir, f.out, f.force ?? false);
   const m = loadModel(dir);

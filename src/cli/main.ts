@@ -42,7 +42,11 @@ program
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
   .option("--text-column <col>", "classify: sentence column (name or 0-based index)")
   .option("--label-column <col>", "classify: label column (name or 0-based index)")
-  .option("--format <format>", "mc: generic | piqa | arc | openbookqa | winogrande | hellaswag | commonsense", "generic")
+  .option(
+    "--format <format>",
+    "mc: generic | piqa | arc | openbookqa | winogrande | hellaswag | commonsense",
+    "generic",
+  )
   .option("--max-items <n>", "mc: evaluate only the first n items")
   .action(async (model: string, opts) => {
     flags = program.opts();
@@ -91,7 +95,9 @@ program
 
 program
   .command("export")
-  .description("export a model folder to ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer)")
+  .description(
+    "export a model folder to ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer)",
+  )
   .argument("<model>", "Hugging Face model folder (e.g. the output of pare prune)")
   .option("--format <format>", "onnx", "onnx")
   .option("--out <dir>", "output folder (written atomically)")
@@ -104,7 +110,9 @@ program
 
 program
   .command("bench")
-  .description("latency and throughput through ONNX Runtime: a dense model and its pruned versions, interleaved")
+  .description(
+    "latency and throughput through ONNX Runtime: a dense model and its pruned versions, interleaved",
+  )
   .argument("<models...>", "model folders (the first is the baseline)")
   .option("--runs <n>", "timed runs per case (median reported)", "7")
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
@@ -120,7 +128,10 @@ program
   .command("report")
   .description("write report.html (self-contained, inline SVG) for a pruned model folder")
   .argument("<pruned>", "a folder written by pare prune (reads its pare-pruning.json)")
-  .option("--data <file>", "also measure dense vs pruned on this file (perplexity for decoders, accuracy for classifiers)")
+  .option(
+    "--data <file>",
+    "also measure dense vs pruned on this file (perplexity for decoders, accuracy for classifiers)",
+  )
   .option("--dense <dir>", "the dense model (default: the input recorded in pare-pruning.json)")
   .option("--seq-len <n>", "perplexity window length", "256")
   .option("--max-windows <n>", "perplexity: only the first n windows")

@@ -39,34 +39,35 @@ export interface PruneFlags {
 export async function pruneCommand(model: string, f: PruneFlags, con: Console): Promise<void> {
   const fromFile = f.recipe ? readRecipeFile(f.recipe) : {};
   const flags: Partial<Recipe> = { model };
-  const set = <K extends keyof Recipe>(k: K, v: unknown) => {
-    if (v !== undefined) (flags as Record<string, unknown>)[k] = v;
-  };
-  set("out", f.out);
-  set("ratio", f.ratio);
-  set("criterion", f.criterion);
-  set("allocation", f.allocation);
-  set("reconstruct", f.reconstruct);
-  set("calibration", f.calibration);
-  set("calib", f.calib);
-  set("samples", f.samples);
-  set("seqLen", f.seqLen);
-  set("seed", f.seed);
-  set("ridge", f.ridge);
-  set("roundTo", f.roundTo);
-  set(
-    "skipLayers",
-    f.skipLayers
-      ?.split(",")
+  // flags named like recipe keys pass through (validated by resolveRecipe); skip-layers is a comma list
+  const passThrough = [
+    "out",
+    "ratio",
+    "criterion",
+    "allocation",
+    "reconstruct",
+    "calibration",
+    "calib",
+    "samples",
+    "seqLen",
+    "seed",
+    "ridge",
+    "roundTo",
+    "minGroups",
+    "minChannels",
+    "batchSize",
+    "dtype",
+    "threads",
+    "maxMemory",
+  ] as const;
+  for (const k of passThrough) {
+    if (f[k] !== undefined) (flags as Record<string, unknown>)[k] = f[k];
+  }
+  if (f.skipLayers !== undefined)
+    flags.skipLayers = f.skipLayers
+      .split(",")
       .map((s) => s.trim())
-      .filter(Boolean),
-  );
-  set("minGroups", f.minGroups);
-  set("minChannels", f.minChannels);
-  set("batchSize", f.batchSize);
-  set("dtype", f.dtype);
-  set("threads", f.threads);
-  set("maxMemory", f.maxMemory);
+      .filter(Boolean) as unknown as number[];
   if (f.force) flags.force = true;
   if (f.resume) flags.resume = true;
   const recipe = resolveRecipe({ ...fromFile, ...flags, model });
@@ -87,7 +88,9 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
   };
   if (f.dryRun) {
     const plan = await dryRun(recipe);
-    con.result({ dryRun: true, recipe, plan } as unknown as Record<string, unknown>, () => describePlan(plan).join("\n"));
+    con.result({ dryRun: true, recipe, plan } as unknown as Record<string, unknown>, () =>
+      describePlan(plan).join("\n"),
+    );
     return;
   }
   const r = await runPrune(recipe, onEvent);
@@ -125,9 +128,9 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
         .join(", ")}`,
       "  report      pare-pruning.json in the output folder",
     ];
-    if (extra.export) lines.push("  export      onnx/model.onnx in the output folder (transformers.js layout)");
+    if (extra.export)
+      lines.push("  export      onnx/model.onnx in the output folder (transformers.js layout)");
     if (extra.report) lines.push(`  html        ${extra.report}`);
     return lines.join("\n");
   });
 }
-

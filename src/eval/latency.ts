@@ -63,14 +63,23 @@ async function timeInterleaved(fns: (() => Promise<void>)[], runs: number): Prom
 function emptyPast(model: Model, batch: number): Record<string, HostTensor> {
   const past: Record<string, HostTensor> = {};
   model.dims.layers.forEach((L, i) => {
-    for (const kv of ["key", "value"]) past[`past_key_values.${i}.${kv}`] = f32([batch, L.nKv, 0, model.dims.headDim], new Float32Array(0));
+    for (const kv of ["key", "value"])
+      past[`past_key_values.${i}.${kv}`] = f32([batch, L.nKv, 0, model.dims.headDim], new Float32Array(0));
   });
   return past;
 }
 
 export async function benchSpeed(
   models: (Model & { dir: string })[],
-  opts: { runs?: number; threads?: number; seqLen?: number; batch?: number; genTokens?: number; promptLen?: number; onProgress?: (msg: string) => void } = {},
+  opts: {
+    runs?: number;
+    threads?: number;
+    seqLen?: number;
+    batch?: number;
+    genTokens?: number;
+    promptLen?: number;
+    onProgress?: (msg: string) => void;
+  } = {},
 ): Promise<SpeedReport> {
   const runs = opts.runs ?? 7;
   const kind = models[0].spec.kind;
@@ -78,7 +87,9 @@ export async function benchSpeed(
   const T = opts.seqLen ?? (kind === "decoder" ? 256 : 128);
   const B = opts.batch ?? 8;
   if (kind === "encoder") {
-    const sessions = await Promise.all(models.map((m) => Session.create(emitModelGraph(m), { threads: opts.threads })));
+    const sessions = await Promise.all(
+      models.map((m) => Session.create(emitModelGraph(m), { threads: opts.threads })),
+    );
     for (const b of [1, B]) {
       opts.onProgress?.(`encoder batch ${b} × ${T}`);
       const feeds = models.map((m) => ({
@@ -86,21 +97,40 @@ export async function benchSpeed(
         attention_mask: i64From([b, T], new Array(b * T).fill(1)),
         token_type_ids: i64From([b, T], new Array(b * T).fill(0)),
       }));
-      const sec = await timeInterleaved(sessions.map((s, i) => async () => void (await s.run(feeds[i], ["logits"]))), runs);
-      cases.push({ name: `encoder batch ${b} × ${T} tokens`, seconds: sec, tokensPerSecond: sec.map((x) => (b * T) / x) });
+      const sec = await timeInterleaved(
+        sessions.map((s, i) => async () => void (await s.run(feeds[i], ["logits"]))),
+        runs,
+      );
+      cases.push({
+        name: `encoder batch ${b} × ${T} tokens`,
+        seconds: sec,
+        tokensPerSecond: sec.map((x) => (b * T) / x),
+      });
     }
     for (const s of sessions) await s.release();
   } else {
-    const sessions = await Promise.all(models.map((m) => Session.create(buildCachedDecoderGraph(m).toModel(), { threads: opts.threads })));
+    const sessions = await Promise.all(
+      models.map((m) => Session.create(buildCachedDecoderGraph(m).toModel(), { threads: opts.threads })),
+    );
     opts.onProgress?.(`decoder prefill ${B} × ${T}`);
     const prefill = models.map((m) => ({
       input_ids: i64From([B, T], ids(B * T, m.dims.vocab, 11)),
       attention_mask: i64From([B, T], new Array(B * T).fill(1)),
-      position_ids: i64From([B, T], Array.from({ length: B * T }, (_, k) => k % T)),
+      position_ids: i64From(
+        [B, T],
+        Array.from({ length: B * T }, (_, k) => k % T),
+      ),
       ...emptyPast(m, B),
     }));
-    const sec = await timeInterleaved(sessions.map((s, i) => async () => void (await s.run(prefill[i]))), runs);
-    cases.push({ name: `decoder prefill ${B} × ${T} tokens`, seconds: sec, tokensPerSecond: sec.map((x) => (B * T) / x) });
+    const sec = await timeInterleaved(
+      sessions.map((s, i) => async () => void (await s.run(prefill[i]))),
+      runs,
+    );
+    cases.push({
+      name: `decoder prefill ${B} × ${T} tokens`,
+      seconds: sec,
+      tokensPerSecond: sec.map((x) => (B * T) / x),
+    });
     const P = opts.promptLen ?? 32;
     const G = opts.genTokens ?? 64;
     opts.onProgress?.(`decoder generation ${G} tokens after a ${P}-token prompt (batch 1, KV cache)`);
@@ -114,7 +144,10 @@ export async function benchSpeed(
         const r = await s.run({
           input_ids: i64From([1, feed.length], feed),
           attention_mask: i64From([1, total], new Array(total).fill(1)),
-          position_ids: i64From([1, feed.length], feed.map((_, t) => total - feed.length + t)),
+          position_ids: i64From(
+            [1, feed.length],
+            feed.map((_, t) => total - feed.length + t),
+          ),
           ...past,
         });
         const V = m.dims.vocab;
@@ -131,7 +164,11 @@ export async function benchSpeed(
       }
     });
     const gsec = await timeInterleaved(gen, Math.max(3, Math.ceil(runs / 2)));
-    cases.push({ name: `decoder generation, ${G} new tokens (batch 1, KV cache)`, seconds: gsec, tokensPerSecond: gsec.map((x) => G / x) });
+    cases.push({
+      name: `decoder generation, ${G} new tokens (batch 1, KV cache)`,
+      seconds: gsec,
+      tokensPerSecond: gsec.map((x) => G / x),
+    });
     for (const s of sessions) await s.release();
   }
   return {

@@ -25,7 +25,8 @@ export async function multipleChoice(
   items: McItem[],
   opts: { batchSize?: number; maxItems?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<McResult> {
-  if (runner.model.spec.kind !== "decoder") throw new PareError("E_USAGE", "--task mc needs a decoder (causal LM)", "use a *ForCausalLM model");
+  if (runner.model.spec.kind !== "decoder")
+    throw new PareError("E_USAGE", "--task mc needs a decoder (causal LM)", "use a *ForCausalLM model");
   const use = items.slice(0, opts.maxItems ?? items.length);
   const maxLen = runner.model.dims.maxPos;
   let truncated = 0;

@@ -33,7 +33,12 @@ export class Runner {
     const bytes = emitModelGraph(
       model,
       decoder
-        ? { nll: mode === "nll", logprobs: mode === "logprobs", compare: mode === "compare", logits: opts.logits ?? false }
+        ? {
+            nll: mode === "nll",
+            logprobs: mode === "logprobs",
+            compare: mode === "compare",
+            logits: opts.logits ?? false,
+          }
         : {},
     );
     return new Runner(model, await Session.create(bytes, { threads: opts.threads }));
@@ -78,7 +83,10 @@ export class Runner {
   }
 
   /** Per-token KL(ref‖this) and top-1 agreement against reference log-probs of the same windows. */
-  async compareWindows(windows: number[][], refLogp: Float32Array): Promise<{ kl: Float32Array; agree: Float32Array }> {
+  async compareWindows(
+    windows: number[][],
+    refLogp: Float32Array,
+  ): Promise<{ kl: Float32Array; agree: Float32Array }> {
     const B = windows.length;
     const L = windows[0].length;
     const r = await this.session.run(
@@ -103,7 +111,9 @@ export class Runner {
         if (t + 1 < s.length) labels[b * T + t] = s[t + 1];
       });
     });
-    const r = await this.session.run({ input_ids: i64From([B, T], ids), labels: i64From([B, T], labels) }, ["nll"]);
+    const r = await this.session.run({ input_ids: i64From([B, T], ids), labels: i64From([B, T], labels) }, [
+      "nll",
+    ]);
     const nll = r.nll.data as Float32Array;
     return seqs.map((s, b) => Float64Array.from(nll.subarray(b * T, b * T + Math.max(0, s.length - 1))));
   }

@@ -21,12 +21,24 @@ export function checkOutputPath(input: string, out: string, force: boolean, flag
   const outParent = real(path.dirname(path.resolve(out)));
   const o = path.join(outParent, path.basename(path.resolve(out)));
   if (inside(o, inp)) {
-    throw new PareError("E_OUTPUT_INSIDE_INPUT", `${flag} ${out} is the input folder or inside it`, "write to a folder outside the input; pare never modifies its input");
+    throw new PareError(
+      "E_OUTPUT_INSIDE_INPUT",
+      `${flag} ${out} is the input folder or inside it`,
+      "write to a folder outside the input; pare never modifies its input",
+    );
   }
   if (inside(inp, o)) {
-    throw new PareError("E_OUTPUT_INSIDE_INPUT", `the input folder lies inside ${flag} ${out}`, "choose an output folder that does not contain the input");
+    throw new PareError(
+      "E_OUTPUT_INSIDE_INPUT",
+      `the input folder lies inside ${flag} ${out}`,
+      "choose an output folder that does not contain the input",
+    );
   }
   if (fs.existsSync(o) && !force) {
-    throw new PareError("E_OUTPUT_EXISTS", `output folder ${out} already exists`, `choose another ${flag}, or add --force to replace it`);
+    throw new PareError(
+      "E_OUTPUT_EXISTS",
+      `output folder ${out} already exists`,
+      `choose another ${flag}, or add --force to replace it`,
+    );
   }
 }

@@ -18,11 +18,23 @@ export interface McItem {
   label: number;
 }
 
-export const MC_FORMATS = ["generic", "piqa", "arc", "openbookqa", "winogrande", "hellaswag", "commonsense"] as const;
+export const MC_FORMATS = [
+  "generic",
+  "piqa",
+  "arc",
+  "openbookqa",
+  "winogrande",
+  "hellaswag",
+  "commonsense",
+] as const;
 export type McFormat = (typeof MC_FORMATS)[number];
 
 const bad = (file: string, i: number, what: string): never => {
-  throw new PareError("E_DATA_INVALID", `${file}: item ${i + 1}: ${what}`, "check --format and the file's schema (see README: pare eval --task mc)");
+  throw new PareError(
+    "E_DATA_INVALID",
+    `${file}: item ${i + 1}: ${what}`,
+    "check --format and the file's schema (see README: pare eval --task mc)",
+  );
 };
 
 function uniform(context: string, choices: string[], label: number): McItem {
@@ -34,7 +46,11 @@ function blank(sentence: string, options: string[], label: number, file: string,
   const k = sentence.indexOf("_");
   if (k < 0) bad(file, i, "WinoGrande sentence without a '_' blank");
   const after = sentence.slice(k + 1).trim();
-  return { contexts: options.map((o) => sentence.slice(0, k) + o), continuations: options.map(() => ` ${after}`), label };
+  return {
+    contexts: options.map((o) => sentence.slice(0, k) + o),
+    continuations: options.map(() => ` ${after}`),
+    label,
+  };
 }
 
 function letterIndex(labels: string[], key: string, file: string, i: number): number {
@@ -44,12 +60,18 @@ function letterIndex(labels: string[], key: string, file: string, i: number): nu
 }
 
 function hellaswagClean(t: string): string {
-  return t.trim().replace(/ \[title\]/g, ". ").replace(/\[.*?\]/g, "").replace(/ {2}/g, " ");
+  return t
+    .trim()
+    .replace(/ \[title\]/g, ". ")
+    .replace(/\[.*?\]/g, "")
+    .replace(/ {2}/g, " ");
 }
 
 function parseCommonsense(row: Record<string, unknown>, file: string, i: number): McItem {
   const ins = String(row.instruction ?? "");
-  const ans = String(row.answer ?? "").trim().toLowerCase();
+  const ans = String(row.answer ?? "")
+    .trim()
+    .toLowerCase();
   const m = /^(answer|option|solution|ending)(\d+)$/.exec(ans);
   if (!m) bad(file, i, `answer "${ans}" is not like answer2 / option1`);
   const label = Number(m![2]) - 1;
@@ -59,11 +81,16 @@ function parseCommonsense(row: Record<string, unknown>, file: string, i: number)
   // parts = [prefix, "1", text1, "2", text2, …]
   const choices: string[] = [];
   for (let k = 1; k + 1 < parts.length; k += 2) choices.push(parts[k + 1].trim());
-  if (choices.length < 2 || label >= choices.length) bad(file, i, "could not find the numbered choices in the instruction");
+  if (choices.length < 2 || label >= choices.length)
+    bad(file, i, "could not find the numbered choices in the instruction");
   const prefix = parts[0].trim();
   const q = prefix.replace(/^Please choose the correct [^:]*:\s*/i, "").trim();
   if (m![1].toLowerCase() === "option" && q.includes("_")) return blank(q, choices, label, file, i);
-  return uniform(`Question: ${q}\nAnswer:`, choices.map((c) => ` ${c}`), label);
+  return uniform(
+    `Question: ${q}\nAnswer:`,
+    choices.map((c) => ` ${c}`),
+    label,
+  );
 }
 
 export function readMultipleChoice(file: string, format: McFormat): McItem[] {
@@ -74,27 +101,49 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
     try {
       parsed = JSON.parse(fs.readFileSync(file, "utf8"));
     } catch (e) {
-      throw new PareError("E_DATA_INVALID", `${file}: not valid JSON (${(e as Error).message})`, "give a JSON array or a JSONL file");
+      throw new PareError(
+        "E_DATA_INVALID",
+        `${file}: not valid JSON (${(e as Error).message})`,
+        "give a JSON array or a JSONL file",
+      );
     }
-    if (!Array.isArray(parsed)) throw new PareError("E_DATA_INVALID", `${file}: expected a JSON array of items`, "check --format");
+    if (!Array.isArray(parsed))
+      throw new PareError("E_DATA_INVALID", `${file}: expected a JSON array of items`, "check --format");
     rows = parsed as Record<string, unknown>[];
   } else {
     rows = readJsonl(file) as Record<string, unknown>[];
   }
-  if (rows.length === 0) throw new PareError("E_DATA_EMPTY", `${file}: no items`, "give a file with at least one item");
+  if (rows.length === 0)
+    throw new PareError("E_DATA_EMPTY", `${file}: no items`, "give a file with at least one item");
   let labels: number[] | undefined;
   if (format === "piqa") {
     const lf = file.replace(/\.jsonl$/, "-labels.lst");
-    if (!fs.existsSync(lf)) throw new PareError("E_DATA_INVALID", `${file}: PIQA labels file ${path.basename(lf)} not found next to it`, "PIQA ships X.jsonl with X-labels.lst; keep them together");
-    labels = fs.readFileSync(lf, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "").map(Number);
-    if (labels.length !== rows.length) throw new PareError("E_DATA_INVALID", `${file}: ${rows.length} items but ${labels.length} labels`, "the .jsonl and -labels.lst files must be aligned");
+    if (!fs.existsSync(lf))
+      throw new PareError(
+        "E_DATA_INVALID",
+        `${file}: PIQA labels file ${path.basename(lf)} not found next to it`,
+        "PIQA ships X.jsonl with X-labels.lst; keep them together",
+      );
+    labels = fs
+      .readFileSync(lf, "utf8")
+      .split(/\r?\n/)
+      .filter((l) => l.trim() !== "")
+      .map(Number);
+    if (labels.length !== rows.length)
+      throw new PareError(
+        "E_DATA_INVALID",
+        `${file}: ${rows.length} items but ${labels.length} labels`,
+        "the .jsonl and -labels.lst files must be aligned",
+      );
   }
   const items = rows.map((r, i) => {
-    if (typeof r !== "object" || r === null || Array.isArray(r)) return bad(file, i, "an item must be a JSON object");
+    if (typeof r !== "object" || r === null || Array.isArray(r))
+      return bad(file, i, "an item must be a JSON object");
     switch (format) {
       case "generic": {
         const choices = r.choices as unknown[];
-        if (typeof r.context !== "string" || !Array.isArray(choices) || !Number.isInteger(r.label)) bad(file, i, "expected {context, choices, label}");
+        if (typeof r.context !== "string" || !Array.isArray(choices) || !Number.isInteger(r.label))
+          bad(file, i, "expected {context, choices, label}");
         return uniform(r.context as string, choices.map(String), r.label as number);
       }
       case "piqa":
@@ -107,28 +156,53 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
         let texts: string[];
         let keys: string[];
         if (Array.isArray(ch)) {
-          if (!ch.every((c) => typeof c === "object" && c !== null)) return bad(file, i, "choices must be objects {text, label}");
+          if (!ch.every((c) => typeof c === "object" && c !== null))
+            return bad(file, i, "choices must be objects {text, label}");
           texts = ch.map((c) => String((c as Record<string, unknown>).text));
           keys = ch.map((c) => String((c as Record<string, unknown>).label));
         } else if (ch && typeof ch === "object") {
           const t = (ch as Record<string, unknown>).text;
           const l = (ch as Record<string, unknown>).label;
-          if (!Array.isArray(t) || !Array.isArray(l) || t.length !== l.length) return bad(file, i, "choices.text and choices.label must be lists of equal length");
+          if (!Array.isArray(t) || !Array.isArray(l) || t.length !== l.length)
+            return bad(file, i, "choices.text and choices.label must be lists of equal length");
           texts = t.map(String);
           keys = l.map(String);
         } else return bad(file, i, "no choices");
         const label = letterIndex(keys, String(r.answerKey), file, i);
-        return format === "arc" ? uniform(`Question: ${stem}\nAnswer:`, texts.map((t) => ` ${t}`), label) : uniform(stem, texts.map((t) => ` ${t}`), label);
+        return format === "arc"
+          ? uniform(
+              `Question: ${stem}\nAnswer:`,
+              texts.map((t) => ` ${t}`),
+              label,
+            )
+          : uniform(
+              stem,
+              texts.map((t) => ` ${t}`),
+              label,
+            );
       }
       case "winogrande":
-        return blank(String(r.sentence), [String(r.option1), String(r.option2)], Number(r.answer) - 1, file, i);
+        return blank(
+          String(r.sentence),
+          [String(r.option1), String(r.option2)],
+          Number(r.answer) - 1,
+          file,
+          i,
+        );
       case "hellaswag": {
         // the harness: ctx_a + " " + ctx_b.capitalize() (Python's capitalize also lowercases the rest)
         const b = String(r.ctx_b ?? "");
-        const ctx = r.ctx_a !== undefined ? `${r.ctx_a} ${b.charAt(0).toUpperCase()}${b.slice(1).toLowerCase()}` : String(r.ctx);
+        const ctx =
+          r.ctx_a !== undefined
+            ? `${r.ctx_a} ${b.charAt(0).toUpperCase()}${b.slice(1).toLowerCase()}`
+            : String(r.ctx);
         const query = hellaswagClean(`${r.activity_label ?? ""}: ${ctx}`);
         if (!Array.isArray(r.endings)) return bad(file, i, "HellaSwag rows need an endings list");
-        return uniform(query, (r.endings as unknown[]).map((e) => ` ${hellaswagClean(String(e))}`), Number(r.label));
+        return uniform(
+          query,
+          (r.endings as unknown[]).map((e) => ` ${hellaswagClean(String(e))}`),
+          Number(r.label),
+        );
       }
       case "commonsense":
         return parseCommonsense(r, file, i);

@@ -324,15 +324,23 @@ export function buildModelGraph(model: Model, opts: EmitOptions = {}): GraphBuil
   } else if (d.head === "lm") {
     const headName = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
     const logits = e.linear(x, headName, false); // [B,T,V]
-    if (opts.logits ?? !(opts.nll || opts.logprobs || opts.compare)) g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
+    if (opts.logits ?? !(opts.nll || opts.logprobs || opts.compare))
+      g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
     if (opts.logprobs || opts.compare) {
       const lsm = g.op("LogSoftmax", [logits], { axis: -1 });
       if (opts.logprobs) g.output(g.alias(lsm, "logp"), "float32", ["batch", "seq", d.vocab]);
       if (opts.compare) {
         const ref = g.input("ref_logp", "float32", ["batch", "seq", d.vocab]);
-        const kl = g.op("ReduceSum", [g.op("Mul", [g.op("Exp", [ref]), g.op("Sub", [ref, lsm])]), g.constI64([-1])], { keepdims: 0 });
+        const kl = g.op(
+          "ReduceSum",
+          [g.op("Mul", [g.op("Exp", [ref]), g.op("Sub", [ref, lsm])]), g.constI64([-1])],
+          { keepdims: 0 },
+        );
         g.output(g.alias(kl, "kl"), "float32", ["batch", "seq"]);
-        const same = g.op("Equal", [g.op("ArgMax", [ref], { axis: -1, keepdims: 0 }), g.op("ArgMax", [lsm], { axis: -1, keepdims: 0 })]);
+        const same = g.op("Equal", [
+          g.op("ArgMax", [ref], { axis: -1, keepdims: 0 }),
+          g.op("ArgMax", [lsm], { axis: -1, keepdims: 0 }),
+        ]);
         g.output(g.op("Cast", [same], { to: 1 }, "agree"), "float32", ["batch", "seq"]);
       }
     }

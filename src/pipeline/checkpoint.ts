@@ -37,7 +37,8 @@ export function saveCheckpoint<R>(
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, `layer-${layer}.safetensors`), layerTensors);
   const st: NamedTensor[] = [];
-  for (const [k, arr] of Object.entries(streams)) arr.forEach((a, b) => st.push({ name: `${k}.${b}`, shape: [a.length], data: a }));
+  for (const [k, arr] of Object.entries(streams))
+    arr.forEach((a, b) => st.push({ name: `${k}.${b}`, shape: [a.length], data: a }));
   writeSafetensors(path.join(dir, "streams.safetensors"), st);
   const tmp = path.join(dir, "progress.json.tmp");
   fs.writeFileSync(tmp, JSON.stringify(progress));
@@ -71,7 +72,11 @@ export function loadCheckpoint<R>(dir: string, key: string): Restored<R> | undef
     layerTensors(layer) {
       const f = SafetensorsFile.open(path.join(dir, `layer-${layer}.safetensors`));
       try {
-        return [...f.tensors.values()].map((t) => ({ name: t.name, shape: t.shape, data: f.readF32(t.name) }));
+        return [...f.tensors.values()].map((t) => ({
+          name: t.name,
+          shape: t.shape,
+          data: f.readF32(t.name),
+        }));
       } finally {
         f.close();
       }

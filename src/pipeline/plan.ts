@@ -18,7 +18,14 @@ export interface PrunePlan {
   /** forward passes of one layer over all calibration tokens */
   layerPasses: number;
   flops: { forward: number; statistics: number; solve: number; total: number };
-  memoryBytes: { weightsCache: number; prunedWeights: number; streams: number; batch: number; gram: number; peak: number };
+  memoryBytes: {
+    weightsCache: number;
+    prunedWeights: number;
+    streams: number;
+    batch: number;
+    gram: number;
+    peak: number;
+  };
   rates?: { matmulF32: number; matmulF64: number; js: number };
   estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
 }
@@ -54,7 +61,14 @@ export function planPrune(model: Model, recipe: Recipe): PrunePlan {
       }
     }
   }
-  const largestLayer = Math.max(...d.layers.map((L) => 4 * d.hidden * (L.nHeads * d.headDim * 2 + L.nKv * d.headDim * 2 + L.ffn * (model.spec.names.gate ? 3 : 2))));
+  const largestLayer = Math.max(
+    ...d.layers.map(
+      (L) =>
+        4 *
+        d.hidden *
+        (L.nHeads * d.headDim * 2 + L.nKv * d.headDim * 2 + L.ffn * (model.spec.names.gate ? 3 : 2)),
+    ),
+  );
   const maxIn = Math.max(...d.layers.map((L) => Math.max(L.nHeads * d.headDim, L.ffn)));
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;
   const prunedWeights = 4 * (p.total - r * p.prunable);
@@ -71,14 +85,19 @@ export function planPrune(model: Model, recipe: Recipe): PrunePlan {
 }
 
 /** Measure this machine's ORT MatMul rates (f32, f64) and a JavaScript loop rate, in FLOP/s (≈0.3 s). */
-export async function measureRates(threads?: number): Promise<{ matmulF32: number; matmulF64: number; js: number }> {
+export async function measureRates(
+  threads?: number,
+): Promise<{ matmulF32: number; matmulF64: number; js: number }> {
   const n = 512;
   const rate = async (type: "float32" | "float64") => {
     const g = new GraphBuilder("rate");
     const a = g.input("a", type, [n, n]);
     g.output(g.op("MatMul", [a, a], {}, "y"), type, [n, n]);
     const s = await Session.create(g.toModel(), { threads, optLevel: "basic" });
-    const x = type === "float32" ? f32([n, n], new Float32Array(n * n).fill(0.5)) : f64([n, n], new Float64Array(n * n).fill(0.5));
+    const x =
+      type === "float32"
+        ? f32([n, n], new Float32Array(n * n).fill(0.5))
+        : f64([n, n], new Float64Array(n * n).fill(0.5));
     await s.run({ a: x });
     const t0 = performance.now();
     const reps = 4;
@@ -95,11 +114,18 @@ export async function measureRates(threads?: number): Promise<{ matmulF32: numbe
   return { matmulF32: await rate("float32"), matmulF64: await rate("float64"), js };
 }
 
-export function withEstimate(plan: PrunePlan, rates: { matmulF32: number; matmulF64: number; js: number }): PrunePlan {
+export function withEstimate(
+  plan: PrunePlan,
+  rates: { matmulF32: number; matmulF64: number; js: number },
+): PrunePlan {
   const forward = plan.flops.forward / rates.matmulF32;
   const statistics = plan.flops.statistics / rates.matmulF64;
   const solve = plan.flops.solve / rates.js;
-  return { ...plan, rates, estimateSeconds: { forward, statistics, solve, total: forward + statistics + solve } };
+  return {
+    ...plan,
+    rates,
+    estimateSeconds: { forward, statistics, solve, total: forward + statistics + solve },
+  };
 }
 
 export function checkMemory(plan: PrunePlan, maxGiB: number | undefined): void {

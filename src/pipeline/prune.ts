@@ -18,8 +18,8 @@ import {
   topK,
   uniformCounts,
 } from "../allocate/allocate.ts";
-import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { CachedWeights } from "../arch/cache.ts";
+import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { buildModel, checkFinite, type LayerDims, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
 import { embedBatches, LayerRunner, validRows } from "../calib/layers.ts";
@@ -29,10 +29,10 @@ import { attentionUnitScores, CRITERIA, type Criterion } from "../criteria/index
 import { PareError } from "../errors.ts";
 import { writeModelFolder } from "../export/folder.ts";
 import { readCalibrationText } from "../io/datasets.ts";
-import { runtimeVersions } from "../runtime/ort.ts";
 import type { NamedTensor } from "../io/safetensors.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
+import { runtimeVersions } from "../runtime/ort.ts";
 import {
   blockChannels,
   cutLayer,
@@ -41,8 +41,8 @@ import {
   prunedConfig,
   withLayers,
 } from "../surgery/surgery.ts";
-import { checkMemory, measureRates, planPrune, type PrunePlan, withEstimate } from "./plan.ts";
 import { checkpointDir, loadCheckpoint, resumeKey, saveCheckpoint } from "./checkpoint.ts";
+import { checkMemory, measureRates, type PrunePlan, planPrune, withEstimate } from "./plan.ts";
 import type { Recipe } from "./recipe.ts";
 
 interface CheckpointState {
@@ -180,7 +180,9 @@ function globalUnitScores(
   const z = standardize(ch);
   const L = model.dims.layers[i];
   // a head scores the mean of its standardized channels, a KV group the sum over its heads (METHODS §2)
-  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map((s) => s / model.dims.headDim);
+  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map(
+    (s) => s / model.dims.headDim,
+  );
 }
 
 function reconstruct(
@@ -321,7 +323,9 @@ async function prune(
       );
   }
   if (recipe.reconstruct === "bias" && recipe.ratio > 0) {
-    const cannot = [0, 1].flatMap((i) => (i < nL ? (["attn", "mlp"] as Module[]).filter((m) => !canHoldBias(model, i, m)) : []));
+    const cannot = [0, 1].flatMap((i) =>
+      i < nL ? (["attn", "mlp"] as Module[]).filter((m) => !canHoldBias(model, i, m)) : [],
+    );
     if (cannot.length) {
       throw new PareError(
         "E_RECIPE_INVALID",
@@ -331,7 +335,9 @@ async function prune(
     }
   }
   if (!canHoldBias(model, 0, "attn") || !canHoldBias(model, 0, "mlp")) {
-    notes.push(`${model.spec.family}'s config cannot declare created o_proj/down_proj biases: reconstruction fits without an intercept so that stock loaders read the model exactly`);
+    notes.push(
+      `${model.spec.family}'s config cannot declare created o_proj/down_proj biases: reconstruction fits without an intercept so that stock loaders read the model exactly`,
+    );
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);
@@ -454,7 +460,11 @@ async function prune(
     if (sequential) {
       const kinds = alloc ? recKinds : allKinds;
       /** statistics of one consumer input on the pruned stream (+ the cross-Gram with the dense stream) */
-      const collect = async (tap: "attnIn" | "mlpIn", d: number, nextDense?: Float32Array<ArrayBufferLike>[]) => {
+      const collect = async (
+        tap: "attnIn" | "mlpIn",
+        d: number,
+        nextDense?: Float32Array<ArrayBufferLike>[],
+      ) => {
         const acc = new TapAccumulator(d, kinds);
         const cross = rec.needsCross ? new CrossAccumulator(d, d) : undefined;
         for (let b = 0; b < batches.length; b++) {
@@ -526,7 +536,9 @@ async function prune(
       keptHeads: Array.from(heads),
       keptChannels: Array.from(keepChannels),
       skipped,
-      scores: skipped ? undefined : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
+      scores: skipped
+        ? undefined
+        : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
       ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
     });
     const cut: NamedTensor[] = [];

@@ -70,7 +70,8 @@ function bad(
 
 function int(v: unknown, name: string, min: number): number {
   const n = typeof v === "string" ? Number(v) : v;
-  if (typeof v === "string" && v.trim() === "") bad(`${name} must be an integer ≥ ${min} (got an empty value)`, `set ${name} to a whole number`);
+  if (typeof v === "string" && v.trim() === "")
+    bad(`${name} must be an integer ≥ ${min} (got an empty value)`, `set ${name} to a whole number`);
   if (typeof n !== "number" || !Number.isInteger(n) || n < min)
     bad(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(v)})`, `set ${name} to a whole number`);
   return n;
@@ -112,7 +113,10 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   if (!r.model) bad("no input model given", "pare prune <model> --out <dir>");
   if (!r.out) bad("no output folder given", "add --out <dir>");
   const ratioIn = r.ratio as unknown;
-  r.ratio = typeof ratioIn === "number" || (typeof ratioIn === "string" && ratioIn.trim() !== "") ? Number(ratioIn) : Number.NaN;
+  r.ratio =
+    typeof ratioIn === "number" || (typeof ratioIn === "string" && ratioIn.trim() !== "")
+      ? Number(ratioIn)
+      : Number.NaN;
   if (!(r.ratio >= 0 && r.ratio < 1))
     bad(
       `ratio ${partial.ratio} is outside [0, 1)`,
@@ -149,15 +153,37 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
   if (r.threads !== undefined) r.threads = int(r.threads, "threads", 1);
   if (r.maxMemory !== undefined) {
     r.maxMemory = Number(r.maxMemory);
-    if (!(r.maxMemory > 0)) bad(`max-memory must be a positive number of GiB (got ${JSON.stringify(partial.maxMemory)})`, "e.g. --max-memory 6");
+    if (!(r.maxMemory > 0))
+      bad(
+        `max-memory must be a positive number of GiB (got ${JSON.stringify(partial.maxMemory)})`,
+        "e.g. --max-memory 6",
+      );
   }
   const ridgeIn = r.ridge as unknown;
-  r.ridge = typeof ridgeIn === "number" || (typeof ridgeIn === "string" && ridgeIn.trim() !== "") ? Number(ridgeIn) : Number.NaN;
+  r.ridge =
+    typeof ridgeIn === "number" || (typeof ridgeIn === "string" && ridgeIn.trim() !== "")
+      ? Number(ridgeIn)
+      : Number.NaN;
   if (!(r.ridge >= 0 && Number.isFinite(r.ridge)))
     bad(`ridge must be ≥ 0 (got ${partial.ridge})`, "the default is 0.01");
   const skip = r.skipLayers as unknown;
-  const skipList = Array.isArray(skip) ? skip : typeof skip === "number" ? [skip] : typeof skip === "string" ? skip.split(",").map((x) => x.trim()).filter(Boolean) : skip == null ? [] : null;
-  if (!skipList) bad(`skip-layers must be a list of layer indices (got ${JSON.stringify(skip)})`, "e.g. skip-layers: [0, 5] or --skip-layers 0,5");
+  const skipList = Array.isArray(skip)
+    ? skip
+    : typeof skip === "number"
+      ? [skip]
+      : typeof skip === "string"
+        ? skip
+            .split(",")
+            .map((x) => x.trim())
+            .filter(Boolean)
+        : skip == null
+          ? []
+          : null;
+  if (!skipList)
+    bad(
+      `skip-layers must be a list of layer indices (got ${JSON.stringify(skip)})`,
+      "e.g. skip-layers: [0, 5] or --skip-layers 0,5",
+    );
   r.skipLayers = skipList.map((x) => int(x, "skip-layers", 0));
   r.calib = (Array.isArray(r.calib) ? r.calib : [r.calib]).filter(Boolean);
   const needsCalib = CRITERIA[r.criterion].needs.length > 0 || RECONSTRUCTORS[r.reconstruct].needs.length > 0;

@@ -13,7 +13,11 @@ export interface ReportData {
   speed?: SpeedReport;
 }
 
-const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+const esc = (s: unknown) =>
+  String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
+  );
 const fmtN = (n: number) => n.toLocaleString("en-US");
 const C = { dense: "#b8c4d6", kept: "#2f6fdf", removed: "#d9d9d9", axis: "#555", grid: "#eee" };
 
@@ -36,7 +40,8 @@ function barsChart(id: string, title: string, before: number[], after: number[],
     const a = after[i];
     g += `<rect class="bar before" data-layer="${i}" data-value="${b}" x="${x + bw * 0.12}" y="${y(b)}" width="${bw * 0.36}" height="${y(0) - y(b)}" fill="${C.dense}"><title>layer ${i}: ${b} ${unit} before</title></rect>`;
     g += `<rect class="bar after" data-layer="${i}" data-value="${a}" x="${x + bw * 0.52}" y="${y(a)}" width="${bw * 0.36}" height="${y(0) - y(a)}" fill="${C.kept}"><title>layer ${i}: ${a} ${unit} kept</title></rect>`;
-    if (n <= 40 || i % Math.ceil(n / 40) === 0) g += `<text x="${x + bw / 2}" y="${H - pad.b + 14}" text-anchor="middle" font-size="10" fill="${C.axis}">${i}</text>`;
+    if (n <= 40 || i % Math.ceil(n / 40) === 0)
+      g += `<text x="${x + bw / 2}" y="${H - pad.b + 14}" text-anchor="middle" font-size="10" fill="${C.axis}">${i}</text>`;
   });
   g += `<text x="${W / 2}" y="${H - 4}" text-anchor="middle" font-size="11" fill="${C.axis}">layer</text>`;
   g += `<rect x="${W - 170}" y="6" width="10" height="10" fill="${C.dense}"/><text x="${W - 156}" y="15" font-size="11">before</text><rect x="${W - 100}" y="6" width="10" height="10" fill="${C.kept}"/><text x="${W - 86}" y="15" font-size="11">kept</text>`;
@@ -80,41 +85,75 @@ export function renderReport(d: ReportData): string {
   const p = d.pruning;
   const r = p.recipe;
   const L = p.layers;
-  const card = (k: string, v: string) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${v}</div></div>`;
+  const card = (k: string, v: string) =>
+    `<div class="card"><div class="k">${esc(k)}</div><div class="v">${v}</div></div>`;
   const cards = [
     card("attention+MLP parameters", `${fmtN(p.params.before.prunable)} → ${fmtN(p.params.after.prunable)}`),
     card("total parameters", `${fmtN(p.params.before.total)} → ${fmtN(p.params.after.total)}`),
     card("ratio", `requested ${r.ratio}, achieved ${p.achievedRatio.toFixed(4)}`),
     card("method", esc(`${r.criterion} · ${r.allocation} · ${r.reconstruct} · ${r.calibration}`)),
-    card("prune time", `${(p.timings.total ?? Object.values(p.timings).reduce((a, b) => a + b, 0)).toFixed(1)} s`),
+    card(
+      "prune time",
+      `${(p.timings.total ?? Object.values(p.timings).reduce((a, b) => a + b, 0)).toFixed(1)} s`,
+    ),
   ].join("");
   let metrics = "";
   if (d.metrics?.length) {
     metrics = `<h2>Dense vs pruned</h2><table id="metrics"><tr><th>metric</th><th>dense</th><th>pruned</th><th>change</th><th>protocol</th></tr>${d.metrics
-      .map((m) => `<tr><td>${esc(m.name)}</td><td>${m.dense.toPrecision(5)}</td><td>${m.pruned.toPrecision(5)}</td><td>${(((m.pruned - m.dense) / m.dense) * 100).toFixed(2)}%</td><td>${esc(m.protocol ?? "")}</td></tr>`)
+      .map(
+        (m) =>
+          `<tr><td>${esc(m.name)}</td><td>${m.dense.toPrecision(5)}</td><td>${m.pruned.toPrecision(5)}</td><td>${(((m.pruned - m.dense) / m.dense) * 100).toFixed(2)}%</td><td>${esc(m.protocol ?? "")}</td></tr>`,
+      )
       .join("")}</table>`;
   }
   let speed = "";
   if (d.speed) {
     const s = d.speed;
     speed = `<h2>Speed (ONNX Runtime, median of ${s.runs} interleaved runs)</h2><table id="speed"><tr><th>case</th>${s.models.map((_, i) => `<th>${i === 0 ? "dense" : "pruned"} ms</th>`).join("")}<th>speedup</th><th>FLOP reduction</th></tr>${s.cases
-      .map((c) => `<tr><td>${esc(c.name)}</td>${c.seconds.map((x) => `<td>${(1000 * x).toFixed(1)}</td>`).join("")}<td>${(c.seconds[0] / c.seconds[c.seconds.length - 1]).toFixed(2)}×</td><td>${(s.models[0].flopsPerToken / s.models[s.models.length - 1].flopsPerToken).toFixed(2)}×</td></tr>`)
+      .map(
+        (c) =>
+          `<tr><td>${esc(c.name)}</td>${c.seconds.map((x) => `<td>${(1000 * x).toFixed(1)}</td>`).join("")}<td>${(c.seconds[0] / c.seconds[c.seconds.length - 1]).toFixed(2)}×</td><td>${(s.models[0].flopsPerToken / s.models[s.models.length - 1].flopsPerToken).toFixed(2)}×</td></tr>`,
+      )
       .join("")}</table>`;
   }
   const charts =
-    barsChart("chart-heads", "Attention heads per layer", L.map((l) => l.heads[0]), L.map((l) => l.heads[1]), "heads") +
-    barsChart("chart-ffn", "FFN channels per layer", L.map((l) => l.ffn[0]), L.map((l) => l.ffn[1]), "channels");
+    barsChart(
+      "chart-heads",
+      "Attention heads per layer",
+      L.map((l) => l.heads[0]),
+      L.map((l) => l.heads[1]),
+      "heads",
+    ) +
+    barsChart(
+      "chart-ffn",
+      "FFN channels per layer",
+      L.map((l) => l.ffn[0]),
+      L.map((l) => l.ffn[1]),
+      "channels",
+    );
   const hists = L.filter((l) => l.scores)
     .map(
       (l) =>
-        histogram(`hist-attn-${l.layer}`, `layer ${l.layer} · KV-group scores`, l.scores!.attn, new Set(l.keptKvGroups)) +
-        histogram(`hist-mlp-${l.layer}`, `layer ${l.layer} · FFN channel scores`, l.scores!.mlp, new Set(l.keptChannels)),
+        histogram(
+          `hist-attn-${l.layer}`,
+          `layer ${l.layer} · KV-group scores`,
+          l.scores!.attn,
+          new Set(l.keptKvGroups),
+        ) +
+        histogram(
+          `hist-mlp-${l.layer}`,
+          `layer ${l.layer} · FFN channel scores`,
+          l.scores!.mlp,
+          new Set(l.keptChannels),
+        ),
     )
     .join("");
   const recipeRows = Object.entries(r)
     .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(Array.isArray(v) ? v.join(", ") : v)}</td></tr>`)
     .join("");
-  const notes = p.notes.length ? `<h2>Notes</h2><ul>${p.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : "";
+  const notes = p.notes.length
+    ? `<h2>Notes</h2><ul>${p.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>`
+    : "";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pare report — ${esc(p.input.dir)}</title>
 <style>

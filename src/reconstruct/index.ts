@@ -161,7 +161,16 @@ const liar: Reconstructor = {
     const u1 = icpt ? Int32Array.from([...u, x.dIn]) : u; // kept channels (+ intercept)
     const A = gather2d(G, D, u1, u1); // [(|u|+1)², ] X̃_uᵀX̃_u
     const B = gather2d(G, D, u1, m); // [|u|+1, |m|] X̃_uᵀX_m
-    const { Z, alphaUsed, retries } = ridgeSolve(A, u1.length, B, m.length, x.alpha, x.where, undefined, icpt);
+    const { Z, alphaUsed, retries } = ridgeSolve(
+      A,
+      u1.length,
+      B,
+      m.length,
+      x.alpha,
+      x.where,
+      undefined,
+      icpt,
+    );
     // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
     const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
     const Zt = new Float64Array(m.length * u1.length); // [|m|, |u|+1] = Zᵀ
@@ -202,10 +211,19 @@ const liarSeq: Reconstructor = {
     const all = Int32Array.from({ length: D }, (_, j) => j);
     const Cu = gather2d(x.cross, D, u1, all); // [n, D]
     const rhs = matmul(Cu, Th, n, D, x.dOut); // [n, dOut]
-    const { Z, alphaUsed, retries } = ridgeSolve(A, n, rhs, x.dOut, x.alpha, x.where, (lambda, R) => {
-      for (let k = 0; k < u.length; k++)
-        for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
-    }, icpt);
+    const { Z, alphaUsed, retries } = ridgeSolve(
+      A,
+      n,
+      rhs,
+      x.dOut,
+      x.alpha,
+      x.where,
+      (lambda, R) => {
+        for (let k = 0; k < u.length; k++)
+          for (let i = 0; i < x.dOut; i++) R[k * x.dOut + i] += lambda * Th[u[k] * x.dOut + i];
+      },
+      icpt,
+    );
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);
     for (let i = 0; i < x.dOut; i++) {

@@ -180,7 +180,9 @@ export function prunedConfig(
     );
   }
   if (spec.headsInConfig === "pruned_heads" && removedHeads.some((r) => r.length > 0)) {
-    notes.push("removed heads are recorded in config.json's pruned_heads: transformers 4.x applies them when loading; transformers 5.x (checked: 5.17) no longer does and refuses the smaller attention tensors");
+    notes.push(
+      "removed heads are recorded in config.json's pruned_heads: transformers 4.x applies them when loading; transformers 5.x (checked: 5.17) no longer does and refuses the smaller attention tensors",
+    );
   }
   if (uniform) {
     delete c.pare_layer_widths;
