@@ -34,7 +34,9 @@ const windowsArg = arg("windows", "200")!;
 const klWindows = Number(arg("kl-windows", "32"));
 
 if (!fs.existsSync(path.join(SHARED, "models"))) {
-  process.stdout.write("bench:quality skipped: ../shared/models not found (the benchmark needs the shared trained models)\n");
+  process.stdout.write(
+    "bench:quality skipped: ../shared/models not found (the benchmark needs the shared trained models)\n",
+  );
   process.exit(0);
 }
 
@@ -56,18 +58,35 @@ interface Row {
   accuracy?: number;
 }
 // results are appended to a partial file as they come, so an interrupted run resumes where it stopped
-const partialFile = path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`);
-const rows: Row[] = fs.existsSync(partialFile) && !process.argv.includes("--fresh") ? JSON.parse(fs.readFileSync(partialFile, "utf8")).rows : [];
+const partialFile = path.join(
+  REPO_ROOT,
+  "bench",
+  "results",
+  `${quick ? "quality-quick" : "quality"}.partial.json`,
+);
+const rows: Row[] =
+  fs.existsSync(partialFile) && !process.argv.includes("--fresh")
+    ? JSON.parse(fs.readFileSync(partialFile, "utf8")).rows
+    : [];
 const done = (model: string, criterion: string, reconstruct: string, ratio: number) =>
-  rows.some((r) => r.model === model && r.criterion === criterion && r.reconstruct === reconstruct && r.ratio === ratio);
+  rows.some(
+    (r) =>
+      r.model === model && r.criterion === criterion && r.reconstruct === reconstruct && r.ratio === ratio,
+  );
 const save = () => {
   fs.mkdirSync(path.dirname(partialFile), { recursive: true });
   fs.writeFileSync(partialFile, JSON.stringify({ dense, rows }));
 };
-const dense: Record<string, Record<string, number>> =
-  fs.existsSync(path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`)) && !process.argv.includes("--fresh")
-    ? JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`), "utf8")).dense
-    : {};
+const dense: Record<string, Record<string, number>> = fs.existsSync(
+  path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`),
+) && !process.argv.includes("--fresh")
+  ? JSON.parse(
+      fs.readFileSync(
+        path.join(REPO_ROOT, "bench", "results", `${quick ? "quality-quick" : "quality"}.partial.json`),
+        "utf8",
+      ),
+    ).dense
+  : {};
 
 async function benchLlama(): Promise<void> {
   const dir = path.join(SHARED, "models/llama-gqa-6l");
@@ -93,7 +112,17 @@ async function benchLlama(): Promise<void> {
       for (const reconstruct of recons) {
         if (done("llama-gqa-6l", criterion, reconstruct, ratio)) continue;
         const out = path.join(work, `llama-${criterion}-${reconstruct}-${ratio}`);
-        const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 256, seed: 0 });
+        const recipe = resolveRecipe({
+          model: dir,
+          out,
+          ratio,
+          criterion,
+          reconstruct,
+          calib: [calib],
+          samples: 128,
+          seqLen: 256,
+          seed: 0,
+        });
         const rep = await runPrune(recipe);
         const m = loadModel(out);
         const r = await Runner.create(m);
@@ -114,10 +143,22 @@ async function benchLlama(): Promise<void> {
         await cr.close();
         m.close();
         fs.rmSync(out, { recursive: true, force: true });
-        const row: Row = { model: "llama-gqa-6l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, ppl: p.ppl, kl: kl / n, top1: agree / n };
+        const row: Row = {
+          model: "llama-gqa-6l",
+          criterion,
+          reconstruct,
+          ratio,
+          achievedRatio: rep.achievedRatio,
+          pruneSeconds: rep.timings.total,
+          ppl: p.ppl,
+          kl: kl / n,
+          top1: agree / n,
+        };
         rows.push(row);
         save();
-        log(`llama ${criterion} ${reconstruct} ${ratio}: ppl ${p.ppl.toFixed(2)} kl ${row.kl!.toFixed(4)} top1 ${(100 * row.top1!).toFixed(1)}% (${rep.timings.total.toFixed(1)} s)`);
+        log(
+          `llama ${criterion} ${reconstruct} ${ratio}: ppl ${p.ppl.toFixed(2)} kl ${row.kl!.toFixed(4)} top1 ${(100 * row.top1!).toFixed(1)}% (${rep.timings.total.toFixed(1)} s)`,
+        );
       }
     }
   }
@@ -127,7 +168,13 @@ async function benchBert(): Promise<void> {
   const dir = path.join(SHARED, "models/bert-sst2-4l");
   const calib = path.join(work, "sst2-train-sentences.txt");
   const train = fs.readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8");
-  fs.writeFileSync(calib, train.split("\n").map((l) => l.replace(/^\d+\s+/, "")).join("\n"));
+  fs.writeFileSync(
+    calib,
+    train
+      .split("\n")
+      .map((l) => l.replace(/^\d+\s+/, ""))
+      .join("\n"),
+  );
   const dev = readClassificationFile(path.join(SHARED, "data/sst2/stsa.binary.dev"));
   const tok = loadTokenizer(dir);
   const dm = loadModel(dir);
@@ -142,7 +189,17 @@ async function benchBert(): Promise<void> {
       for (const reconstruct of recons) {
         if (done("bert-sst2-4l", criterion, reconstruct, ratio)) continue;
         const out = path.join(work, `bert-${criterion}-${reconstruct}-${ratio}`);
-        const recipe = resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 128, seed: 0 });
+        const recipe = resolveRecipe({
+          model: dir,
+          out,
+          ratio,
+          criterion,
+          reconstruct,
+          calib: [calib],
+          samples: 128,
+          seqLen: 128,
+          seed: 0,
+        });
         const rep = await runPrune(recipe);
         const m = loadModel(out);
         const r = await Runner.create(m);
@@ -150,9 +207,19 @@ async function benchBert(): Promise<void> {
         await r.close();
         m.close();
         fs.rmSync(out, { recursive: true, force: true });
-        rows.push({ model: "bert-sst2-4l", criterion, reconstruct, ratio, achievedRatio: rep.achievedRatio, pruneSeconds: rep.timings.total, accuracy: a.accuracy });
+        rows.push({
+          model: "bert-sst2-4l",
+          criterion,
+          reconstruct,
+          ratio,
+          achievedRatio: rep.achievedRatio,
+          pruneSeconds: rep.timings.total,
+          accuracy: a.accuracy,
+        });
         save();
-        log(`bert ${criterion} ${reconstruct} ${ratio}: acc ${(100 * a.accuracy).toFixed(2)}% (${rep.timings.total.toFixed(1)} s)`);
+        log(
+          `bert ${criterion} ${reconstruct} ${ratio}: acc ${(100 * a.accuracy).toFixed(2)}% (${rep.timings.total.toFixed(1)} s)`,
+        );
       }
     }
   }
@@ -175,7 +242,16 @@ if (llamaRows.length) {
   md += `Dense perplexity: **${dense.llama.ppl.toFixed(2)}**\n\n`;
   md += markdownTable(
     ["ratio", "criterion", "reconstruct", "achieved", "PPL", "KL", "top-1", "prune s"],
-    llamaRows.map((r) => [r.ratio, r.criterion, r.reconstruct, r.achievedRatio.toFixed(3), r.ppl!.toFixed(2), r.kl!.toFixed(4), pct(r.top1!), r.pruneSeconds.toFixed(1)]),
+    llamaRows.map((r) => [
+      r.ratio,
+      r.criterion,
+      r.reconstruct,
+      r.achievedRatio.toFixed(3),
+      r.ppl!.toFixed(2),
+      r.kl!.toFixed(4),
+      pct(r.top1!),
+      r.pruneSeconds.toFixed(1),
+    ]),
     [true, false, false, true, true, true, true, true],
   );
   md += "\n\n";
@@ -184,11 +260,22 @@ if (bertRows.length) {
   md += `## bert-sst2-4l — SST-2 dev accuracy (${dense.bert.n} sentences); calibration: 128 SST-2 train sentences\n\nDense accuracy: **${pct(dense.bert.accuracy)}**\n\n`;
   md += markdownTable(
     ["ratio", "criterion", "reconstruct", "achieved", "accuracy", "prune s"],
-    bertRows.map((r) => [r.ratio, r.criterion, r.reconstruct, r.achievedRatio.toFixed(3), pct(r.accuracy!), r.pruneSeconds.toFixed(1)]),
+    bertRows.map((r) => [
+      r.ratio,
+      r.criterion,
+      r.reconstruct,
+      r.achievedRatio.toFixed(3),
+      pct(r.accuracy!),
+      r.pruneSeconds.toFixed(1),
+    ]),
     [true, false, false, true, true, true],
   );
   md += "\n";
 }
-writeResults(quick ? "quality-quick" : "quality", { machine: machineInfo(), args: process.argv.slice(2), complete: !reportOnly, dense, rows }, md);
+writeResults(
+  quick ? "quality-quick" : "quality",
+  { machine: machineInfo(), args: process.argv.slice(2), complete: !reportOnly, dense, rows },
+  md,
+);
 if (!reportOnly) fs.rmSync(partialFile, { force: true });
 process.stdout.write(md);

@@ -39,13 +39,33 @@ const variants = [
 
 // 1. prune time of the default recipe with 128 × 256 calibration tokens (llama) / 128 sentences (BERT), with the
 //    cost model's estimate next to the measured time
-const pruneTimes: { model: string; seconds: number; phases: Record<string, number>; estimate?: number; flops?: number }[] = [];
+const pruneTimes: {
+  model: string;
+  seconds: number;
+  phases: Record<string, number>;
+  estimate?: number;
+  flops?: number;
+}[] = [];
 for (const name of ["llama-gqa-6l", "bert-sst2-4l"]) {
   const out = path.join(work, `${name}-timed`);
   log(`timing the default prune of ${name} …`);
-  const rep = await runPrune(resolveRecipe({ model: path.join(SHARED, "models", name), out, calib: [calibText], samples: 128, seqLen: name.startsWith("llama") ? 256 : 128 }));
+  const rep = await runPrune(
+    resolveRecipe({
+      model: path.join(SHARED, "models", name),
+      out,
+      calib: [calibText],
+      samples: 128,
+      seqLen: name.startsWith("llama") ? 256 : 128,
+    }),
+  );
   fs.rmSync(out, { recursive: true, force: true });
-  pruneTimes.push({ model: name, seconds: rep.timings.total, phases: rep.timings, estimate: rep.plan?.estimateSeconds?.total, flops: rep.plan?.flops.total });
+  pruneTimes.push({
+    model: name,
+    seconds: rep.timings.total,
+    phases: rep.timings,
+    estimate: rep.plan?.estimateSeconds?.total,
+    flops: rep.plan?.flops.total,
+  });
 }
 
 const results: { model: string; labels: string[]; report: SpeedReport }[] = [];
@@ -56,7 +76,16 @@ for (const name of ["llama-gqa-6l", "bert-sst2-4l"]) {
     const out = path.join(work, `${name}-${v.label.replace(/[ ,.]+/g, "-")}`);
     log(`pruning ${name} (${v.label}) …`);
     await runPrune(
-      resolveRecipe({ model: dir, out, ratio: v.ratio, allocation: v.allocation, roundTo: v.roundTo, calib: [calibText], samples: 32, seqLen: 128 }),
+      resolveRecipe({
+        model: dir,
+        out,
+        ratio: v.ratio,
+        allocation: v.allocation,
+        roundTo: v.roundTo,
+        calib: [calibText],
+        samples: 32,
+        seqLen: 128,
+      }),
     );
     dirs.push(out);
   }
@@ -70,10 +99,20 @@ fs.rmSync(work, { recursive: true, force: true });
 
 let md = "# bench:speed\n\nCommand: `npm run bench:speed`  \n";
 md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores, onnxruntime-node, default threads; ${new Date().toISOString()}. Median of ${runs} runs per case, all variants interleaved in one run.\n\n`;
-md += "## Prune time (default recipe: flap-wifv · global · liar · sequential, 128 calibration sequences; llama 256 tokens each)\n\n";
+md +=
+  "## Prune time (default recipe: flap-wifv · global · liar · sequential, 128 calibration sequences; llama 256 tokens each)\n\n";
 md += markdownTable(
   ["model", "total s", "phases (s)", "cost-model estimate s", "planned GFLOP"],
-  pruneTimes.map((p) => [p.model, p.seconds.toFixed(1), Object.entries(p.phases).filter(([k]) => k !== "total").map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "), p.estimate?.toFixed(1) ?? "", p.flops ? (p.flops / 1e9).toFixed(0) : ""]),
+  pruneTimes.map((p) => [
+    p.model,
+    p.seconds.toFixed(1),
+    Object.entries(p.phases)
+      .filter(([k]) => k !== "total")
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(", "),
+    p.estimate?.toFixed(1) ?? "",
+    p.flops ? (p.flops / 1e9).toFixed(0) : "",
+  ]),
   [false, true, false, true, true],
 );
 md += "\n\n";
@@ -86,10 +125,23 @@ for (const r of results) {
       const m = r.report.models[i];
       const flopRed = base.flopsPerToken / m.flopsPerToken;
       const speedup = c.seconds[0] / s;
-      rows.push([c.name, r.labels[i], m.params.toLocaleString("en-US"), flopRed.toFixed(2), (1000 * s).toFixed(1), c.tokensPerSecond[i].toFixed(0), speedup.toFixed(2), (speedup / flopRed).toFixed(2)]);
+      rows.push([
+        c.name,
+        r.labels[i],
+        m.params.toLocaleString("en-US"),
+        flopRed.toFixed(2),
+        (1000 * s).toFixed(1),
+        c.tokensPerSecond[i].toFixed(0),
+        speedup.toFixed(2),
+        (speedup / flopRed).toFixed(2),
+      ]);
     });
   }
-  md += markdownTable(["case", "model", "params", "FLOP reduction", "ms", "tokens/s", "speedup", "speedup / FLOP red."], rows, [false, false, true, true, true, true, true, true]);
+  md += markdownTable(
+    ["case", "model", "params", "FLOP reduction", "ms", "tokens/s", "speedup", "speedup / FLOP red."],
+    rows,
+    [false, false, true, true, true, true, true, true],
+  );
   md += "\n\n";
 }
 writeResults("speed", { machine: machineInfo(), runs, pruneTimes, results }, md);

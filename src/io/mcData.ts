@@ -206,6 +206,8 @@ export function readMultipleChoice(file: string, format: McFormat): McItem[] {
       }
       case "commonsense":
         return parseCommonsense(r, file, i);
+      default:
+        return bad(file, i, `unknown format ${format}`);
     }
   });
   items.forEach((it, i) => {

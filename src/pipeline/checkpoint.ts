@@ -38,7 +38,9 @@ export function saveCheckpoint<R>(
   writeSafetensors(path.join(dir, `layer-${layer}.safetensors`), layerTensors);
   const st: NamedTensor[] = [];
   for (const [k, arr] of Object.entries(streams))
-    arr.forEach((a, b) => st.push({ name: `${k}.${b}`, shape: [a.length], data: a }));
+    arr.forEach((a, b) => {
+      st.push({ name: `${k}.${b}`, shape: [a.length], data: a });
+    });
   writeSafetensors(path.join(dir, "streams.safetensors"), st);
   const tmp = path.join(dir, "progress.json.tmp");
   fs.writeFileSync(tmp, JSON.stringify(progress));

@@ -421,7 +421,11 @@ async function prune(
 
   const counts = uniformCounts(mods, recipe.ratio);
   const usedScores = new Map<string, Float64Array>();
-  if (alloc) mods.forEach((m, idx) => usedScores.set(`${m.layer}:${m.module}`, globalScores![idx]));
+  if (alloc) {
+    mods.forEach((m, idx) => {
+      usedScores.set(`${m.layer}:${m.module}`, globalScores![idx]);
+    });
+  }
   const keepFor = (i: number, m: Module, stats?: TapStats): Int32Array => {
     const idx = 2 * i + (m === "attn" ? 0 : 1);
     if (alloc) return alloc.keep[idx];

@@ -229,11 +229,17 @@ describe("recipe files", () => {
   it("skip-layers in a recipe file: a scalar or a comma list is read as a list; anything else is a coded error", async () => {
     const f = path.join(root, "skip.yaml");
     fs.writeFileSync(f, "skip-layers: 1\n");
-    expect(resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }).skipLayers).toEqual([1]);
+    expect(
+      resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }).skipLayers,
+    ).toEqual([1]);
     fs.writeFileSync(f, 'skip-layers: "0,1"\n');
-    expect(resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }).skipLayers).toEqual([0, 1]);
+    expect(
+      resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }).skipLayers,
+    ).toEqual([0, 1]);
     fs.writeFileSync(f, "skip-layers: {a: 1}\n");
-    const c = await codeOf(() => resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }));
+    const c = await codeOf(() =>
+      resolveRecipe({ ...readRecipeFile(f), model, out: path.join(work, "y"), calib: [story] }),
+    );
     expect(c).toBe("E_RECIPE_INVALID");
   });
 });

@@ -19,7 +19,11 @@ let calib: string;
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), "pare-resume-"));
   model = path.join(root, "tiny");
-  writeTinyModel(model, makeTinyLlama({ seed: 11, layers: 4, intermediate: 40 }), makeByteBpeTokenizerJson(300));
+  writeTinyModel(
+    model,
+    makeTinyLlama({ seed: 11, layers: 4, intermediate: 40 }),
+    makeByteBpeTokenizerJson(300),
+  );
   calib = path.join(root, "calib.txt");
   fs.writeFileSync(calib, "a stitch in time saves nine; the early bird catches the worm. ".repeat(150));
 });
@@ -53,8 +57,14 @@ describe.each([
     });
     expect(phases).toContain("resume");
     expect(fs.existsSync(ck)).toBe(false); // checkpoints removed after success
-    expect(fs.readFileSync(path.join(part, "model.safetensors")).equals(fs.readFileSync(path.join(full, "model.safetensors")))).toBe(true);
-    expect(fs.readFileSync(path.join(part, "config.json"), "utf8")).toBe(fs.readFileSync(path.join(full, "config.json"), "utf8"));
+    expect(
+      fs
+        .readFileSync(path.join(part, "model.safetensors"))
+        .equals(fs.readFileSync(path.join(full, "model.safetensors"))),
+    ).toBe(true);
+    expect(fs.readFileSync(path.join(part, "config.json"), "utf8")).toBe(
+      fs.readFileSync(path.join(full, "config.json"), "utf8"),
+    );
     const a = JSON.parse(fs.readFileSync(path.join(part, "pare-pruning.json"), "utf8"));
     const b = JSON.parse(fs.readFileSync(path.join(full, "pare-pruning.json"), "utf8"));
     expect(a.layers).toEqual(b.layers);
