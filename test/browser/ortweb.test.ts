@@ -29,8 +29,8 @@ import {
 import {
   makeByteBpeTokenizerJson,
   makeTinyBert,
-  makeTinyLlama,
   makeWordPieceTokenizerJson,
+  nonUniformLlama,
   type TinyModel,
   writeTinyModel,
 } from "../helpers/tinyModels.ts";
@@ -86,29 +86,7 @@ function runInPage(page: Page, modelUrl: string, feeds: Record<string, PageFeed>
   );
 }
 
-function tinyLlama(): TinyModel {
-  const widths: [number, number, number][] = [
-    [4, 2, 48],
-    [2, 1, 20],
-    [6, 3, 33],
-  ];
-  const tiny = makeTinyLlama({
-    seed: 81,
-    layers: 3,
-    headDim: 8,
-    perLayer: {
-      heads: widths.map((w) => w[0]),
-      kvHeads: widths.map((w) => w[1]),
-      intermediate: widths.map((w) => w[2]),
-    },
-  });
-  tiny.config.pare_layer_widths = widths.map(([h, kv, f]) => ({
-    num_attention_heads: h,
-    num_key_value_heads: kv,
-    intermediate_size: f,
-  }));
-  return tiny;
-}
+const tinyLlama = (): TinyModel => nonUniformLlama(81);
 
 describe.skipIf(!HAVE_CHROMIUM)(
   HAVE_CHROMIUM

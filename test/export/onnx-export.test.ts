@@ -23,6 +23,8 @@ import {
   makeTinyBert,
   makeTinyLlama,
   makeWordPieceTokenizerJson,
+  NON_UNIFORM_WIDTHS,
+  nonUniformLlama,
   type TinyModel,
   tensorMap,
   writeTinyModel,
@@ -259,32 +261,6 @@ interface DecoderCase {
   widths: [number, number, number][];
   /** the export must note that KV-head counts differ */
   kvNote: boolean;
-}
-
-const NON_UNIFORM_WIDTHS: [number, number, number][] = [
-  [4, 2, 48],
-  [2, 1, 20],
-  [6, 3, 33],
-];
-
-/** A pruned-looking GQA llama: heads 4/2/6, kv heads 2/1/3, FFN 48/20/33, head_dim 8 (≠ hidden/heads). */
-function nonUniformLlama(seed: number): TinyModel {
-  const tiny = makeTinyLlama({
-    seed,
-    layers: 3,
-    headDim: 8,
-    perLayer: {
-      heads: NON_UNIFORM_WIDTHS.map((w) => w[0]),
-      kvHeads: NON_UNIFORM_WIDTHS.map((w) => w[1]),
-      intermediate: NON_UNIFORM_WIDTHS.map((w) => w[2]),
-    },
-  });
-  tiny.config.pare_layer_widths = NON_UNIFORM_WIDTHS.map(([h, kv, f]) => ({
-    num_attention_heads: h,
-    num_key_value_heads: kv,
-    intermediate_size: f,
-  }));
-  return tiny;
 }
 
 const DECODERS: DecoderCase[] = [

@@ -28,7 +28,7 @@ import {
   makeTinyBert,
   makeTinyLlama,
   makeWordPieceTokenizerJson,
-  type TinyModel,
+  nonUniformLlama,
   writeTinyModel,
 } from "../helpers/tinyModels.ts";
 
@@ -353,31 +353,6 @@ async function checkTextClassificationPipeline(c: ClassificationCheck, texts: st
 
 // ---------------------------------------------------------------------------------------------------------
 // tiny seeded models
-
-const NON_UNIFORM: [number, number, number][] = [
-  [4, 2, 48],
-  [2, 1, 20],
-  [6, 3, 33],
-];
-
-function nonUniformLlama(seed: number): TinyModel {
-  const tiny = makeTinyLlama({
-    seed,
-    layers: 3,
-    headDim: 8,
-    perLayer: {
-      heads: NON_UNIFORM.map((w) => w[0]),
-      kvHeads: NON_UNIFORM.map((w) => w[1]),
-      intermediate: NON_UNIFORM.map((w) => w[2]),
-    },
-  });
-  tiny.config.pare_layer_widths = NON_UNIFORM.map(([h, kv, f]) => ({
-    num_attention_heads: h,
-    num_key_value_heads: kv,
-    intermediate_size: f,
-  }));
-  return tiny;
-}
 
 const TINY_TEXTS = ["the cat sat on the mat", "Once upon a time, in a land far away, there was a cat."];
 
