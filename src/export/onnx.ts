@@ -59,6 +59,12 @@ export function checkExportable(model: Model): string[] {
   return notes;
 }
 
+/** Weights (as f32) beyond 1.5 GiB go to an external data file: one protobuf cannot exceed 2 GiB. */
+function needsExternalData(model: Model): boolean {
+  const w = model.weights;
+  return w.names().reduce((s, n) => s + 4 * w.shape(n).reduce((a, b) => a * b, 1), 0) > EXTERNAL_ABOVE;
+}
+
 export function exportOnnx(
   model: Model & { dir: string },
   out: string,
@@ -66,10 +72,7 @@ export function exportOnnx(
 ): OnnxExportResult {
   checkOutputPath(model.dir, out, opts.force ?? false);
   const notes = checkExportable(model);
-  const weightBytes = model.weights
-    .names()
-    .reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
-  const external = weightBytes > EXTERNAL_ABOVE;
+  const external = needsExternalData(model);
   const files: string[] = [];
   let inputs: string[] = [];
   let outputs: string[] = [];
@@ -136,10 +139,7 @@ function writeOnnxFiles(
  */
 export function exportOnnxInto(model: Model & { dir: string }): OnnxExportResult {
   const notes = checkExportable(model);
-  const weightBytes = model.weights
-    .names()
-    .reduce((s, n) => s + 4 * model.weights.shape(n).reduce((a, b) => a * b, 1), 0);
-  const external = weightBytes > EXTERNAL_ABOVE;
+  const external = needsExternalData(model);
   const files: string[] = [];
   let io = { inputs: [] as string[], outputs: [] as string[] };
   writeAtomically(path.join(model.dir, "onnx"), true, (tmp) => {
