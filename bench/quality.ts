@@ -11,7 +11,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadModel } from "../src/arch/load.ts";
+import { type LoadedModel, loadModel } from "../src/arch/load.ts";
 import { CRITERIA } from "../src/criteria/index.ts";
 import { classify } from "../src/eval/classify.ts";
 import { cutWindows, perplexity } from "../src/eval/perplexity.ts";
@@ -107,61 +107,28 @@ async function benchLlama(): Promise<void> {
   denseModel.close();
   dense.llama = { ppl: dp.ppl, windows: dp.windows, tokens: dp.tokens };
   log(`dense llama-gqa-6l: ppl ${dp.ppl.toFixed(2)} (${dp.protocol})`);
-  for (const ratio of quick ? [0.5] : [0.2, 0.3, 0.5]) {
-    for (const criterion of criteria) {
-      for (const reconstruct of recons) {
-        if (done("llama-gqa-6l", criterion, reconstruct, ratio)) continue;
-        const out = path.join(work, `llama-${criterion}-${reconstruct}-${ratio}`);
-        const recipe = resolveRecipe({
-          model: dir,
-          out,
-          ratio,
-          criterion,
-          reconstruct,
-          calib: [calib],
-          samples: 128,
-          seqLen: 256,
-          seed: 0,
-        });
-        const rep = await runPrune(recipe);
-        const m = loadModel(out);
-        const r = await Runner.create(m);
-        const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
-        await r.close();
-        const cr = await Runner.create(m, { mode: "compare" });
-        let kl = 0;
-        let agree = 0;
-        let n = 0;
-        for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
-          const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
-          for (let j = 0; j < c.kl.length; j++) {
-            kl += c.kl[j];
-            agree += c.agree[j];
-          }
-          n += c.kl.length;
-        }
-        await cr.close();
-        m.close();
-        fs.rmSync(out, { recursive: true, force: true });
-        const row: Row = {
-          model: "llama-gqa-6l",
-          criterion,
-          reconstruct,
-          ratio,
-          achievedRatio: rep.achievedRatio,
-          pruneSeconds: rep.timings.total,
-          ppl: p.ppl,
-          kl: kl / n,
-          top1: agree / n,
-        };
-        rows.push(row);
-        save();
-        log(
-          `llama ${criterion} ${reconstruct} ${ratio}: ppl ${p.ppl.toFixed(2)} kl ${row.kl!.toFixed(4)} top1 ${(100 * row.top1!).toFixed(1)}% (${rep.timings.total.toFixed(1)} s)`,
-        );
+  await grid("llama-gqa-6l", dir, calib, quick ? [0.5] : [0.2, 0.3, 0.5], 256, async (m) => {
+    const r = await Runner.create(m);
+    const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
+    await r.close();
+    const cr = await Runner.create(m, { mode: "compare" });
+    let kl = 0;
+    let agree = 0;
+    let n = 0;
+    for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
+      const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
+      for (let j = 0; j < c.kl.length; j++) {
+        kl += c.kl[j];
+        agree += c.agree[j];
       }
+      n += c.kl.length;
     }
-  }
+    await cr.close();
+    return {
+      fields: { ppl: p.ppl, kl: kl / n, top1: agree / n },
+      text: `ppl ${p.ppl.toFixed(2)} kl ${(kl / n).toFixed(4)} top1 ${((100 * agree) / n).toFixed(1)}%`,
+    };
+  });
 }
 
 async function benchBert(): Promise<void> {
@@ -184,42 +151,55 @@ async function benchBert(): Promise<void> {
   dm.close();
   dense.bert = { accuracy: da.accuracy, n: da.n };
   log(`dense bert-sst2-4l: accuracy ${(100 * da.accuracy).toFixed(2)}%`);
-  for (const ratio of quick ? [0.5] : [0.3, 0.5, 0.7]) {
+  await grid("bert-sst2-4l", dir, calib, quick ? [0.5] : [0.3, 0.5, 0.7], 128, async (m) => {
+    const r = await Runner.create(m);
+    const a = await classify(r, tok, dev);
+    await r.close();
+    return { fields: { accuracy: a.accuracy }, text: `acc ${(100 * a.accuracy).toFixed(2)}%` };
+  });
+}
+
+/** Every ratio × criterion × reconstruction of one model: prune (seed 0, 128 samples), measure, record, resume-safe. */
+async function grid(
+  model: string,
+  dir: string,
+  calib: string,
+  ratios: number[],
+  seqLen: number,
+  measure: (m: LoadedModel) => Promise<{ fields: Partial<Row>; text: string }>,
+): Promise<void> {
+  for (const ratio of ratios) {
     for (const criterion of criteria) {
       for (const reconstruct of recons) {
-        if (done("bert-sst2-4l", criterion, reconstruct, ratio)) continue;
-        const out = path.join(work, `bert-${criterion}-${reconstruct}-${ratio}`);
-        const recipe = resolveRecipe({
-          model: dir,
-          out,
-          ratio,
-          criterion,
-          reconstruct,
-          calib: [calib],
-          samples: 128,
-          seqLen: 128,
-          seed: 0,
-        });
-        const rep = await runPrune(recipe);
+        if (done(model, criterion, reconstruct, ratio)) continue;
+        const out = path.join(work, `${model}-${criterion}-${reconstruct}-${ratio}`);
+        const rep = await runPrune(
+          resolveRecipe({
+            model: dir,
+            out,
+            ratio,
+            criterion,
+            reconstruct,
+            calib: [calib],
+            samples: 128,
+            seqLen,
+            seed: 0,
+          }),
+        );
         const m = loadModel(out);
-        const r = await Runner.create(m);
-        const a = await classify(r, tok, dev);
-        await r.close();
-        m.close();
+        const { fields, text } = await measure(m).finally(() => m.close());
         fs.rmSync(out, { recursive: true, force: true });
         rows.push({
-          model: "bert-sst2-4l",
+          model,
           criterion,
           reconstruct,
           ratio,
           achievedRatio: rep.achievedRatio,
           pruneSeconds: rep.timings.total,
-          accuracy: a.accuracy,
+          ...fields,
         });
         save();
-        log(
-          `bert ${criterion} ${reconstruct} ${ratio}: acc ${(100 * a.accuracy).toFixed(2)}% (${rep.timings.total.toFixed(1)} s)`,
-        );
+        log(`${model} ${criterion} ${reconstruct} ${ratio}: ${text} (${rep.timings.total.toFixed(1)} s)`);
       }
     }
   }
