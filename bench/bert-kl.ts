@@ -28,7 +28,11 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-bertkl-"));
 const calib = path.join(work, "sst2-train.txt");
 fs.writeFileSync(
   calib,
-  fs.readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8").split("\n").map((l) => l.replace(/^\d+\s+/, "")).join("\n"),
+  fs
+    .readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8")
+    .split("\n")
+    .map((l) => l.replace(/^\d+\s+/, ""))
+    .join("\n"),
 );
 const dev = readClassificationFile(path.join(SHARED, "data/sst2/stsa.binary.dev"));
 const tok = loadTokenizer(dir);
@@ -38,7 +42,8 @@ async function logits(modelDir: string): Promise<Float32Array[]> {
   const m = loadModel(modelDir);
   const r = await Runner.create(m);
   const out: Float32Array[] = [];
-  for (let i = 0; i < enc.length; i += 32) out.push(...(await r.classify(enc.slice(i, i + 32), tok.padId ?? 0)));
+  for (let i = 0; i < enc.length; i += 32)
+    out.push(...(await r.classify(enc.slice(i, i + 32), tok.padId ?? 0)));
   await r.close();
   m.close();
   return out;
@@ -56,7 +61,18 @@ const rows: { criterion: string; reconstruct: string; kl: number; agree: number;
 for (const criterion of Object.keys(CRITERIA)) {
   for (const reconstruct of Object.keys(RECONSTRUCTORS)) {
     const out = path.join(work, `${criterion}-${reconstruct}`);
-    await runPrune(resolveRecipe({ model: dir, out, ratio, criterion, reconstruct, calib: [calib], samples: 128, seqLen: 128 }));
+    await runPrune(
+      resolveRecipe({
+        model: dir,
+        out,
+        ratio,
+        criterion,
+        reconstruct,
+        calib: [calib],
+        samples: 128,
+        seqLen: 128,
+      }),
+    );
     const p = (await logits(out)).map(softmax);
     fs.rmSync(out, { recursive: true, force: true });
     let kl = 0;
@@ -67,8 +83,16 @@ for (const criterion of Object.keys(CRITERIA)) {
       if (argmax(q) === argmax(dense[i])) agree++;
       if (argmax(q) === dev[i].label) correct++;
     });
-    rows.push({ criterion, reconstruct, kl: kl / p.length, agree: agree / p.length, accuracy: correct / p.length });
-    process.stderr.write(`${criterion} ${reconstruct}: KL ${(kl / p.length).toFixed(4)}, agreement ${((100 * agree) / p.length).toFixed(1)}%\n`);
+    rows.push({
+      criterion,
+      reconstruct,
+      kl: kl / p.length,
+      agree: agree / p.length,
+      accuracy: correct / p.length,
+    });
+    process.stderr.write(
+      `${criterion} ${reconstruct}: KL ${(kl / p.length).toFixed(4)}, agreement ${((100 * agree) / p.length).toFixed(1)}%\n`,
+    );
   }
 }
 fs.rmSync(work, { recursive: true, force: true });
@@ -76,7 +100,13 @@ let md = `# bench:bert-kl\n\nCommand: \`npm run bench:bert-kl${ratio !== 0.5 ? `
 md += `bert-sst2-4l pruned by ${ratio} (global allocation, sequential calibration on 128 SST-2 train sentences); ${dev.length} SST-2 dev sentences: mean KL(dense‖pruned) of the class probabilities, agreement of the predicted class with the dense model, accuracy.\n\n`;
 md += markdownTable(
   ["criterion", "reconstruct", "KL", "agreement", "accuracy"],
-  rows.map((r) => [r.criterion, r.reconstruct, r.kl.toFixed(4), `${(100 * r.agree).toFixed(1)}%`, `${(100 * r.accuracy).toFixed(2)}%`]),
+  rows.map((r) => [
+    r.criterion,
+    r.reconstruct,
+    r.kl.toFixed(4),
+    `${(100 * r.agree).toFixed(1)}%`,
+    `${(100 * r.accuracy).toFixed(2)}%`,
+  ]),
   [false, false, true, true, true],
 );
 writeResults("bert-kl", { machine: machineInfo(), ratio, rows }, `${md}\n`);

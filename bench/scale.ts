@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { writeShardedSafetensors, type NamedTensor } from "../src/io/safetensors.ts";
+import { type NamedTensor, writeShardedSafetensors } from "../src/io/safetensors.ts";
 import { describePlan } from "../src/pipeline/plan.ts";
 import { dryRun } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
@@ -52,13 +52,19 @@ function generate(): void {
   const kv = (D / cfg.num_attention_heads) * cfg.num_key_value_heads;
   const w = 0.035; // std ≈ 0.02
   const tensors: NamedTensor[] = [
-    { name: "model.embed_tokens.weight", shape: [cfg.vocab_size, D], data: rand(cfg.vocab_size * D, w), dtype: "BF16" },
+    {
+      name: "model.embed_tokens.weight",
+      shape: [cfg.vocab_size, D],
+      data: rand(cfg.vocab_size * D, w),
+      dtype: "BF16",
+    },
     { name: "lm_head.weight", shape: [cfg.vocab_size, D], data: rand(cfg.vocab_size * D, w), dtype: "BF16" },
     { name: "model.norm.weight", shape: [D], data: new Float32Array(D).fill(1), dtype: "BF16" },
   ];
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const p = `model.layers.${i}`;
-    const add = (n: string, shape: number[], data: Float32Array) => tensors.push({ name: `${p}.${n}`, shape, data, dtype: "BF16" });
+    const add = (n: string, shape: number[], data: Float32Array) =>
+      tensors.push({ name: `${p}.${n}`, shape, data, dtype: "BF16" });
     add("input_layernorm.weight", [D], new Float32Array(D).fill(1));
     add("post_attention_layernorm.weight", [D], new Float32Array(D).fill(1));
     add("self_attn.q_proj.weight", [D, D], rand(D * D, w));
