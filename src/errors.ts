@@ -33,7 +33,8 @@ export type ErrorCode =
   | "E_OUTPUT_INSIDE_INPUT"
   | "E_LAYER_EMPTIED"
   | "E_INTERRUPTED"
-  | "E_MEMORY_BUDGET";
+  | "E_MEMORY_BUDGET"
+  | "E_INTERNAL";
 
 /** Longest message kept (a hostile file name or tensor name could otherwise flood the terminal). */
 const MAX_MESSAGE_CHARS = 2000;

@@ -4,6 +4,11 @@
  * X̃ = [X, 1] (its last row/column hold the sums and the count). The cross-Gram
  * X̃_aᵀ X̃_b of two taps serves liar-seq. Rows are buffered into chunks; each chunk is
  * one ORT call (`Gemm` with beta = 1 adds it to the running matrix).
+ *
+ * Precision of the Gram: "f64" multiplies in float64 (≈ 27 GFLOP/s here); "mixed" multiplies each
+ * chunk in float32 (≈ 150–200 GFLOP/s) and adds the chunk products into a float64 total in
+ * JavaScript, computing only the lower block triangle (X̃ᵀX̃ is symmetric: with B column blocks,
+ * (B+1)/2B of the full product). "auto" = f64 up to GRAM_F64_MAX_WIDTH channels, mixed above.
  */
 import { GraphBuilder } from "../onnx/graph.ts";
 import { f32, f64, Session } from "../runtime/ort.ts";
@@ -56,6 +61,42 @@ function gramGraph(da: number, db: number | null): Uint8Array {
   return g.toModel();
 }
 
+export type GramPrecision = "auto" | "f64" | "mixed";
+/** widths up to this use the f64 Gram under "auto" (cheap there; every shared model's taps) */
+export const GRAM_F64_MAX_WIDTH = 1024;
+const BLOCK_WIDTH = 1024;
+
+/** Column blocks [start, width) of X̃ [n, D] for the mixed Gram: ⌈D / 1024⌉ near-equal blocks. */
+export function gramBlocks(D: number): [number, number][] {
+  const B = Math.max(1, Math.ceil(D / BLOCK_WIDTH));
+  const out: [number, number][] = [];
+  for (let b = 0, at = 0; b < B; b++) {
+    const w = Math.floor(D / B) + (b < D % B ? 1 : 0);
+    out.push([at, w]);
+    at += w;
+  }
+  return out;
+}
+
+/** X [n, d] f32 → the lower block triangle of X̃ᵀX̃ in f32: outputs g_i_j = X̃_iᵀ X̃_j (i ≥ j), [w_i, w_j]. */
+function mixedGramGraph(d: number): Uint8Array {
+  const g = new GraphBuilder("pare-gram-mixed");
+  const x = g.input("x", "float32", ["n", d]);
+  const rows = g.op("Slice", [g.op("Shape", [x]), g.constI64([0]), g.constI64([1])]); // [1]
+  const ones = g.op("Expand", [g.scalar(1, "float32"), g.op("Concat", [rows, g.constI64([1])], { axis: 0 })]);
+  const xt = g.op("Concat", [x, ones], { axis: 1 }); // [n, d+1]
+  const blocks = gramBlocks(d + 1);
+  const cols = blocks.map(([s, w]) =>
+    blocks.length === 1 ? xt : g.op("Slice", [xt, g.constI64([s]), g.constI64([s + w]), g.constI64([1])]),
+  );
+  blocks.forEach(([, wi], i) => {
+    for (let j = 0; j <= i; j++) {
+      g.output(g.op("Gemm", [cols[i], cols[j]], { transA: 1 }, `g_${i}_${j}`), "float32", [wi, blocks[j][1]]);
+    }
+  });
+  return g.toModel();
+}
+
 /** Buffers rows of a [·, d] tap (and optionally a second tap for a cross-Gram). */
 class RowBuffer {
   private buf: Float32Array;
@@ -81,9 +122,9 @@ class RowBuffer {
   }
 }
 
-export function chunkRowsFor(d: number): number {
-  // ≈ 32 MiB of f32 rows per ORT call, at least 256 rows
-  return Math.max(256, Math.floor((32 << 20) / (4 * d)));
+export function chunkRowsFor(d: number, mixed = false): number {
+  // ≈ 32 MiB of f32 rows per ORT call (64 MiB for the mixed Gram, amortizing its f64 additions), ≥ 256 rows
+  return Math.max(256, Math.floor(((mixed ? 64 : 32) << 20) / (4 * d)));
 }
 
 /** Accumulates moments (and the Gram, if asked) of one tap. */
@@ -93,16 +134,21 @@ export class TapAccumulator {
   private sumsq: Float64Array;
   private gram?: Float64Array;
   private buffer: RowBuffer;
+  /** the Gram is multiplied in f32 per chunk and summed in f64 (see the file comment) */
+  readonly mixed: boolean;
 
   constructor(
     readonly d: number,
     readonly kinds: ReadonlySet<StatKind>,
-    chunkRows = chunkRowsFor(d),
+    chunkRows?: number,
+    precision: GramPrecision = "f64",
   ) {
     this.sum = new Float64Array(d);
     this.sumsq = new Float64Array(d);
+    this.mixed =
+      kinds.has("gram") && (precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH));
     if (kinds.has("gram")) this.gram = new Float64Array((d + 1) * (d + 1));
-    this.buffer = new RowBuffer(d, chunkRows);
+    this.buffer = new RowBuffer(d, chunkRows ?? chunkRowsFor(d, this.mixed));
   }
 
   /** x: [rows, d] */
@@ -118,7 +164,24 @@ export class TapAccumulator {
     const r = this.buffer.rows;
     if (r === 0) return;
     const x = f32([r, this.d], this.buffer.view());
-    if (this.gram) {
+    if (this.gram && this.mixed) {
+      const s = await cached(`gram-mixed:${this.d}`, () => mixedGramGraph(this.d));
+      const out = await s.run({ x });
+      const G = this.gram;
+      const D = this.d + 1;
+      const blocks = gramBlocks(D);
+      blocks.forEach(([si, wi], i) => {
+        for (let j = 0; j <= i; j++) {
+          const [sj, wj] = blocks[j];
+          const part = out[`g_${i}_${j}`].data as Float32Array; // [wi, wj]
+          for (let a = 0; a < wi; a++) {
+            const o = (si + a) * D + sj;
+            const p = a * wj;
+            for (let b = 0; b < wj; b++) G[o + b] += part[p + b];
+          }
+        }
+      });
+    } else if (this.gram) {
       const s = await cached(`gram:${this.d}`, () => gramGraph(this.d, null));
       const out = await s.run({ a: x, prev: f64([this.d + 1, this.d + 1], this.gram) });
       this.gram = out.gram.data as Float64Array;
@@ -142,6 +205,10 @@ export class TapAccumulator {
     if (this.gram) {
       const G = this.gram;
       const D = d + 1;
+      if (this.mixed) {
+        // only the lower block triangle was accumulated: mirror it (diagonal blocks from their lower half)
+        for (let i = 0; i < D; i++) for (let j = i + 1; j < D; j++) G[i * D + j] = G[j * D + i];
+      }
       for (let j = 0; j < d; j++) {
         this.sum[j] = G[j * D + d];
         this.sumsq[j] = G[j * D + j];

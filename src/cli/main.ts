@@ -67,6 +67,10 @@ program
   .option("--allocation <name>", "uniform | global (default global)")
   .option("--reconstruct <name>", "none | bias | liar | liar-seq (default liar)")
   .option("--calibration <mode>", "sequential | dense (default sequential)")
+  .option(
+    "--gram-precision <p>",
+    "auto | f64 | mixed: Gram in float64, or float32 products summed in float64 (auto: f64 up to 1024 channels)",
+  )
   .option("--calib <files...>", "calibration text (.txt, .jsonl with a text field)")
   .option("--samples <n>", "calibration sequences (default 128)")
   .option("--seq-len <n>", "tokens per calibration sequence (default 256)")

@@ -15,6 +15,7 @@ export interface PruneFlags {
   allocation?: string;
   reconstruct?: string;
   calibration?: string;
+  gramPrecision?: string;
   calib?: string[];
   samples?: string;
   seqLen?: string;
@@ -47,6 +48,7 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
     "allocation",
     "reconstruct",
     "calibration",
+    "gramPrecision",
     "calib",
     "samples",
     "seqLen",

@@ -30,6 +30,11 @@ export function fillModelFolder(dir: string, c: FolderContents): void {
     .sort()
     .map((name) => ({ name, shape: c.weights.shape(name), data: c.weights.get(name), dtype: c.dtype }));
   writeShardedSafetensors(dir, tensors, c.maxShardBytes ?? 4 * 1024 ** 3);
+  fillFolderFiles(dir, c);
+}
+
+/** The folder's files besides the weights: config.json (with torch_dtype), tokenizer files, extra JSON. */
+export function fillFolderFiles(dir: string, c: Omit<FolderContents, "weights" | "maxShardBytes">): void {
   const config = { ...c.config, torch_dtype: { F32: "float32", F16: "float16", BF16: "bfloat16" }[c.dtype] };
   fs.writeFileSync(path.join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
   if (c.auxFrom) copyAuxFiles(c.auxFrom, dir);

@@ -41,7 +41,7 @@ export function q(name: string): string {
 const CONVERT_HINT =
   "re-export the model with Hugging Face tools (model.save_pretrained(..., safe_serialization=True)) or re-download it";
 
-function invalid(file: string, what: string, context: Record<string, unknown> = {}): PareError {
+export function invalid(file: string, what: string, context: Record<string, unknown> = {}): PareError {
   return new PareError("E_SAFETENSORS_INVALID", `${file}: ${what}`, CONVERT_HINT, { file, ...context });
 }
 
@@ -54,7 +54,7 @@ function truncated(file: string, what: string, context: Record<string, unknown> 
   );
 }
 
-function ioError(file: string, e: unknown): PareError {
+export function ioError(file: string, e: unknown): PareError {
   const err = e as NodeJS.ErrnoException;
   return new PareError(
     "E_IO",
@@ -690,14 +690,14 @@ function tensorBytes(t: NamedTensor): number {
   return t.data.length * bytesPerElement(t.dtype ?? "F32");
 }
 
-function encodeTensor(t: NamedTensor): Uint8Array {
+export function encodeTensor(t: NamedTensor): Uint8Array {
   const dtype = t.dtype ?? "F32";
   const arr = dtype === "F32" ? t.data : dtype === "F16" ? f32ToF16(t.data) : f32ToBf16(t.data);
   return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
 }
 
 /** Writes path atomically (tmp file + rename) through `write(fd)`. */
-function writeAtomic(file: string, write: (fd: number) => void): void {
+export function writeAtomic(file: string, write: (fd: number) => void): void {
   const tmp = `${file}.tmp-${process.pid}`;
   let fd = -1;
   try {

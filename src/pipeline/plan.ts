@@ -3,8 +3,10 @@
  * memory, and a time estimate from this machine's measured rates. `pare prune` prints it before
  * starting; `--dry-run` prints it and stops; `--max-memory` refuses a plan that does not fit.
  */
+import os from "node:os";
 import type { Model } from "../arch/model.ts";
 import { countParams } from "../arch/params.ts";
+import { GRAM_F64_MAX_WIDTH, gramBlocks } from "../calib/stats.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { GraphBuilder } from "../onnx/graph.ts";
@@ -17,20 +19,52 @@ export interface PrunePlan {
   calibrationTokens: number;
   /** forward passes of one layer over all calibration tokens */
   layerPasses: number;
-  flops: { forward: number; statistics: number; solve: number; total: number };
+  /** FLOPs actually computed; statistics split by precision (f32 = mixed Gram products) */
+  flops: {
+    forward: number;
+    statistics: number;
+    statisticsF32: number;
+    statisticsF64: number;
+    solve: number;
+    total: number;
+  };
   memoryBytes: {
     weightsCache: number;
+    /** one layer's pruned tensors (written to the output as soon as the layer is done) */
     prunedWeights: number;
     streams: number;
     batch: number;
+    /** Gram matrices being accumulated or solved */
     gram: number;
+    /** dense calibration: every layer's Grams wait for reconstruction; the part held in memory */
+    statsHeld: number;
+    /** … and the part spilled to a temporary file next to the output */
+    statsSpilled: number;
     peak: number;
   };
   rates?: { matmulF32: number; matmulF64: number; js: number };
   estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
 }
 
-export function planPrune(model: Model, recipe: Recipe): PrunePlan {
+/** Is this tap's Gram computed in mixed precision (f32 products, f64 sums)? */
+export function gramIsMixed(precision: Recipe["gramPrecision"], d: number): boolean {
+  return precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH);
+}
+
+/** FLOPs of one chunk-summed Gram of X̃ [N, D]: full product in f64, lower block triangle in mixed. */
+function gramFlops(N: number, D: number, mixed: boolean): number {
+  if (!mixed) return 2 * N * D * D;
+  return gramBlocks(D).reduce(
+    (s, [, wi], i, b) => s + b.slice(0, i + 1).reduce((t, [, wj]) => t + 2 * N * wi * wj, 0),
+    0,
+  );
+}
+
+/**
+ * @param statsBudget bytes of waiting Gram matrices kept in memory (dense calibration); the rest is
+ *   spilled. Default: what --max-memory leaves beyond the rest of the plan, else a quarter of RAM.
+ */
+export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): PrunePlan {
   const d = model.dims;
   const crit = CRITERIA[recipe.criterion];
   const rec = RECONSTRUCTORS[recipe.reconstruct];
@@ -47,20 +81,29 @@ export function planPrune(model: Model, recipe: Recipe): PrunePlan {
   const attnFlops = d.layers.reduce((s, L) => s + 4 * T * L.nHeads * d.headDim, 0) / d.nLayers;
   const layerFlopsPerToken = (2 * p.prunable) / d.nLayers + attnFlops;
   const forward = N * layerFlopsPerToken * layerPasses;
-  let statistics = 0;
+  let statisticsF32 = 0;
+  let statisticsF64 = 0;
   let solve = 0;
+  let statsTotal = 0;
   const r = recipe.ratio;
   for (const L of d.layers) {
     for (const din of [L.nHeads * d.headDim, L.ffn]) {
-      if (needs.has("gram")) statistics += 2 * N * (din + 1) ** 2 * (rec.needsCross ? 2 : 1);
-      else if (needs.size) statistics += 3 * N * din;
+      if (needs.has("gram")) {
+        const mixed = gramIsMixed(recipe.gramPrecision, din);
+        const f = gramFlops(N, din + 1, mixed) + (rec.needsCross ? 2 * N * (din + 1) ** 2 : 0);
+        if (mixed) statisticsF32 += f;
+        else statisticsF64 += f;
+        if (!sequential) statsTotal += 8 * (din + 1) ** 2;
+      } else if (needs.size) statisticsF64 += 3 * N * din;
       if (rec.needs.includes("gram")) {
+        // ORT float64: Cholesky inverse factor (4/3 u³), two triangular products, the consumer update
         const u = (1 - r) * din + 1;
-        const m = r * din;
-        solve += u ** 3 / 3 + 2 * u * u * (rec.needsCross ? d.hidden : m) + 2 * d.hidden * m * u;
+        const m = rec.needsCross ? d.hidden : r * din;
+        solve += (4 / 3) * u ** 3 + 4 * u * u * m + (rec.needsCross ? 0 : 2 * d.hidden * m * u);
       }
     }
   }
+  const statistics = statisticsF32 + statisticsF64;
   const largestLayer = Math.max(
     ...d.layers.map(
       (L) =>
@@ -71,16 +114,29 @@ export function planPrune(model: Model, recipe: Recipe): PrunePlan {
   );
   const maxIn = Math.max(...d.layers.map((L) => Math.max(L.nHeads * d.headDim, L.ffn)));
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;
-  const prunedWeights = 4 * (p.total - r * p.prunable);
+  const prunedWeights = largestLayer;
   const streams = 4 * N * d.hidden * (rec.needsCross ? 3 : 1);
   const batch = 4 * recipe.batchSize * T * (d.hidden + 2 * maxIn) * 3;
   const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (rec.needsCross ? 4 : 3) : 0;
-  const peak = Math.max(weightsCache + prunedWeights + streams + batch + gram, prunedWeights * 2 + streams);
+  const base = Math.round((weightsCache + prunedWeights + streams + batch + gram) * 1.15);
+  const budget =
+    statsBudget ??
+    (recipe.maxMemory !== undefined ? Math.max(0, recipe.maxMemory * 1024 ** 3 - base) : os.totalmem() / 4);
+  const statsHeld = Math.min(statsTotal, budget);
   return {
     calibrationTokens: N,
     layerPasses,
-    flops: { forward, statistics, solve, total: forward + statistics + solve },
-    memoryBytes: { weightsCache, prunedWeights, streams, batch, gram, peak: Math.round(peak * 1.15) },
+    flops: { forward, statistics, statisticsF32, statisticsF64, solve, total: forward + statistics + solve },
+    memoryBytes: {
+      weightsCache,
+      prunedWeights,
+      streams,
+      batch,
+      gram,
+      statsHeld,
+      statsSpilled: statsTotal - statsHeld,
+      peak: base + statsHeld,
+    },
   };
 }
 
@@ -119,8 +175,8 @@ export function withEstimate(
   rates: { matmulF32: number; matmulF64: number; js: number },
 ): PrunePlan {
   const forward = plan.flops.forward / rates.matmulF32;
-  const statistics = plan.flops.statistics / rates.matmulF64;
-  const solve = plan.flops.solve / rates.js;
+  const statistics = plan.flops.statisticsF32 / rates.matmulF32 + plan.flops.statisticsF64 / rates.matmulF64;
+  const solve = plan.flops.solve / rates.matmulF64;
   return {
     ...plan,
     rates,
@@ -144,15 +200,17 @@ export function checkMemory(plan: PrunePlan, maxGiB: number | undefined): void {
 export function describePlan(plan: PrunePlan): string[] {
   const g = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
   const tf = (f: number) => `${(f / 1e9).toFixed(1)} GFLOP`;
+  const m = plan.memoryBytes;
   const lines = [
     `plan: ${plan.calibrationTokens.toLocaleString("en-US")} calibration tokens, ${plan.layerPasses} layer passes`,
     `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)}`,
-    `  memory  peak ≈ ${g(plan.memoryBytes.peak)} (weights cache ${g(plan.memoryBytes.weightsCache)}, pruned weights ${g(plan.memoryBytes.prunedWeights)}, activations ${g(plan.memoryBytes.streams + plan.memoryBytes.batch)}, Gram ${g(plan.memoryBytes.gram)})`,
+    `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Gram ${g(m.gram + m.statsHeld)})${m.statsSpilled > 0 ? `; ${g(m.statsSpilled)} of Grams spilled to disk` : ""}`,
   ];
   if (plan.estimateSeconds && plan.rates) {
     const e = plan.estimateSeconds;
+    const gf = (r: number) => (r / 1e9).toFixed(0);
     lines.push(
-      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${(plan.rates.matmulF32 / 1e9).toFixed(0)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s at ${(plan.rates.matmulF64 / 1e9).toFixed(0)} GFLOP/s f64, solves ${e.solve.toFixed(1)} s at ${(plan.rates.js / 1e9).toFixed(2)} GFLOP/s)`,
+      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64)`,
     );
   }
   return lines;

@@ -27,9 +27,11 @@ import { type CalibSet, decoderCalibration, encoderCalibration } from "../calib/
 import { CrossAccumulator, type StatKind, TapAccumulator, type TapStats } from "../calib/stats.ts";
 import { attentionUnitScores, CRITERIA, type Criterion } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
-import { writeModelFolder } from "../export/folder.ts";
+import { AtomicDir } from "../export/atomic.ts";
+import { fillFolderFiles } from "../export/folder.ts";
 import { readCalibrationText } from "../io/datasets.ts";
 import type { NamedTensor } from "../io/safetensors.ts";
+import { ShardWriter } from "../io/shardWriter.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { complement, RECONSTRUCTORS, type ReconResult } from "../reconstruct/index.ts";
 import { runtimeVersions } from "../runtime/ort.ts";
@@ -44,6 +46,7 @@ import {
 import { checkpointDir, loadCheckpoint, resumeKey, saveCheckpoint } from "./checkpoint.ts";
 import { checkMemory, measureRates, type PrunePlan, planPrune, withEstimate } from "./plan.ts";
 import type { Recipe } from "./recipe.ts";
+import { StatsStore } from "./spill.ts";
 
 interface CheckpointState {
   dims: LayerDims[];
@@ -87,6 +90,8 @@ export interface PruneReport {
   plan?: PrunePlan;
   layers: LayerReport[];
   timings: Record<string, number>;
+  /** seconds spent in layer forwards, statistics (moments/Gram), solves and writing the output */
+  busySeconds?: { forward: number; statistics: number; solve: number; output: number };
   notes: string[];
 }
 
@@ -185,7 +190,7 @@ function globalUnitScores(
   );
 }
 
-function reconstruct(
+async function reconstruct(
   model: Model,
   i: number,
   m: Module,
@@ -193,7 +198,7 @@ function reconstruct(
   recipe: Recipe,
   stats?: TapStats,
   cross?: Float64Array,
-): ReconResult {
+): Promise<ReconResult> {
   const { mod, dIn } = consumer(model, i, m);
   const L = model.dims.layers[i];
   const hd = model.dims.headDim;
@@ -374,205 +379,58 @@ async function prune(
   let layerReports: LayerReport[] = [];
   let removedHeads: number[][] = [];
   const ridgeOf = (r: ReconResult) => r.alphaUsed;
+  // seconds spent in each kind of work (the benchmark divides FLOPs by them)
+  const busy = { forward: 0, statistics: 0, solve: 0, output: 0 };
+  const timed = async <T>(k: keyof typeof busy, f: () => Promise<T> | T): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      busy[k] += (performance.now() - t) / 1000;
+    }
+  };
+  const runLayer = (m: Model, i: number, x: Float32Array<ArrayBufferLike>, b: (typeof batches)[number]) =>
+    timed("forward", () => runner.run(m, i, x as Float32Array, b));
+  const tap = (d: number, kinds: Set<StatKind>) =>
+    new TapAccumulator(d, kinds, undefined, recipe.gramPrecision);
+  const addRows = (acc: TapAccumulator, x: Float32Array, d: number, mask: number[]) =>
+    timed("statistics", () => {
+      const r = validRows(x, d, mask);
+      return acc.add(r.rows, r.n);
+    });
+  // statistics of the dense pass wait here for their layer (Grams spilled to disk beyond the budget)
+  const store = new StatsStore(
+    `${checkpointDir(recipe.out).replace(/\.partial$/, "")}.spill-${process.pid}`,
+    plan.memoryBytes.statsHeld,
+  );
 
   /** one pass of the (dense) model over the stream, collecting stats for both taps of every layer */
   const densePass = async (kinds: Set<StatKind>) => {
     let x = stream;
-    const stats: { attn: TapStats; mlp: TapStats }[] = [];
+    const moments: { attn: TapStats; mlp: TapStats }[] = [];
     for (let i = 0; i < nL; i++) {
       onEvent({ type: "layer", layer: i, layers: nL, step: "statistics" });
       const L = dense.dims.layers[i];
-      const a = new TapAccumulator(L.nHeads * dense.dims.headDim, kinds);
-      const m = new TapAccumulator(L.ffn, kinds);
+      const a = tap(L.nHeads * dense.dims.headDim, kinds);
+      const m = tap(L.ffn, kinds);
       const next: Float32Array[] = [];
       for (let b = 0; b < batches.length; b++) {
-        const r = await runner.run(dense, i, x[b], batches[b]);
-        const ra = validRows(r.attnIn, a.d, batches[b].mask);
-        await a.add(ra.rows, ra.n);
-        const rm = validRows(r.mlpIn, m.d, batches[b].mask);
-        await m.add(rm.rows, rm.n);
+        const r = await runLayer(dense, i, x[b], batches[b]);
+        await addRows(a, r.attnIn, a.d, batches[b].mask);
+        await addRows(m, r.mlpIn, m.d, batches[b].mask);
         next.push(r.out);
       }
-      stats.push({ attn: await a.finish(), mlp: await m.finish() });
+      const sa = await timed("statistics", () => a.finish());
+      const sm = await timed("statistics", () => m.finish());
+      moments.push({ attn: { ...sa, gram: undefined }, mlp: { ...sm, gram: undefined } });
+      store.put(`${i}:attn`, sa);
+      store.put(`${i}:mlp`, sm);
       x = next;
     }
-    return stats;
+    return moments;
   };
 
-  let alloc: Allocation | undefined;
-  let globalScores: Float64Array[] | undefined;
-  let denseStats: { attn: TapStats; mlp: TapStats }[] | undefined;
-  const sequential = recipe.calibration === "sequential" && allKinds.size > 0;
-  if (!sequential && allKinds.size > 0) {
-    phase("statistics", "dense calibration pass");
-    denseStats = await densePass(allKinds);
-    lap("statistics");
-  }
-  if (recipe.allocation === "global") {
-    let st = denseStats;
-    if (!st && critKinds.size > 0) {
-      phase("scoring", "dense pass for global allocation");
-      st = await densePass(critKinds);
-      lap("scoring");
-    }
-    globalScores = mods.map((m) => globalUnitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]));
-    alloc = allocate(mods, globalScores, recipe.ratio, "global", { standardized: true });
-  }
-
-  const counts = uniformCounts(mods, recipe.ratio);
-  const usedScores = new Map<string, Float64Array>();
-  if (alloc) {
-    mods.forEach((m, idx) => {
-      usedScores.set(`${m.layer}:${m.module}`, globalScores![idx]);
-    });
-  }
-  const keepFor = (i: number, m: Module, stats?: TapStats): Int32Array => {
-    const idx = 2 * i + (m === "attn" ? 0 : 1);
-    if (alloc) return alloc.keep[idx];
-    const sc = unitScores(model, i, m, crit, stats);
-    usedScores.set(`${i}:${m}`, sc);
-    return topK(sc, counts[idx]);
-  };
-  const round4 = (a?: Float64Array) => (a ? Array.from(a, (v) => Number(v.toPrecision(4))) : []);
-
-  phase(
-    "prune",
-    `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`,
-  );
-  let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
-  let start = 0;
-  if (restored) {
-    const st = restored.progress.state;
-    for (let i = 0; i <= restored.progress.layerDone; i++) {
-      for (const t of restored.layerTensors(i)) weights.set(t.name, { shape: t.shape, data: t.data });
-    }
-    model = withLayers(model, weights, st.dims);
-    layerReports = st.layerReports;
-    removedHeads = st.removedHeads;
-    if (sequential) stream = restored.streams("stream", batches.length);
-    if (rec.needsCross) denseX = restored.streams("dense", batches.length);
-    start = restored.progress.layerDone + 1;
-    phase("resume", `layers 0..${restored.progress.layerDone} restored from ${ckDir}`);
-  }
-  for (let i = start; i < nL; i++) {
-    const L0: LayerDims = model.dims.layers[i];
-    const skipped = recipe.skipLayers.includes(i);
-    let retries = 0;
-    const ridge: { attn?: number; mlp?: number } = {};
-    let keepGroups: Int32Array;
-    let keepChannels: Int32Array;
-    if (sequential) {
-      const kinds = alloc ? recKinds : allKinds;
-      /** statistics of one consumer input on the pruned stream (+ the cross-Gram with the dense stream) */
-      const collect = async (
-        tap: "attnIn" | "mlpIn",
-        d: number,
-        nextDense?: Float32Array<ArrayBufferLike>[],
-      ) => {
-        const acc = new TapAccumulator(d, kinds);
-        const cross = rec.needsCross ? new CrossAccumulator(d, d) : undefined;
-        for (let b = 0; b < batches.length; b++) {
-          const r = await runner.run(model, i, stream[b], batches[b]);
-          const rows = validRows(r[tap], d, batches[b].mask);
-          await acc.add(rows.rows, rows.n);
-          if (cross) {
-            const rd = await runner.run(dense, i, denseX[b], batches[b]);
-            await cross.add(rows.rows, validRows(rd[tap], d, batches[b].mask).rows, rows.n);
-            nextDense?.push(rd.out);
-          }
-        }
-        return { stats: await acc.finish(), cross: await cross?.finish() };
-      };
-      // attention: statistics of o_proj's input on the pruned stream
-      onEvent({ type: "layer", layer: i, layers: nL, step: "attention" });
-      const nextDense: Float32Array<ArrayBufferLike>[] = [];
-      const sA = await collect("attnIn", L0.nHeads * model.dims.headDim, nextDense);
-      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sA.stats);
-      const attn = reconstruct(model, i, "attn", keepGroups, recipe, sA.stats, sA.cross);
-      ridge.attn = ridgeOf(attn);
-      retries += attn.retries;
-      let dims = model.dims.layers.slice();
-      dims[i] = cutLayer(model, weights, i, { keepGroups, attn });
-      model = withLayers(model, weights, dims);
-      // MLP: statistics of down_proj's input after the attention cut
-      onEvent({ type: "layer", layer: i, layers: nL, step: "mlp" });
-      const sM = await collect("mlpIn", L0.ffn);
-      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sM.stats);
-      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, sM.stats, sM.cross);
-      ridge.mlp = ridgeOf(mlp);
-      retries += mlp.retries;
-      dims = model.dims.layers.slice();
-      dims[i] = cutLayer(model, weights, i, { keepChannels, mlp });
-      model = withLayers(model, weights, dims);
-      // the pruned layer's output feeds the next layer
-      onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
-      for (let b = 0; b < batches.length; b++)
-        stream[b] = (await runner.run(model, i, stream[b], batches[b])).out;
-      if (rec.needsCross) denseX = nextDense;
-    } else {
-      onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
-      const st = denseStats?.[i];
-      keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", st?.attn);
-      keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", st?.mlp);
-      const attn = reconstruct(model, i, "attn", keepGroups, recipe, st?.attn);
-      const mlp = reconstruct(model, i, "mlp", keepChannels, recipe, st?.mlp);
-      ridge.attn = ridgeOf(attn);
-      ridge.mlp = ridgeOf(mlp);
-      retries += attn.retries + mlp.retries;
-      const dims = model.dims.layers.slice();
-      dims[i] = cutLayer(model, weights, i, { keepGroups, attn, keepChannels, mlp });
-      model = withLayers(model, weights, dims);
-    }
-    if (retries > 0) {
-      notes.push(
-        `layer ${i}: the Cholesky factorization failed at ridge α=${recipe.ridge}; retried with α=${Math.max(ridge.attn ?? 0, ridge.mlp ?? 0)}`,
-      );
-    }
-    const heads = keptHeads(keepGroups, L0.nHeads, L0.nKv);
-    removedHeads.push(Array.from(complement(heads, L0.nHeads)));
-    const L1 = model.dims.layers[i];
-    layerReports.push({
-      layer: i,
-      heads: [L0.nHeads, L1.nHeads],
-      kvHeads: [L0.nKv, L1.nKv],
-      ffn: [L0.ffn, L1.ffn],
-      keptKvGroups: Array.from(keepGroups),
-      keptHeads: Array.from(heads),
-      keptChannels: Array.from(keepChannels),
-      skipped,
-      scores: skipped
-        ? undefined
-        : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
-      ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
-    });
-    const cut: NamedTensor[] = [];
-    for (const t of Object.values(model.spec.names)) {
-      if (!t.includes("{i}")) continue;
-      for (const suffix of [".weight", ".bias"]) {
-        const name = `${model.path(t, i)}${suffix}`;
-        const o = weights.overlay.get(name);
-        if (o) cut.push({ name, shape: o.shape, data: o.data });
-      }
-    }
-    const streams: Record<string, Float32Array[]> = {};
-    if (sequential) streams.stream = stream as Float32Array[];
-    if (rec.needsCross) streams.dense = denseX as Float32Array[];
-    saveCheckpoint<CheckpointState>(ckDir, i, cut, streams, {
-      key: ckKey,
-      layerDone: i,
-      state: { dims: model.dims.layers, layerReports, removedHeads },
-    });
-  }
-  await runner.close();
-  lap("prune");
-
-  phase("write", recipe.out);
-  const layers = model.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } }));
-  const { config, notes: cfgNotes } = prunedConfig(model, layers, removedHeads, weights, dense.dims.layers);
-  notes.push(...cfgNotes);
-  // the written config must describe the written weights exactly
-  const final = buildModel(config, weights);
-  const after = countParams(final);
+  // the output folder is filled layer by layer (temporary sibling, renamed at the end)
   const srcDtypes = new Set(base.dtypes);
   const dtype =
     recipe.dtype !== "auto"
@@ -580,35 +438,267 @@ async function prune(
       : srcDtypes.size === 1 && (srcDtypes.has("F16") || srcDtypes.has("BF16"))
         ? ([...srcDtypes][0] as "F16" | "BF16")
         : "F32";
-  const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
-  const report: PruneReport = {
-    pare: PARE_VERSION,
-    versions: { pare: PARE_VERSION, ...runtimeVersions() },
-    created: new Date().toISOString(),
-    recipe,
-    input: { dir: base.dir, family: model.spec.family, files },
-    output: path.resolve(recipe.out),
-    calibration: calib
-      ? { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }
-      : undefined,
-    params: { before: strip(before), after: strip(after) },
-    requestedRatio: recipe.ratio,
-    plan,
-    achievedRatio: 1 - after.prunable / before.prunable,
-    layers: layerReports,
-    timings,
-    notes,
+  const layerNames = (i: number) =>
+    Object.values(model.spec.names)
+      .filter((t): t is string => typeof t === "string" && t.includes("{i}"))
+      .flatMap((t) => [`${model.path(t, i)}.weight`, `${model.path(t, i)}.bias`]);
+  const out = AtomicDir.open(recipe.out, recipe.force);
+  const writer = new ShardWriter(out.dir, {
+    dtype,
+    expectedNames: [
+      ...new Set([...dense.weights.names(), ...Array.from({ length: nL }, (_, i) => layerNames(i)).flat()]),
+    ],
+  });
+  const written = new Set<string>();
+  const emit = (name: string) => {
+    writer.add(name, weights.shape(name), weights.get(name));
+    written.add(name);
+    weights.release(name);
   };
-  writeModelFolder(
-    recipe.out,
-    { config, weights, dtype, auxFrom: base.dir, json: { "pare-pruning.json": report } },
-    { force: recipe.force },
-  );
-  lap("write");
-  fs.rmSync(ckDir, { recursive: true, force: true });
-  timings.total = (performance.now() - t0) / 1000;
-  for (const n of notes) onEvent({ type: "note", message: n });
-  return report;
+  /** write layer i's tensors now and drop the pruned copies from memory */
+  const writeLayer = (i: number) =>
+    timed("output", () => {
+      for (const name of layerNames(i)) if (weights.has(name) && !written.has(name)) emit(name);
+    });
+
+  try {
+    let alloc: Allocation | undefined;
+    let globalScores: Float64Array[] | undefined;
+    let denseMoments: { attn: TapStats; mlp: TapStats }[] | undefined;
+    const sequential = recipe.calibration === "sequential" && allKinds.size > 0;
+    if (!sequential && allKinds.size > 0) {
+      phase("statistics", "dense calibration pass");
+      denseMoments = await densePass(allKinds);
+      if (store.spilledBytes > 0)
+        notes.push(
+          `${(store.spilledBytes / 1024 ** 3).toFixed(2)} GiB of Gram matrices were spilled to disk to stay within the memory budget`,
+        );
+      lap("statistics");
+    }
+    if (recipe.allocation === "global") {
+      let st = denseMoments;
+      if (!st && critKinds.size > 0) {
+        phase("scoring", "dense pass for global allocation");
+        st = await densePass(critKinds);
+        lap("scoring");
+      }
+      globalScores = mods.map((m) =>
+        globalUnitScores(model, m.layer, m.module, crit, st?.[m.layer][m.module]),
+      );
+      alloc = allocate(mods, globalScores, recipe.ratio, "global", { standardized: true });
+    }
+
+    const counts = uniformCounts(mods, recipe.ratio);
+    const usedScores = new Map<string, Float64Array>();
+    if (alloc) {
+      mods.forEach((m, idx) => {
+        usedScores.set(`${m.layer}:${m.module}`, globalScores![idx]);
+      });
+    }
+    const keepFor = (i: number, m: Module, stats?: TapStats): Int32Array => {
+      const idx = 2 * i + (m === "attn" ? 0 : 1);
+      if (alloc) return alloc.keep[idx];
+      const sc = unitScores(model, i, m, crit, stats);
+      usedScores.set(`${i}:${m}`, sc);
+      return topK(sc, counts[idx]);
+    };
+    const round4 = (a?: Float64Array) => (a ? Array.from(a, (v) => Number(v.toPrecision(4))) : []);
+
+    phase(
+      "prune",
+      `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`,
+    );
+    let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
+    let start = 0;
+    if (restored) {
+      const st = restored.progress.state;
+      model = withLayers(model, weights, st.dims);
+      for (let i = 0; i <= restored.progress.layerDone; i++) {
+        for (const t of restored.layerTensors(i)) weights.set(t.name, { shape: t.shape, data: t.data });
+        await writeLayer(i);
+        store.take(`${i}:attn`);
+        store.take(`${i}:mlp`);
+      }
+      layerReports = st.layerReports;
+      removedHeads = st.removedHeads;
+      if (sequential) stream = restored.streams("stream", batches.length);
+      if (rec.needsCross) denseX = restored.streams("dense", batches.length);
+      start = restored.progress.layerDone + 1;
+      phase("resume", `layers 0..${restored.progress.layerDone} restored from ${ckDir}`);
+    }
+    const solve = (i: number, m: Module, keep: Int32Array, stats?: TapStats, cross?: Float64Array) =>
+      timed("solve", () => reconstruct(model, i, m, keep, recipe, stats, cross));
+    for (let i = start; i < nL; i++) {
+      const L0: LayerDims = model.dims.layers[i];
+      const skipped = recipe.skipLayers.includes(i);
+      let retries = 0;
+      const ridge: { attn?: number; mlp?: number } = {};
+      let keepGroups: Int32Array;
+      let keepChannels: Int32Array;
+      if (sequential) {
+        const kinds = alloc ? recKinds : allKinds;
+        /** statistics of one consumer input on the pruned stream (+ the cross-Gram with the dense stream) */
+        const collect = async (
+          which: "attnIn" | "mlpIn",
+          d: number,
+          nextDense?: Float32Array<ArrayBufferLike>[],
+        ) => {
+          const acc = tap(d, kinds);
+          const cross = rec.needsCross ? new CrossAccumulator(d, d) : undefined;
+          for (let b = 0; b < batches.length; b++) {
+            const r = await runLayer(model, i, stream[b], batches[b]);
+            const rows = validRows(r[which], d, batches[b].mask);
+            await timed("statistics", () => acc.add(rows.rows, rows.n));
+            if (cross) {
+              const rd = await runLayer(dense, i, denseX[b], batches[b]);
+              await timed("statistics", () =>
+                cross.add(rows.rows, validRows(rd[which], d, batches[b].mask).rows, rows.n),
+              );
+              nextDense?.push(rd.out);
+            }
+          }
+          return {
+            stats: await timed("statistics", () => acc.finish()),
+            cross: await timed("statistics", () => cross?.finish()),
+          };
+        };
+        // attention: statistics of o_proj's input on the pruned stream
+        onEvent({ type: "layer", layer: i, layers: nL, step: "attention" });
+        const nextDense: Float32Array<ArrayBufferLike>[] = [];
+        const sA = await collect("attnIn", L0.nHeads * model.dims.headDim, nextDense);
+        keepGroups = skipped
+          ? Int32Array.from({ length: L0.nKv }, (_, j) => j)
+          : keepFor(i, "attn", sA.stats);
+        const attn = await solve(i, "attn", keepGroups, sA.stats, sA.cross);
+        ridge.attn = ridgeOf(attn);
+        retries += attn.retries;
+        let dims = model.dims.layers.slice();
+        dims[i] = cutLayer(model, weights, i, { keepGroups, attn });
+        model = withLayers(model, weights, dims);
+        // MLP: statistics of down_proj's input after the attention cut
+        onEvent({ type: "layer", layer: i, layers: nL, step: "mlp" });
+        const sM = await collect("mlpIn", L0.ffn);
+        keepChannels = skipped
+          ? Int32Array.from({ length: L0.ffn }, (_, j) => j)
+          : keepFor(i, "mlp", sM.stats);
+        const mlp = await solve(i, "mlp", keepChannels, sM.stats, sM.cross);
+        ridge.mlp = ridgeOf(mlp);
+        retries += mlp.retries;
+        dims = model.dims.layers.slice();
+        dims[i] = cutLayer(model, weights, i, { keepChannels, mlp });
+        model = withLayers(model, weights, dims);
+        // the pruned layer's output feeds the next layer
+        onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
+        for (let b = 0; b < batches.length; b++)
+          stream[b] = (await runLayer(model, i, stream[b], batches[b])).out;
+        if (rec.needsCross) denseX = nextDense;
+      } else {
+        onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
+        const sa = store.take(`${i}:attn`);
+        const sm = store.take(`${i}:mlp`);
+        keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sa);
+        keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sm);
+        const attn = await solve(i, "attn", keepGroups, sa);
+        const mlp = await solve(i, "mlp", keepChannels, sm);
+        ridge.attn = ridgeOf(attn);
+        ridge.mlp = ridgeOf(mlp);
+        retries += attn.retries + mlp.retries;
+        const dims = model.dims.layers.slice();
+        dims[i] = cutLayer(model, weights, i, { keepGroups, attn, keepChannels, mlp });
+        model = withLayers(model, weights, dims);
+      }
+      if (retries > 0) {
+        notes.push(
+          `layer ${i}: the Cholesky factorization failed at ridge α=${recipe.ridge}; retried with α=${Math.max(ridge.attn ?? 0, ridge.mlp ?? 0)}`,
+        );
+      }
+      const heads = keptHeads(keepGroups, L0.nHeads, L0.nKv);
+      removedHeads.push(Array.from(complement(heads, L0.nHeads)));
+      const L1 = model.dims.layers[i];
+      layerReports.push({
+        layer: i,
+        heads: [L0.nHeads, L1.nHeads],
+        kvHeads: [L0.nKv, L1.nKv],
+        ffn: [L0.ffn, L1.ffn],
+        keptKvGroups: Array.from(keepGroups),
+        keptHeads: Array.from(heads),
+        keptChannels: Array.from(keepChannels),
+        skipped,
+        scores: skipped
+          ? undefined
+          : { attn: round4(usedScores.get(`${i}:attn`)), mlp: round4(usedScores.get(`${i}:mlp`)) },
+        ridge: rec.needs.includes("gram") ? { ...ridge, retries } : undefined,
+      });
+      const cut: NamedTensor[] = [];
+      for (const name of layerNames(i)) {
+        const o = weights.overlay.get(name);
+        if (o) cut.push({ name, shape: o.shape, data: o.data });
+      }
+      const streams: Record<string, Float32Array[]> = {};
+      if (sequential) streams.stream = stream as Float32Array[];
+      if (rec.needsCross) streams.dense = denseX as Float32Array[];
+      saveCheckpoint<CheckpointState>(ckDir, i, cut, streams, {
+        key: ckKey,
+        layerDone: i,
+        state: { dims: model.dims.layers, layerReports, removedHeads },
+      });
+      await writeLayer(i);
+    }
+    await runner.close();
+    lap("prune");
+
+    phase("write", recipe.out);
+    const layers = model.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } }));
+    const { config, notes: cfgNotes } = prunedConfig(model, layers, removedHeads, weights, dense.dims.layers);
+    notes.push(...cfgNotes);
+    // the written config must describe the written weights exactly
+    const final = buildModel(config, weights);
+    const after = countParams(final);
+    const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
+    // everything not written with its layer: embeddings, final norm, head, biases the config now declares
+    await timed("output", () => {
+      for (const name of weights.names().sort()) if (!written.has(name)) emit(name);
+      writer.close();
+    });
+    const report: PruneReport = {
+      pare: PARE_VERSION,
+      versions: { pare: PARE_VERSION, ...runtimeVersions() },
+      created: new Date().toISOString(),
+      recipe,
+      input: { dir: base.dir, family: model.spec.family, files },
+      output: path.resolve(recipe.out),
+      calibration: calib
+        ? { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }
+        : undefined,
+      params: { before: strip(before), after: strip(after) },
+      requestedRatio: recipe.ratio,
+      plan,
+      achievedRatio: 1 - after.prunable / before.prunable,
+      layers: layerReports,
+      timings,
+      busySeconds: busy,
+      notes,
+    };
+    fillFolderFiles(out.dir, {
+      config,
+      dtype,
+      auxFrom: base.dir,
+      json: { "pare-pruning.json": report },
+    });
+    out.commit();
+    lap("write");
+    fs.rmSync(ckDir, { recursive: true, force: true });
+    timings.total = (performance.now() - t0) / 1000;
+    for (const n of notes) onEvent({ type: "note", message: n });
+    return report;
+  } catch (e) {
+    writer.abort();
+    out.abort();
+    throw e;
+  } finally {
+    store.close();
+    await runner.close();
+  }
 }
 
 /** Load the model, check the settings and return the cost plan (with this machine's rates) — no pruning. */

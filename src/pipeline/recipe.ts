@@ -14,6 +14,8 @@ export interface Recipe {
   allocation: "uniform" | "global";
   reconstruct: string;
   calibration: "dense" | "sequential";
+  /** float64 Gram, or float32 chunk products summed in float64 ("auto": f64 up to 1024 channels) */
+  gramPrecision: "auto" | "f64" | "mixed";
   calib: string[];
   samples: number;
   seqLen: number;
@@ -40,6 +42,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   allocation: "global",
   reconstruct: "liar",
   calibration: "sequential",
+  gramPrecision: "auto",
   samples: 128,
   seqLen: 256,
   seed: 0,
@@ -139,6 +142,8 @@ export function resolveRecipe(partial: Partial<Recipe>): Recipe {
     bad(`unknown allocation "${r.allocation}"`, "use uniform or global", "E_METHOD_UNKNOWN");
   if (r.calibration !== "dense" && r.calibration !== "sequential")
     bad(`unknown calibration mode "${r.calibration}"`, "use dense or sequential", "E_METHOD_UNKNOWN");
+  if (!["auto", "f64", "mixed"].includes(r.gramPrecision))
+    bad(`unknown Gram precision "${r.gramPrecision}"`, "use auto, f64 or mixed", "E_METHOD_UNKNOWN");
   if (r.reconstruct === "liar-seq" && r.calibration !== "sequential")
     bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
   if (!["auto", "F32", "F16", "BF16"].includes(r.dtype))

@@ -6,10 +6,13 @@
  *  liar:     [Q; pᵀ] = (X̃_uᵀX̃_u + λĨ)⁻¹ X̃_uᵀX_m;  W' = W_u + W_m Qᵀ,  b' = b + W_m p
  *  liar-seq: Θ = (X̃ₚ_uᵀX̃ₚ_u + λĨ)⁻¹ (X̃ₚ_uᵀ X̃_d [Wᵀ; bᵀ] + λĨ [W_uᵀ; bᵀ]);  [W'ᵀ; b'ᵀ] = Θ
  * with λ = α · mean(diag(X_uᵀX_u)); the Cholesky solve retries with α×10 when it fails.
+ * The solves and the W_m·Qᵀ update run in ONNX Runtime (float64, src/tensor/spd.ts); JavaScript
+ * only gathers the sub-matrices.
  */
 import type { StatKind, TapStats } from "../calib/moments.ts";
 import { PareError } from "../errors.ts";
-import { cholesky, choleskySolve, gather2d, matmul } from "../tensor/linalg.ts";
+import { gather2d } from "../tensor/linalg.ts";
+import { gemm64, spdSolve } from "../tensor/spd.ts";
 
 export interface ReconInput {
   W: Float32Array; // [dOut, dIn]
@@ -42,7 +45,7 @@ export interface Reconstructor {
   paper: string;
   needs: StatKind[];
   needsCross: boolean;
-  reconstruct(x: ReconInput): ReconResult;
+  reconstruct(x: ReconInput): Promise<ReconResult>;
 }
 
 export function complement(keep: Int32Array, n: number): Int32Array {
@@ -84,7 +87,7 @@ function needStats(x: ReconInput, what: string): TapStats {
 }
 
 /** Solve (A + λĨ) Z = B with A [n,n] (last row/col = intercept, not regularized), retrying with larger α. */
-function ridgeSolve(
+async function ridgeSolve(
   A: Float64Array,
   n: number,
   B: Float64Array,
@@ -93,7 +96,7 @@ function ridgeSolve(
   where: string,
   addToRhs?: (lambda: number, rhs: Float64Array) => void,
   intercept = true,
-): { Z: Float64Array; alphaUsed: number; retries: number } {
+): Promise<{ Z: Float64Array; alphaUsed: number; retries: number }> {
   const k = intercept ? n - 1 : n; // regularized rows (the intercept is not)
   let diag = 0;
   for (let i = 0; i < k; i++) diag += A[i * n + i];
@@ -103,12 +106,13 @@ function ridgeSolve(
     const lambda = a * scale;
     const M = A.slice();
     for (let i = 0; i < k; i++) M[i * n + i] += lambda;
-    if (cholesky(M, n)) {
-      const Z = B.slice();
-      addToRhs?.(lambda, Z);
-      choleskySolve(M, n, Z, m);
-      if (Z.every(Number.isFinite)) return { Z, alphaUsed: a, retries };
+    let rhs = B;
+    if (addToRhs) {
+      rhs = B.slice();
+      addToRhs(lambda, rhs);
     }
+    const Z = await spdSolve(M, n, rhs, m); // null: not positive definite
+    if (Z?.every(Number.isFinite)) return { Z, alphaUsed: a, retries };
     a = a > 0 ? a * 10 : 1e-6;
   }
   throw new PareError(
@@ -123,7 +127,7 @@ const none: Reconstructor = {
   paper: "no compensation (plain removal)",
   needs: [],
   needsCross: false,
-  reconstruct: (x) => ({ W: sliceW(x), b: x.b ? x.b.slice() : undefined, retries: 0 }),
+  reconstruct: async (x) => ({ W: sliceW(x), b: x.b ? x.b.slice() : undefined, retries: 0 }),
 };
 
 const bias: Reconstructor = {
@@ -131,7 +135,7 @@ const bias: Reconstructor = {
   paper: "An et al. 2024 (FLAP baseline bias compensation); Pruning On-the-Fly's replace-by-mean",
   needs: ["moments"],
   needsCross: false,
-  reconstruct: (x) => {
+  reconstruct: async (x) => {
     const s = needStats(x, "bias");
     const m = complement(x.keep, x.dIn);
     const b = new Float32Array(x.dOut);
@@ -150,7 +154,7 @@ const liar: Reconstructor = {
     "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, METHODS §4)",
   needs: ["gram"],
   needsCross: false,
-  reconstruct: (x) => {
+  reconstruct: async (x) => {
     const s = needStats(x, "liar");
     const G = s.gram!;
     const D = x.dIn + 1;
@@ -161,7 +165,7 @@ const liar: Reconstructor = {
     const u1 = icpt ? Int32Array.from([...u, x.dIn]) : u; // kept channels (+ intercept)
     const A = gather2d(G, D, u1, u1); // [(|u|+1)², ] X̃_uᵀX̃_u
     const B = gather2d(G, D, u1, m); // [|u|+1, |m|] X̃_uᵀX_m
-    const { Z, alphaUsed, retries } = ridgeSolve(
+    const { Z, alphaUsed, retries } = await ridgeSolve(
       A,
       u1.length,
       B,
@@ -173,10 +177,7 @@ const liar: Reconstructor = {
     );
     // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
     const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
-    const Zt = new Float64Array(m.length * u1.length); // [|m|, |u|+1] = Zᵀ
-    for (let i = 0; i < u1.length; i++)
-      for (let j = 0; j < m.length; j++) Zt[j * u1.length + i] = Z[i * m.length + j];
-    const upd = matmul(Wm, Zt, x.dOut, m.length, u1.length); // [dOut, |u|+1]
+    const upd = await gemm64(Wm, Z, x.dOut, m.length, u1.length, { transB: true }); // [dOut, |u|+1] = W_m Zᵀ
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);
     for (let i = 0; i < x.dOut; i++) {
@@ -192,7 +193,7 @@ const liarSeq: Reconstructor = {
   paper: "LIAR's sequential variant: pruned-model inputs, dense-model targets (METHODS §4)",
   needs: ["gram"],
   needsCross: true,
-  reconstruct: (x) => {
+  reconstruct: async (x) => {
     const s = needStats(x, "liar-seq");
     if (!x.cross) throw new Error("liar-seq needs the cross-Gram");
     const G = s.gram!;
@@ -210,8 +211,8 @@ const liarSeq: Reconstructor = {
     }
     const all = Int32Array.from({ length: D }, (_, j) => j);
     const Cu = gather2d(x.cross, D, u1, all); // [n, D]
-    const rhs = matmul(Cu, Th, n, D, x.dOut); // [n, dOut]
-    const { Z, alphaUsed, retries } = ridgeSolve(
+    const rhs = await gemm64(Cu, Th, n, D, x.dOut); // [n, dOut]
+    const { Z, alphaUsed, retries } = await ridgeSolve(
       A,
       n,
       rhs,

@@ -27,9 +27,26 @@ export class OverlayWeights implements WeightSource {
     return this.overlay.get(n)?.shape ?? this.base.shape(n);
   }
   get(n: string): Float32Array {
+    if (this.released.has(n)) {
+      throw new PareError(
+        "E_INTERNAL",
+        `internal: ${n} was already written out and released`,
+        "this is a bug in pare; please report it",
+      );
+    }
     return this.overlay.get(n)?.data ?? this.base.get(n);
   }
+  /** names whose data was written out and dropped (their shapes stay known) */
+  readonly released = new Set<string>();
+  /** Drop the data of an overlay tensor (written to the output already); its shape stays. */
+  release(n: string): void {
+    const t = this.overlay.get(n);
+    if (!t) return;
+    this.overlay.set(n, { shape: t.shape, data: new Float32Array(0) });
+    this.released.add(n);
+  }
   set(n: string, t: Tensor): void {
+    this.released.delete(n);
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (size !== t.data.length) {
       throw new PareError(

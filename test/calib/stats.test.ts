@@ -5,7 +5,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { validRows } from "../../src/calib/layers.ts";
-import { CrossAccumulator, mean, type StatKind, TapAccumulator, variance } from "../../src/calib/stats.ts";
+import {
+  CrossAccumulator,
+  GRAM_F64_MAX_WIDTH,
+  gramBlocks,
+  mean,
+  type StatKind,
+  TapAccumulator,
+  variance,
+} from "../../src/calib/stats.ts";
 import { Rng } from "../helpers/rng.ts";
 
 /** rows [n, d] float32, per-channel offsets so that means are not ~0 */
@@ -66,6 +74,53 @@ async function feed(
   }
   if (at < n) await acc.add(x.subarray(at * d), n - at);
 }
+
+describe("mixed-precision Gram (f32 chunk products, f64 sums, lower block triangle)", () => {
+  it("gramBlocks partitions [0, D) into ⌈D/1024⌉ contiguous near-equal blocks", () => {
+    for (const D of [1, 7, 1024, 1025, 2049, 5633]) {
+      const b = gramBlocks(D);
+      expect(b.length).toBe(Math.ceil(D / 1024));
+      let at = 0;
+      for (const [s, w] of b) {
+        expect(s).toBe(at);
+        expect(w).toBeGreaterThan(0);
+        at += w;
+      }
+      expect(at).toBe(D);
+      expect(Math.max(...b.map((x) => x[1])) - Math.min(...b.map((x) => x[1]))).toBeLessThanOrEqual(1);
+    }
+  });
+
+  // d + 1 = 1101 columns: two blocks, so the off-diagonal block and the mirroring are exercised
+  const d = 1100;
+  const n = 45;
+  const x = randRows(new Rng(77), n, d);
+  const want = loopCross(x, d, x, d, n);
+
+  for (const chunkRows of [7, 1000]) {
+    it(`equals the float64 loop to f32 accuracy and is exactly symmetric (chunkRows ${chunkRows})`, async () => {
+      const acc = new TapAccumulator(d, new Set<StatKind>(["gram"]), chunkRows, "mixed");
+      expect(acc.mixed).toBe(true);
+      await feed(acc, x, n, d, [13, 2, 20]);
+      const st = await acc.finish();
+      const G = st.gram!;
+      const D = d + 1;
+      expect(relErr(G, want)).toBeLessThan(1e-5);
+      expect(relErr(G, want)).toBeGreaterThan(0); // really the f32 path, not the f64 one
+      for (let i = 0; i < D; i += 37) for (let j = 0; j < D; j += 41) expect(G[i * D + j]).toBe(G[j * D + i]);
+      expect(G[D * D - 1]).toBe(n);
+      expect(st.n).toBe(n);
+    });
+  }
+
+  it('"auto" keeps f64 up to GRAM_F64_MAX_WIDTH channels and goes mixed above', () => {
+    const g = new Set<StatKind>(["gram"]);
+    expect(new TapAccumulator(GRAM_F64_MAX_WIDTH, g, 4, "auto").mixed).toBe(false);
+    expect(new TapAccumulator(GRAM_F64_MAX_WIDTH + 1, g, 4, "auto").mixed).toBe(true);
+    expect(new TapAccumulator(GRAM_F64_MAX_WIDTH + 1, g, 4, "f64").mixed).toBe(false);
+    expect(new TapAccumulator(8, new Set<StatKind>(["moments"]), 4, "mixed").mixed).toBe(false);
+  });
+});
 
 describe("TapAccumulator", () => {
   const d = 5;
