@@ -1,14 +1,17 @@
 /**
- * Scale benchmark, first part (`npm run bench:scale`): generates (once, cached in bench/cache/) a LLaMA-shaped
+ * Scale benchmark (`npm run bench:scale [-- --samples N]`): generates (once, cached in bench/cache/) a LLaMA-shaped
  * model with TinyLlama-1.1B dimensions (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000)
- * with seeded random bf16 weights, and prints pare's cost-model plan for the issue's recipe (flap-wifv, global,
- * liar, ratio 0.3, 64 × 512 calibration tokens): passes, FLOPs, peak memory and the estimated time from this
- * machine's measured rates. The prune itself is not run by this benchmark yet (see README: issue 5 is open).
+ * with seeded random bf16 weights, prints pare's plan for the issue's recipe (flap-wifv, global, liar, ratio 0.3,
+ * 64 × 512 calibration tokens; dense calibration, --max-memory 6), then runs the prune in a child process
+ * (bench/scaleRun.ts) and reports wall time per phase, busy time per kind of work, peak RSS, and the achieved
+ * GFLOP/s next to the same process's ORT MatMul rate. Results: bench/results/scale.{json,md}.
  */
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { loadModel } from "../src/arch/load.ts";
 import { type NamedTensor, writeShardedSafetensors } from "../src/io/safetensors.ts";
-import { describePlan } from "../src/pipeline/plan.ts";
+import { describePlan, type PrunePlan } from "../src/pipeline/plan.ts";
 import { dryRun } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { makeByteBpeTokenizerJson } from "../test/helpers/tinyModels.ts";
@@ -86,21 +89,116 @@ function generate(): void {
 }
 
 if (!fs.existsSync(path.join(dir, "config.json"))) generate();
+const argSamples = process.argv.indexOf("--samples");
+const samples = argSamples > 0 ? Number(process.argv[argSamples + 1]) : 64;
 const calib = path.join(REPO_ROOT, "examples", "data", "calib-wikitext2-valid.txt");
-const recipe = resolveRecipe({
+const out = path.join(REPO_ROOT, "bench", "cache", "tinyllama-pruned");
+const maxMemory = 6;
+const recipeIn = {
   model: dir,
-  out: path.join(REPO_ROOT, "bench", "cache", "tinyllama-pruned"),
+  out,
   ratio: 0.3,
   criterion: "flap-wifv",
-  allocation: "global",
+  allocation: "global" as const,
   reconstruct: "liar",
-  samples: 64,
+  calibration: "dense" as const,
+  samples,
   seqLen: 512,
   calib: [calib],
+  maxMemory,
   force: true,
-});
-const plan = await dryRun(recipe);
-const lines = describePlan(plan);
-const md = `# bench:scale (plan only)\n\nCommand: \`npm run bench:scale\`  \nMachine: ${machineInfo().cpu}; ${new Date().toISOString()}.\nModel: TinyLlama-1.1B-shaped, seeded random bf16 weights (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000).\nRecipe: flap-wifv · global · liar · ratio 0.3 · 64 × 512 calibration tokens.\n\n\`\`\`\n${lines.join("\n")}\n\`\`\`\n\nThe prune itself is not run by this benchmark yet.\n`;
-writeResults("scale-plan", { machine: machineInfo(), plan }, md);
+};
+const plan = await dryRun(resolveRecipe(recipeIn));
+const planLines = describePlan(plan);
+process.stderr.write(`${planLines.join("\n")}\n`);
+
+const specFile = path.join(REPO_ROOT, "bench", "cache", "scale-run.json");
+fs.writeFileSync(
+  specFile,
+  JSON.stringify({ recipe: recipeIn, hidden: cfg.hidden_size, ffn: cfg.intermediate_size }),
+);
+const child = spawnSync(
+  process.execPath,
+  ["--import", "tsx", path.join(REPO_ROOT, "bench", "scaleRun.ts"), specFile],
+  {
+    cwd: REPO_ROOT,
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  },
+);
+if (child.status !== 0) {
+  process.stderr.write(`the prune failed (exit ${child.status})\n`);
+  process.exit(1);
+}
+const run = JSON.parse(child.stdout.trim().split("\n").pop()!) as {
+  wallSeconds: number;
+  peakRssBytes: number;
+  matmulF32: number;
+  timings: Record<string, number>;
+  busySeconds: { forward: number; statistics: number; solve: number; output: number };
+  plan: PrunePlan;
+  achievedRatio: number;
+  notes: string[];
+};
+// the output loads: config and every tensor shape agree (buildModel checks them)
+const pruned = loadModel(out);
+const outParams = pruned.config.num_hidden_layers;
+pruned.close();
+
+const f = run.plan.flops;
+const b = run.busySeconds;
+const G = (x: number) => (x / 1e9).toFixed(0);
+const rate = run.matmulF32;
+const fwdGram = (f.forward + f.statistics) / (b.forward + b.statistics);
+const bound = (f.total / rate) * 1.5;
+const rows: [string, string, string, string][] = [
+  ["layer forwards", G(f.forward), b.forward.toFixed(1), G(f.forward / b.forward)],
+  [
+    `Gram + moments (${G(f.statisticsF32)} f32 mixed, ${G(f.statisticsF64)} f64)`,
+    G(f.statistics),
+    b.statistics.toFixed(1),
+    G(f.statistics / b.statistics),
+  ],
+  ["solves + updates (f64)", G(f.solve), b.solve.toFixed(1), G(f.solve / b.solve)],
+  ["writing the output", "", b.output.toFixed(1), ""],
+  ["whole prune (wall)", G(f.total), run.wallSeconds.toFixed(1), G(f.total / run.wallSeconds)],
+];
+const phases = Object.entries(run.timings)
+  .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+  .join(", ");
+const checks = [
+  `end to end ${(run.wallSeconds / 60).toFixed(1)} min (target ≤ 15): ${run.wallSeconds <= 900 ? "met" : "NOT met"}`,
+  `peak RSS ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB (target ≤ 6 GB = 5.59 GiB): ${run.peakRssBytes <= 6e9 ? "met" : "NOT met"}`,
+  `forward + Gram at ${G(fwdGram)} GFLOP/s = ${((100 * fwdGram) / rate).toFixed(0)}% of the MatMul rate (target ≥ 50%): ${fwdGram >= 0.5 * rate ? "met" : "NOT met"}`,
+  `total ${run.wallSeconds.toFixed(0)} s vs 1.5 × FLOPs ÷ MatMul rate = ${bound.toFixed(0)} s: ${run.wallSeconds <= bound ? "met" : "NOT met"}`,
+];
+const md = `# bench:scale
+
+Command: \`npm run bench:scale${samples !== 64 ? ` -- --samples ${samples}` : ""}\`  
+Machine: ${machineInfo().cpu}, ${machineInfo().cores} cores; ${new Date().toISOString()}.  
+Model: TinyLlama-1.1B-shaped, seeded random bf16 weights (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000).  
+Recipe: flap-wifv · global · liar · ratio 0.3 · ${samples} × 512 calibration tokens · dense calibration · --max-memory ${maxMemory}.  
+Output: ${outParams} layers, achieved ratio ${run.achievedRatio.toFixed(4)}; loads back (config and shapes checked).
+
+Plan printed before the run:
+
+\`\`\`
+${planLines.join("\n")}
+\`\`\`
+
+ORT MatMul rate of the same process (f32, [4096, 2048] · [2048, 5632], best of 3): **${G(rate)} GFLOP/s**.
+
+| work | GFLOP | busy s | GFLOP/s |
+|---|---:|---:|---:|
+${rows.map((r) => `| ${r.join(" | ")} |`).join("\n")}
+
+Phases (wall): ${phases}.  
+Peak RSS: ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB.
+
+${checks.map((c) => `- ${c}`).join("\n")}
+
+${run.notes.map((n) => `Note: ${n}`).join("  \n")}
+`;
+writeResults(samples === 64 ? "scale" : `scale-s${samples}`, { machine: machineInfo(), samples, run }, md);
 process.stdout.write(md);

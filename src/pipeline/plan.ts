@@ -36,10 +36,13 @@ export interface PrunePlan {
     batch: number;
     /** Gram matrices being accumulated or solved */
     gram: number;
-    /** dense calibration: every layer's Grams wait for reconstruction; the part held in memory */
-    statsHeld: number;
-    /** … and the part spilled to a temporary file next to the output */
-    statsSpilled: number;
+    /**
+     * calibration data waiting between steps — the activations between layers of a dense pass and,
+     * under dense calibration, every layer's Grams until reconstruction: the part held in memory …
+     */
+    held: number;
+    /** … and the part spilled to a temporary file next to the output (beyond --max-memory) */
+    spilled: number;
     peak: number;
   };
   rates?: { matmulF32: number; matmulF64: number; js: number };
@@ -61,10 +64,11 @@ function gramFlops(N: number, D: number, mixed: boolean): number {
 }
 
 /**
- * @param statsBudget bytes of waiting Gram matrices kept in memory (dense calibration); the rest is
- *   spilled. Default: what --max-memory leaves beyond the rest of the plan, else a quarter of RAM.
+ * @param heldBudget bytes of waiting calibration data (activations of a dense pass, Grams under dense
+ *   calibration) kept in memory; the rest is spilled. Default: what --max-memory leaves beyond the
+ *   rest of the plan, else a quarter of RAM.
  */
-export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): PrunePlan {
+export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): PrunePlan {
   const d = model.dims;
   const crit = CRITERIA[recipe.criterion];
   const rec = RECONSTRUCTORS[recipe.reconstruct];
@@ -84,7 +88,7 @@ export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): P
   let statisticsF32 = 0;
   let statisticsF64 = 0;
   let solve = 0;
-  let statsTotal = 0;
+  let waiting = 0;
   const r = recipe.ratio;
   for (const L of d.layers) {
     for (const din of [L.nHeads * d.headDim, L.ffn]) {
@@ -93,7 +97,7 @@ export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): P
         const f = gramFlops(N, din + 1, mixed) + (rec.needsCross ? 2 * N * (din + 1) ** 2 : 0);
         if (mixed) statisticsF32 += f;
         else statisticsF64 += f;
-        if (!sequential) statsTotal += 8 * (din + 1) ** 2;
+        if (!sequential) waiting += 8 * (din + 1) ** 2;
       } else if (needs.size) statisticsF64 += 3 * N * din;
       if (rec.needs.includes("gram")) {
         // ORT float64: Cholesky inverse factor (4/3 u³), two triangular products, the consumer update
@@ -116,13 +120,15 @@ export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): P
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;
   const prunedWeights = largestLayer;
   const streams = 4 * N * d.hidden * (rec.needsCross ? 3 : 1);
+  // a dense pass (dense calibration, or global scoring) passes activations between layers through the store
+  if (!sequential || scoringPass) waiting += 4 * N * d.hidden;
   const batch = 4 * recipe.batchSize * T * (d.hidden + 2 * maxIn) * 3;
   const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (rec.needsCross ? 4 : 3) : 0;
   const base = Math.round((weightsCache + prunedWeights + streams + batch + gram) * 1.15);
   const budget =
-    statsBudget ??
+    heldBudget ??
     (recipe.maxMemory !== undefined ? Math.max(0, recipe.maxMemory * 1024 ** 3 - base) : os.totalmem() / 4);
-  const statsHeld = Math.min(statsTotal, budget);
+  const held = Math.min(waiting, budget);
   return {
     calibrationTokens: N,
     layerPasses,
@@ -133,9 +139,9 @@ export function planPrune(model: Model, recipe: Recipe, statsBudget?: number): P
       streams,
       batch,
       gram,
-      statsHeld,
-      statsSpilled: statsTotal - statsHeld,
-      peak: base + statsHeld,
+      held,
+      spilled: waiting - held,
+      peak: base + held,
     },
   };
 }
@@ -204,7 +210,7 @@ export function describePlan(plan: PrunePlan): string[] {
   const lines = [
     `plan: ${plan.calibrationTokens.toLocaleString("en-US")} calibration tokens, ${plan.layerPasses} layer passes`,
     `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)}`,
-    `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Gram ${g(m.gram + m.statsHeld)})${m.statsSpilled > 0 ? `; ${g(m.statsSpilled)} of Grams spilled to disk` : ""}`,
+    `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Grams ${g(m.gram)}, waiting calibration data ${g(m.held)})${m.spilled > 0 ? `; ${g(m.spilled)} spilled to a temporary file` : ""}`,
   ];
   if (plan.estimateSeconds && plan.rates) {
     const e = plan.estimateSeconds;

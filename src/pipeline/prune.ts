@@ -46,7 +46,7 @@ import {
 import { checkpointDir, loadCheckpoint, resumeKey, saveCheckpoint } from "./checkpoint.ts";
 import { checkMemory, measureRates, type PrunePlan, planPrune, withEstimate } from "./plan.ts";
 import type { Recipe } from "./recipe.ts";
-import { StatsStore } from "./spill.ts";
+import { SpillStore } from "./spill.ts";
 
 interface CheckpointState {
   dims: LayerDims[];
@@ -272,9 +272,15 @@ function layerCacheBytes(m: Model): number {
   return Math.max(64 << 20, 3 * largest);
 }
 
+/** Knobs for tests: `heldBudgetBytes` overrides the in-memory budget of waiting calibration data. */
+export interface PruneInternals {
+  heldBudgetBytes?: number;
+}
+
 export async function runPrune(
   recipe: Recipe,
   onEvent: (e: PruneEvent) => void = () => {},
+  internals: PruneInternals = {},
 ): Promise<PruneReport> {
   const t0 = performance.now();
   const timings: Record<string, number> = {};
@@ -289,7 +295,7 @@ export async function runPrune(
   phase("load", recipe.model);
   const base = loadModel(recipe.model);
   try {
-    return await prune(base, recipe, onEvent, { t0, timings, notes, lap });
+    return await prune(base, recipe, onEvent, { t0, timings, notes, lap, internals });
   } finally {
     base.close();
   }
@@ -299,7 +305,13 @@ async function prune(
   base: LoadedModel,
   recipe: Recipe,
   onEvent: (e: PruneEvent) => void,
-  ctx: { t0: number; timings: Record<string, number>; notes: string[]; lap: (name: string) => void },
+  ctx: {
+    t0: number;
+    timings: Record<string, number>;
+    notes: string[];
+    lap: (name: string) => void;
+    internals: PruneInternals;
+  },
 ): Promise<PruneReport> {
   const { t0, timings, notes, lap } = ctx;
   const phase = (p: string, detail?: string) => onEvent({ type: "phase", phase: p, detail });
@@ -346,7 +358,10 @@ async function prune(
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);
-  const plan = withEstimate(planPrune(dense, recipe), await measureRates(recipe.threads));
+  const plan = withEstimate(
+    planPrune(dense, recipe, ctx.internals.heldBudgetBytes),
+    await measureRates(recipe.threads),
+  );
   checkMemory(plan, recipe.maxMemory);
   onEvent({ type: "plan", plan });
   const before = countParams(model);
@@ -399,33 +414,32 @@ async function prune(
       return acc.add(r.rows, r.n);
     });
   // statistics of the dense pass wait here for their layer (Grams spilled to disk beyond the budget)
-  const store = new StatsStore(
+  const store = new SpillStore(
     `${checkpointDir(recipe.out).replace(/\.partial$/, "")}.spill-${process.pid}`,
-    plan.memoryBytes.statsHeld,
+    plan.memoryBytes.held,
   );
 
   /** one pass of the (dense) model over the stream, collecting stats for both taps of every layer */
   const densePass = async (kinds: Set<StatKind>) => {
-    let x = stream;
     const moments: { attn: TapStats; mlp: TapStats }[] = [];
     for (let i = 0; i < nL; i++) {
       onEvent({ type: "layer", layer: i, layers: nL, step: "statistics" });
       const L = dense.dims.layers[i];
       const a = tap(L.nHeads * dense.dims.headDim, kinds);
       const m = tap(L.ffn, kinds);
-      const next: Float32Array[] = [];
       for (let b = 0; b < batches.length; b++) {
-        const r = await runLayer(dense, i, x[b], batches[b]);
+        // layer 0 reads the embeddings (kept for later passes), deeper layers the previous output
+        const x = i === 0 ? stream[b] : store.take(`x:${b}`);
+        const r = await runLayer(dense, i, x, batches[b]);
         await addRows(a, r.attnIn, a.d, batches[b].mask);
         await addRows(m, r.mlpIn, m.d, batches[b].mask);
-        next.push(r.out);
+        if (i < nL - 1) store.put(`x:${b}`, r.out);
       }
       const sa = await timed("statistics", () => a.finish());
       const sm = await timed("statistics", () => m.finish());
       moments.push({ attn: { ...sa, gram: undefined }, mlp: { ...sm, gram: undefined } });
-      store.put(`${i}:attn`, sa);
-      store.put(`${i}:mlp`, sm);
-      x = next;
+      if (sa.gram) store.put(`gram:${i}:attn`, sa.gram);
+      if (sm.gram) store.put(`gram:${i}:mlp`, sm.gram);
     }
     return moments;
   };
@@ -469,10 +483,6 @@ async function prune(
     if (!sequential && allKinds.size > 0) {
       phase("statistics", "dense calibration pass");
       denseMoments = await densePass(allKinds);
-      if (store.spilledBytes > 0)
-        notes.push(
-          `${(store.spilledBytes / 1024 ** 3).toFixed(2)} GiB of Gram matrices were spilled to disk to stay within the memory budget`,
-        );
       lap("statistics");
     }
     if (recipe.allocation === "global") {
@@ -487,6 +497,10 @@ async function prune(
       );
       alloc = allocate(mods, globalScores, recipe.ratio, "global", { standardized: true });
     }
+    if (store.spilledBytes > 0)
+      notes.push(
+        `${(store.spilledBytes / 1024 ** 3).toFixed(2)} GiB of calibration data (activations between layers, Gram matrices) went through a temporary file to stay within the memory budget`,
+      );
 
     const counts = uniformCounts(mods, recipe.ratio);
     const usedScores = new Map<string, Float64Array>();
@@ -516,8 +530,7 @@ async function prune(
       for (let i = 0; i <= restored.progress.layerDone; i++) {
         for (const t of restored.layerTensors(i)) weights.set(t.name, { shape: t.shape, data: t.data });
         await writeLayer(i);
-        store.take(`${i}:attn`);
-        store.take(`${i}:mlp`);
+        for (const k of [`gram:${i}:attn`, `gram:${i}:mlp`]) if (store.has(k)) store.take(k);
       }
       layerReports = st.layerReports;
       removedHeads = st.removedHeads;
@@ -594,8 +607,13 @@ async function prune(
         if (rec.needsCross) denseX = nextDense;
       } else {
         onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
-        const sa = store.take(`${i}:attn`);
-        const sm = store.take(`${i}:mlp`);
+        const waiting = (k: Module) => {
+          const st = denseMoments?.[i][k];
+          const key = `gram:${i}:${k}`;
+          return st && { ...st, gram: store.has(key) ? store.take<Float64Array>(key) : undefined };
+        };
+        const sa = waiting("attn");
+        const sm = waiting("mlp");
         keepGroups = skipped ? Int32Array.from({ length: L0.nKv }, (_, j) => j) : keepFor(i, "attn", sa);
         keepChannels = skipped ? Int32Array.from({ length: L0.ffn }, (_, j) => j) : keepFor(i, "mlp", sm);
         const attn = await solve(i, "attn", keepGroups, sa);

@@ -1,41 +1,49 @@
 /**
- * Holds the calibration statistics of every layer between the dense pass and reconstruction
- * (dense calibration with global allocation needs all of them before the first layer is cut).
- * Moments stay in memory; a Gram matrix [(d+1)²] f64 stays in memory while the held Grams fit
- * the byte budget and is otherwise written to a temporary file in `dir` and read back when its
- * layer is reconstructed. Raw float64 bytes go out and come back: spilling changes no number.
+ * Holds large arrays between the moment they are made and the moment they are used — the
+ * calibration activations between layers and, under dense calibration, every layer's Gram matrices
+ * until reconstruction (global allocation needs all scores before the first layer is cut). An array
+ * stays in memory while the held arrays fit the byte budget and is otherwise written to a temporary
+ * file in `dir`, read back (and the file removed) when it is taken. Raw bytes go out and come back:
+ * spilling changes no number.
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { TapStats } from "../calib/moments.ts";
 import { PareError } from "../errors.ts";
 import { trackTemporary, untrackTemporary } from "../export/atomic.ts";
 
+type Arr = Float32Array | Float64Array;
+
 interface Held {
-  stats: TapStats; // gram omitted when spilled
+  data?: Arr;
   file?: string;
-  gramLength?: number;
+  kind: "f32" | "f64";
+  length: number;
 }
 
-export class StatsStore {
+export class SpillStore {
   private held = new Map<string, Held>();
   private inMemory = 0;
-  /** bytes of Gram matrices written to disk so far */
+  /** bytes written to disk so far */
   spilledBytes = 0;
+  /** most bytes held in memory at once */
+  peakBytes = 0;
   private dirMade = false;
+  private seq = 0;
 
   constructor(
-    /** temporary folder for spilled Grams (created on first use, removed by close) */
+    /** temporary folder for spilled arrays (created on first use, removed by close) */
     readonly dir: string,
-    /** bytes of Gram matrices kept in memory at most */
+    /** bytes of arrays kept in memory at most */
     readonly budgetBytes: number,
   ) {}
 
-  put(key: string, stats: TapStats): void {
-    const g = stats.gram;
-    if (!g || this.inMemory + g.byteLength <= this.budgetBytes) {
-      this.held.set(key, { stats });
-      this.inMemory += g?.byteLength ?? 0;
+  put(key: string, data: Arr): void {
+    if (this.held.has(key)) this.take(key);
+    const kind = data instanceof Float64Array ? "f64" : "f32";
+    if (this.inMemory + data.byteLength <= this.budgetBytes) {
+      this.held.set(key, { data, kind, length: data.length });
+      this.inMemory += data.byteLength;
+      this.peakBytes = Math.max(this.peakBytes, this.inMemory);
       return;
     }
     if (!this.dirMade) {
@@ -43,11 +51,11 @@ export class StatsStore {
       trackTemporary(this.dir);
       this.dirMade = true;
     }
-    const file = path.join(this.dir, `${key.replace(/[^A-Za-z0-9_-]/g, "_")}.f64`);
+    const file = path.join(this.dir, `${this.seq++}.bin`);
     try {
       const fd = fs.openSync(file, "w");
       try {
-        const bytes = new Uint8Array(g.buffer, g.byteOffset, g.byteLength);
+        const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
         for (let at = 0; at < bytes.length; )
           at += fs.writeSync(fd, bytes, at, Math.min(1 << 28, bytes.length - at));
       } finally {
@@ -56,23 +64,33 @@ export class StatsStore {
     } catch (e) {
       throw spillError(this.dir, e);
     }
-    this.spilledBytes += g.byteLength;
-    this.held.set(key, { stats: { ...stats, gram: undefined }, file, gramLength: g.length });
+    this.spilledBytes += data.byteLength;
+    this.held.set(key, { file, kind, length: data.length });
   }
 
-  /** The statistics stored under `key`; a spilled Gram is read back (and its file removed). */
-  take(key: string): TapStats | undefined {
+  has(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  /** The array stored under `key` (read back from disk if it was spilled); the store forgets it. */
+  take<T extends Arr = Float32Array>(key: string): T {
     const h = this.held.get(key);
-    if (!h) return undefined;
-    this.held.delete(key);
-    if (!h.file) {
-      this.inMemory -= h.stats.gram?.byteLength ?? 0;
-      return h.stats;
+    if (!h) {
+      throw new PareError(
+        "E_INTERNAL",
+        `internal: nothing stored under ${key}`,
+        "this is a bug in pare; please report it",
+      );
     }
-    const gram = new Float64Array(h.gramLength ?? 0);
-    const bytes = new Uint8Array(gram.buffer);
+    this.held.delete(key);
+    if (h.data) {
+      this.inMemory -= h.data.byteLength;
+      return h.data as T;
+    }
+    const out = h.kind === "f64" ? new Float64Array(h.length) : new Float32Array(h.length);
+    const bytes = new Uint8Array(out.buffer);
     try {
-      const fd = fs.openSync(h.file, "r");
+      const fd = fs.openSync(h.file!, "r");
       try {
         for (let at = 0; at < bytes.length; ) {
           const n = fs.readSync(fd, bytes, at, Math.min(1 << 28, bytes.length - at), at);
@@ -82,11 +100,11 @@ export class StatsStore {
       } finally {
         fs.closeSync(fd);
       }
-      fs.rmSync(h.file, { force: true });
+      fs.rmSync(h.file!, { force: true });
     } catch (e) {
       throw spillError(this.dir, e);
     }
-    return { ...h.stats, gram };
+    return out as T;
   }
 
   close(): void {
@@ -104,9 +122,9 @@ function spillError(dir: string, e: unknown): PareError {
   const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
   return new PareError(
     "E_IO",
-    `cannot spill calibration statistics to ${dir}: ${code}`,
+    `cannot spill calibration data to ${dir}: ${code}`,
     code === "ENOSPC"
-      ? "free disk space next to the output folder, or raise --max-memory so that they stay in memory"
+      ? "free disk space next to the output folder, or raise --max-memory so that it stays in memory"
       : "check that the output's parent folder is writable",
   );
 }
