@@ -13,6 +13,7 @@ import { GraphBuilder } from "../onnx/graph.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import { f32, f64, Session } from "../runtime/ort.ts";
 import { matmul } from "../tensor/linalg.ts";
+import { SPD_BASE } from "../tensor/spd.ts";
 import type { Recipe } from "./recipe.ts";
 
 export interface PrunePlan {
@@ -100,10 +101,12 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
         if (!sequential) waiting += 8 * (din + 1) ** 2;
       } else if (needs.size) statisticsF64 += 3 * N * din;
       if (rec.needs.includes("gram")) {
-        // ORT float64: Cholesky inverse factor (4/3 u³), two triangular products, the consumer update
+        // ORT float64 (src/tensor/spd.ts): blocked Cholesky (≈ 0.42 u³), two triangular solves with m
+        // right-hand sides (u²·m + 2·u·256·m each), the consumer update W_m·Qᵀ (2·d_out·m·u)
         const u = (1 - r) * din + 1;
         const m = rec.needsCross ? d.hidden : r * din;
-        solve += (4 / 3) * u ** 3 + 4 * u * u * m + (rec.needsCross ? 0 : 2 * d.hidden * m * u);
+        solve +=
+          0.42 * u ** 3 + 2 * u * u * m + 4 * u * SPD_BASE * m + (rec.needsCross ? 0 : 2 * d.hidden * m * u);
       }
     }
   }
@@ -197,7 +200,7 @@ export function checkMemory(plan: PrunePlan, maxGiB: number | undefined): void {
     throw new PareError(
       "E_MEMORY_BUDGET",
       `this prune needs about ${need.toFixed(2)} GiB (peak), more than --max-memory ${maxGiB} GiB`,
-      "raise --max-memory, or lower --samples / --seq-len (calibration activations) — the weights of one layer and the pruned model must fit",
+      "raise --max-memory, or lower --samples / --seq-len / --batch-size (activations): one layer's weights, its Gram matrices and the activations must fit; calibration data waiting between steps is spilled to disk",
       { needGiB: need },
     );
   }

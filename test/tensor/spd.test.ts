@@ -1,8 +1,9 @@
 /**
  * The ORT-backed float64 SPD kernels against slow, obvious references: gemm64 against a triple loop for
  * every transpose combination (and alpha/beta/C), choleskyInverse against the identities Linv·L = I and
- * Linv·A·Linvᵀ = I (small `base` so that several recursion levels and odd splits run), spdSolve against
- * Gaussian elimination and the JS Cholesky solve, and the refusal of matrices that are not positive definite.
+ * Linv·A·Linvᵀ = I (small `base` so that several recursion levels and odd splits run), spdSolve (blocked
+ * Cholesky + triangular solves) against Gaussian elimination and the JS Cholesky solve, and the refusal of
+ * matrices that are not positive definite, at the base case and at recursive levels.
  */
 import { describe, expect, it } from "vitest";
 import { cholesky, choleskySolve } from "../../src/tensor/linalg.ts";
@@ -258,7 +259,34 @@ describe("choleskyInverse", () => {
   });
 });
 
+/** Relative residual max|A·Z − B| / (max|A|·max|Z| + max|B|): about machine ε for a backward-stable solve. */
+function residual(A: Float64Array, n: number, Z: Float64Array, B: Float64Array, m: number): number {
+  const AZ = naiveMatmul(A, Z, n, n, m);
+  return maxDiff(AZ, B) / (maxAbs(A) * maxAbs(Z) + maxAbs(B));
+}
+
 describe("spdSolve", () => {
+  /** spdSolve against gaussSolve and the JS Cholesky solve; A and B must stay unmodified. */
+  async function checkSolve(rng: Rng, A: Float64Array, n: number, m: number, base?: number, tol = 1e-9) {
+    const B = randMat(rng, n, m);
+    const A0 = A.slice();
+    const B0 = B.slice();
+    const Z = await spdSolve(A, n, B, m, base);
+    expect(Z).not.toBeNull();
+    if (!Z) return;
+    expect(Z.length).toBe(n * m);
+    expect(Array.from(A)).toEqual(Array.from(A0));
+    expect(Array.from(B)).toEqual(Array.from(B0));
+    const want = gaussSolve(A, n, B, m);
+    expect(maxDiff(Z, want) / maxAbs(want)).toBeLessThan(tol);
+    const L = A.slice();
+    expect(cholesky(L, n)).toBe(true);
+    const X = B.slice();
+    choleskySolve(L, n, X, m);
+    expect(maxDiff(Z, X) / maxAbs(X)).toBeLessThan(tol);
+    expect(residual(A, n, Z, B, m)).toBeLessThan(1e-14);
+  }
+
   it("equals Gaussian elimination (rel. error < 1e-9) and the JS Cholesky solve on well-conditioned systems", async () => {
     const rng = new Rng(31);
     for (const [n, m, base] of [
@@ -292,5 +320,130 @@ describe("spdSolve", () => {
     const A = wellConditioned(rng, 20);
     expect((await spdSolve(A, 20, new Float64Array(0), 0, 8))?.length).toBe(0);
     expect((await spdSolve(new Float64Array(0), 0, new Float64Array(0), 3))?.length).toBe(0);
+  });
+
+  it("matches at n below, at and above base, with several recursion levels, odd sizes, m = 1 and m > n", async () => {
+    const rng = new Rng(33);
+    for (const [n, m, base] of [
+      [1, 1, 1],
+      [2, 1, 1],
+      [5, 1, 16],
+      [16, 1, 16], // exactly base: one leaf
+      [16, 40, 16],
+      [17, 1, 16], // one split, a leaf of 1
+      [33, 70, 1], // every leaf 1 × 1
+      [47, 3, 4], // leaves ≤ 4, JS inside them at 1
+      [65, 130, 16],
+      [100, 1, 7],
+      [129, 200, 16], // splits at 64 with n2 > base: the S11 / [S21 S22] path, several levels
+      [131, 9, 32], // leaves ≤ 32 with an inner ORT level (JS at ≤ 8)
+      [200, 301, 48],
+    ]) {
+      await checkSolve(rng, wellConditioned(rng, n), n, m, base);
+    }
+  });
+
+  it("uses the default base (256) above it, and stays accurate on a worse-conditioned matrix", async () => {
+    const rng = new Rng(34);
+    await checkSolve(rng, wellConditioned(rng, 300), 300, 4);
+    // A = BᵀB + 0.1 I, B [n + 3, n]: condition number ~10⁴; the residual stays at rounding level
+    for (const [n, m, base] of [
+      [120, 5, 16],
+      [300, 30, 64],
+    ]) {
+      const A = randSpd(rng, n);
+      await checkSolve(rng, A, n, m, base, 1e-7);
+    }
+  });
+
+  it("reads only the lower triangle of A (the upper may hold anything, NaN included)", async () => {
+    const rng = new Rng(35);
+    for (const [n, base] of [
+      [12, 16],
+      [130, 16],
+      [200, 32],
+    ]) {
+      const A = wellConditioned(rng, n);
+      const B = randMat(rng, n, 6);
+      const dirty = A.slice();
+      for (let i = 0; i < n; i++)
+        for (let j = i + 1; j < n; j++)
+          dirty[i * n + j] = (i + j) % 7 === 0 ? Number.NaN : 1e6 * rng.normal();
+      const Z1 = await spdSolve(A, n, B, 6, base);
+      const Z2 = await spdSolve(dirty, n, B, 6, base);
+      expect(Z1).not.toBeNull();
+      expect(Array.from(Z2 ?? [])).toEqual(Array.from(Z1 ?? []));
+    }
+  });
+
+  it("returns null for indefinite matrices, at the base case and at recursive levels", async () => {
+    const rng = new Rng(36);
+    for (const [n, base] of [
+      [6, 16],
+      [16, 16],
+      [40, 16],
+      [130, 16],
+      [131, 32],
+      [200, 48],
+    ]) {
+      const B = randMat(rng, n, 3);
+      // a negative last pivot (deepest Schur complement), every leading block PD
+      const A = wellConditioned(rng, n);
+      A[n * n - 1] = -0.5;
+      expect(await spdSolve(A, n, B, 3, base)).toBeNull();
+      // a negative first pivot (the very first leaf)
+      const A1 = wellConditioned(rng, n);
+      A1[0] = -1;
+      expect(await spdSolve(A1, n, B, 3, base)).toBeNull();
+      // one negative eigenvalue: Xᵀ D X with D = diag(1, …, −1 (row n/2), …, 1)
+      const X = randMat(rng, n, n);
+      const Xd = X.slice();
+      for (let j = 0; j < n; j++) Xd[(n >> 1) * n + j] *= -1;
+      expect(await spdSolve(naiveMatmul(transpose(X, n, n), Xd, n, n, n), n, B, 3, base)).toBeNull();
+      // NaN on the diagonal in the middle
+      const An = wellConditioned(rng, n);
+      An[(n >> 1) * (n + 1)] = Number.NaN;
+      expect(await spdSolve(An, n, B, 3, base)).toBeNull();
+    }
+    expect(await spdSolve(Float64Array.from([1, 2, 2, 1]), 2, Float64Array.from([1, 1]), 1)).toBeNull();
+    expect(await spdSolve(Float64Array.from([0]), 1, Float64Array.from([1]), 1)).toBeNull();
+  });
+
+  it("returns null for rank-deficient matrices, at the base case and at recursive levels", async () => {
+    const rng = new Rng(37);
+    for (const [n, base] of [
+      [12, 16],
+      [17, 16],
+      [64, 8],
+      [130, 16],
+      [131, 32],
+      [300, 256],
+    ]) {
+      const B = randMat(rng, n, 2);
+      // rank n − 1 (last column = first): the last Schur complement is rounding noise, refused
+      // against the ORIGINAL diagonal as the non-blocked cholesky does
+      const X = randMat(rng, n + 5, n);
+      for (let i = 0; i < n + 5; i++) X[i * n + n - 1] = X[i * n];
+      const A = gram(X, n + 5, n, 0);
+      expect(cholesky(A.slice(), n)).toBe(false);
+      expect(await spdSolve(A, n, B, 2, base)).toBeNull();
+      // a duplicated column in the middle (index n/2 + 1 = column 1): refused inside a deeper block
+      const Xm = randMat(rng, n + 5, n);
+      const jm = (n >> 1) + 1;
+      for (let i = 0; i < n + 5; i++) Xm[i * n + jm] = Xm[i * n + 1];
+      const Am = gram(Xm, n + 5, n, 0);
+      expect(cholesky(Am.slice(), n)).toBe(false);
+      expect(await spdSolve(Am, n, B, 2, base)).toBeNull();
+      // rank ~ 2n/3: the deficiency shows up in the trailing block
+      const r = Math.ceil((2 * n) / 3);
+      const Y = randMat(rng, r, n);
+      expect(await spdSolve(gram(Y, r, n, 0), n, B, 2, base)).toBeNull();
+    }
+  });
+
+  it("rejects a bad base and inputs of the wrong length", async () => {
+    await expect(spdSolve(identity(3), 3, new Float64Array(3), 1, 0)).rejects.toThrow(/base/);
+    await expect(spdSolve(identity(3), 3, new Float64Array(4), 1)).rejects.toThrow(/B has 4 values/);
+    await expect(spdSolve(new Float64Array(8), 3, new Float64Array(3), 1)).rejects.toThrow(/A has 8 values/);
   });
 });
