@@ -93,7 +93,7 @@ const argSamples = process.argv.indexOf("--samples");
 const samples = argSamples > 0 ? Number(process.argv[argSamples + 1]) : 64;
 const calib = path.join(REPO_ROOT, "examples", "data", "calib-wikitext2-valid.txt");
 const out = path.join(REPO_ROOT, "bench", "cache", "tinyllama-pruned");
-const maxMemory = 6;
+const maxMemory = 5;
 const recipeIn = {
   model: dir,
   out,

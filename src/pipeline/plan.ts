@@ -6,7 +6,7 @@
 import os from "node:os";
 import type { Model } from "../arch/model.ts";
 import { countParams } from "../arch/params.ts";
-import { GRAM_F64_MAX_WIDTH, gramBlocks } from "../calib/stats.ts";
+import { chunkRowsFor, GRAM_F64_MAX_WIDTH, gramBlocks } from "../calib/stats.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { GraphBuilder } from "../onnx/graph.ts";
@@ -125,7 +125,19 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const streams = 4 * N * d.hidden * (rec.needsCross ? 3 : 1);
   // a dense pass (dense calibration, or global scoring) passes activations between layers through the store
   if (!sequential || scoringPass) waiting += 4 * N * d.hidden;
-  const batch = 4 * recipe.batchSize * T * (d.hidden + 2 * maxIn) * 3;
+  // one calibration batch in flight: ORT's working set of the layer graph (attention scores and their
+  // softmax, q/k/v and attention output, the MLP's gate/up/product), its three outputs (in ORT and as
+  // JavaScript copies), and the mixed Gram's chunk (X̃, its column blocks, the block products)
+  const rows = recipe.batchSize * T;
+  const maxHeads = Math.max(...d.layers.map((L) => L.nHeads));
+  const maxKv = Math.max(...d.layers.map((L) => L.nKv));
+  const layerWork =
+    2 * recipe.batchSize * maxHeads * T * T +
+    2 * rows * (2 * maxHeads * d.headDim + 2 * maxKv * d.headDim) +
+    3 * rows * maxIn;
+  const outputs = 2 * rows * (d.hidden + maxHeads * d.headDim + maxIn);
+  const chunk = needs.has("gram") ? 2 * chunkRowsFor(maxIn, true) * (maxIn + 1) + 0.6 * (maxIn + 1) ** 2 : 0;
+  const batch = 4 * (layerWork + outputs + chunk);
   const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (rec.needsCross ? 4 : 3) : 0;
   const base = Math.round((weightsCache + prunedWeights + streams + batch + gram) * 1.15);
   const budget =
@@ -149,11 +161,11 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   };
 }
 
-/** Measure this machine's ORT MatMul rates (f32, f64) and a JavaScript loop rate, in FLOP/s (≈0.3 s). */
+/** Measure this machine's ORT MatMul rates (f32, f64; 1024³, best of 4) and a JavaScript loop rate, in FLOP/s (≈0.3 s). */
 export async function measureRates(
   threads?: number,
 ): Promise<{ matmulF32: number; matmulF64: number; js: number }> {
-  const n = 512;
+  const n = 1024;
   const rate = async (type: "float32" | "float64") => {
     const g = new GraphBuilder("rate");
     const a = g.input("a", type, [n, n]);
@@ -164,11 +176,14 @@ export async function measureRates(
         ? f32([n, n], new Float32Array(n * n).fill(0.5))
         : f64([n, n], new Float64Array(n * n).fill(0.5));
     await s.run({ a: x });
-    const t0 = performance.now();
-    const reps = 4;
-    for (let i = 0; i < reps; i++) await s.run({ a: x });
+    let best = Infinity;
+    for (let i = 0; i < 4; i++) {
+      const t0 = performance.now();
+      await s.run({ a: x });
+      best = Math.min(best, (performance.now() - t0) / 1000);
+    }
     await s.release();
-    return (reps * 2 * n ** 3) / ((performance.now() - t0) / 1000);
+    return (2 * n ** 3) / best;
   };
   const m = 96;
   const A = new Float64Array(m * m).fill(0.5);
