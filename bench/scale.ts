@@ -108,30 +108,7 @@ const recipeIn = {
   maxMemory,
   force: true,
 };
-const plan = await dryRun(resolveRecipe(recipeIn));
-const planLines = describePlan(plan);
-process.stderr.write(`${planLines.join("\n")}\n`);
-
-const specFile = path.join(REPO_ROOT, "bench", "cache", "scale-run.json");
-fs.writeFileSync(
-  specFile,
-  JSON.stringify({ recipe: recipeIn, hidden: cfg.hidden_size, ffn: cfg.intermediate_size }),
-);
-const child = spawnSync(
-  process.execPath,
-  ["--import", "tsx", path.join(REPO_ROOT, "bench", "scaleRun.ts"), specFile],
-  {
-    cwd: REPO_ROOT,
-    stdio: ["ignore", "pipe", "inherit"],
-    encoding: "utf8",
-    maxBuffer: 64 << 20,
-  },
-);
-if (child.status !== 0) {
-  process.stderr.write(`the prune failed (exit ${child.status})\n`);
-  process.exit(1);
-}
-const run = JSON.parse(child.stdout.trim().split("\n").pop()!) as {
+type Run = {
   wallSeconds: number;
   peakRssBytes: number;
   matmulF32: number;
@@ -140,11 +117,51 @@ const run = JSON.parse(child.stdout.trim().split("\n").pop()!) as {
   plan: PrunePlan;
   achievedRatio: number;
   notes: string[];
+  outputLayers?: number;
 };
-// the output loads: config and every tensor shape agree (buildModel checks them)
-const pruned = loadModel(out);
-const outParams = pruned.config.num_hidden_layers;
-pruned.close();
+const name = samples === 64 ? "scale" : `scale-s${samples}`;
+let run: Run;
+let machine = machineInfo();
+if (process.argv.includes("--report-only")) {
+  // re-render the table from the last run's JSON (no prune)
+  const saved = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "bench", "results", `${name}.json`), "utf8"));
+  run = saved.run;
+  machine = saved.machine;
+  if (run.outputLayers === undefined && fs.existsSync(path.join(out, "config.json"))) {
+    const pruned = loadModel(out); // that run's output, still in bench/cache/
+    run.outputLayers = pruned.config.num_hidden_layers as number;
+    pruned.close();
+  }
+} else {
+  process.stderr.write(`${describePlan(await dryRun(resolveRecipe(recipeIn))).join("\n")}\n`);
+  const specFile = path.join(REPO_ROOT, "bench", "cache", "scale-run.json");
+  fs.writeFileSync(
+    specFile,
+    JSON.stringify({ recipe: recipeIn, hidden: cfg.hidden_size, ffn: cfg.intermediate_size }),
+  );
+  const child = spawnSync(
+    process.execPath,
+    ["--import", "tsx", path.join(REPO_ROOT, "bench", "scaleRun.ts"), specFile],
+    {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+      encoding: "utf8",
+      maxBuffer: 64 << 20,
+    },
+  );
+  if (child.status !== 0) {
+    process.stderr.write(`the prune failed (exit ${child.status})\n`);
+    process.exit(1);
+  }
+  run = JSON.parse(child.stdout.trim().split("\n").pop()!) as Run;
+  // the output loads: config and every tensor shape agree (buildModel checks them)
+  const pruned = loadModel(out);
+  run.outputLayers = pruned.config.num_hidden_layers as number;
+  pruned.close();
+}
+const outParams = run.outputLayers ?? "?";
+const planLines = describePlan(run.plan);
+const est = run.plan.estimateSeconds;
 
 const f = run.plan.flops;
 const b = run.busySeconds;
@@ -168,6 +185,8 @@ const phases = Object.entries(run.timings)
   .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
   .join(", ");
 const checks = [
+  `plan's estimate ${est ? `${est.total.toFixed(0)} s (forward ${est.forward.toFixed(0)}, statistics ${est.statistics.toFixed(0)}, solves ${est.solve.toFixed(0)})` : "—"} vs actual ${run.wallSeconds.toFixed(0)} s (busy: forward ${b.forward.toFixed(0)}, statistics ${b.statistics.toFixed(0)}, solves ${b.solve.toFixed(0)})`,
+  `plan's peak memory ${(run.plan.memoryBytes.peak / 1024 ** 3).toFixed(2)} GiB vs peak RSS ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB`,
   `end to end ${(run.wallSeconds / 60).toFixed(1)} min (target ≤ 15): ${run.wallSeconds <= 900 ? "met" : "NOT met"}`,
   `peak RSS ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB (target ≤ 6 GB = 5.59 GiB): ${run.peakRssBytes <= 6e9 ? "met" : "NOT met"}`,
   `forward + Gram at ${G(fwdGram)} GFLOP/s = ${((100 * fwdGram) / rate).toFixed(0)}% of the MatMul rate (target ≥ 50%): ${fwdGram >= 0.5 * rate ? "met" : "NOT met"}`,
@@ -176,12 +195,12 @@ const checks = [
 const md = `# bench:scale
 
 Command: \`npm run bench:scale${samples !== 64 ? ` -- --samples ${samples}` : ""}\`  
-Machine: ${machineInfo().cpu}, ${machineInfo().cores} cores; ${new Date().toISOString()}.  
+Machine: ${machine.cpu}, ${machine.cores} cores; ${machine.date}.  
 Model: TinyLlama-1.1B-shaped, seeded random bf16 weights (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000).  
 Recipe: flap-wifv · global · liar · ratio 0.3 · ${samples} × 512 calibration tokens · dense calibration · --max-memory ${maxMemory}.  
 Output: ${outParams} layers, achieved ratio ${run.achievedRatio.toFixed(4)}; loads back (config and shapes checked).
 
-Plan printed before the run:
+The prune's own plan (printed before it starts; the time estimate uses MatMul rates measured at 1024³):
 
 \`\`\`
 ${planLines.join("\n")}
@@ -200,5 +219,5 @@ ${checks.map((c) => `- ${c}`).join("\n")}
 
 ${run.notes.map((n) => `Note: ${n}`).join("  \n")}
 `;
-writeResults(samples === 64 ? "scale" : `scale-s${samples}`, { machine: machineInfo(), samples, run }, md);
+writeResults(name, { machine, samples, run }, md);
 process.stdout.write(md);

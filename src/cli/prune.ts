@@ -128,6 +128,11 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
       `  time        ${Object.entries(r.timings)
         .map(([k, v]) => `${k} ${v.toFixed(2)}s`)
         .join(", ")}`,
+      ...(r.busySeconds
+        ? [
+            `  busy        forward ${r.busySeconds.forward.toFixed(1)}s, statistics ${r.busySeconds.statistics.toFixed(1)}s, solves ${r.busySeconds.solve.toFixed(1)}s, output ${r.busySeconds.output.toFixed(1)}s`,
+          ]
+        : []),
       "  report      pare-pruning.json in the output folder",
     ];
     if (extra.export)
