@@ -18,6 +18,8 @@ export interface SessionOptions {
   threads?: number;
   /** graph optimization level; f64 graphs need "basic" (see ENVIRONMENT.md: QuickGelu fusion). */
   optLevel?: "disabled" | "basic" | "extended" | "all";
+  /** write ORT's per-node profile (JSON) under this file prefix; `endProfiling` returns the file */
+  profilePrefix?: string;
 }
 
 /** Versions of the runtime pieces (recorded in pare-pruning.json). */
@@ -62,6 +64,10 @@ export class Session {
       graphOptimizationLevel: opts.optLevel ?? "all",
       executionProviders: ["cpu"],
     };
+    if (opts.profilePrefix) {
+      o.enableProfiling = true;
+      o.profileFilePrefix = opts.profilePrefix;
+    }
     if (opts.threads) {
       o.intraOpNumThreads = opts.threads;
       o.interOpNumThreads = 1;
@@ -101,6 +107,11 @@ export class Session {
       out[k] = { type: t.type as ElemType, dims: [...t.dims], data: t.data as TensorData };
     }
     return out;
+  }
+
+  /** stop profiling: ORT writes `<profilePrefix>_<timestamp>.json` (see SessionOptions.profilePrefix) */
+  endProfiling(): void {
+    this.s.endProfiling();
   }
 
   async release(): Promise<void> {
