@@ -122,9 +122,10 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const maxIn = Math.max(...d.layers.map((L) => Math.max(L.nHeads * d.headDim, L.ffn)));
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;
   const prunedWeights = largestLayer;
-  const streams = 4 * N * d.hidden * (rec.needsCross ? 3 : 1);
-  // a dense pass (dense calibration, or global scoring) passes activations between layers through the store
-  if (!sequential || scoringPass) waiting += 4 * N * d.hidden;
+  // calibration streams between layers, all in the spill store: the model's (liar-seq: + the dense model's
+  // and its next output) and, in a dense pass (dense calibration, global scoring), the next layer's input
+  const streams = calibrated ? 4 * N * d.hidden * (rec.needsCross ? 3 : 1) : 0;
+  waiting += streams + (calibrated && (!sequential || scoringPass) ? 4 * N * d.hidden : 0);
   // one calibration batch in flight: ORT's working set of the layer graph (attention scores and their
   // softmax, q/k/v and attention output, the MLP's gate/up/product), its three outputs (in ORT and as
   // JavaScript copies), and the mixed Gram's chunk (X̃, its column blocks, the block products)
@@ -139,11 +140,16 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const chunk = needs.has("gram") ? 2 * chunkRowsFor(maxIn, true) * (maxIn + 1) + 0.6 * (maxIn + 1) ** 2 : 0;
   const batch = 4 * (layerWork + outputs + chunk);
   const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (rec.needsCross ? 4 : 3) : 0;
-  const base = Math.round((weightsCache + prunedWeights + streams + batch + gram) * 1.15);
-  const budget =
+  let base = Math.round((weightsCache + prunedWeights + batch + gram) * 1.15);
+  const budgetFor = (b: number) =>
     heldBudget ??
-    (recipe.maxMemory !== undefined ? Math.max(0, recipe.maxMemory * 1024 ** 3 - base) : os.totalmem() / 4);
-  const held = Math.min(waiting, budget);
+    (recipe.maxMemory !== undefined ? Math.max(0, recipe.maxMemory * 1024 ** 3 - b) : os.totalmem() / 4);
+  let held = Math.min(waiting, budgetFor(base));
+  // a sequential checkpoint reads spilled streams back (all batches at once) to save them
+  if (sequential && held < waiting) {
+    base += Math.round(4 * N * d.hidden * (rec.needsCross ? 2 : 1) * 1.15);
+    held = Math.min(waiting, budgetFor(base));
+  }
   return {
     calibrationTokens: N,
     layerPasses,

@@ -374,7 +374,7 @@ async function prune(
   const allKinds = new Set<StatKind>([...critKinds, ...recKinds]);
 
   let calib: CalibSet | undefined;
-  let stream: Float32Array<ArrayBufferLike>[] = [];
+  let embedded: Float32Array[] = [];
   if (allKinds.size > 0) {
     phase("calibration", "reading and tokenizing calibration text");
     const text = readCalibrationText(recipe.calib);
@@ -386,7 +386,7 @@ async function prune(
       model.spec.kind === "decoder"
         ? decoderCalibration(tok.encode(text), recipe.samples, maxLen, recipe.seed, recipe.batchSize)
         : encoderCalibration(text, tok, recipe.samples, maxLen, recipe.seed, recipe.batchSize);
-    stream = await embedBatches(model, calib.batches, recipe.threads);
+    embedded = await embedBatches(model, calib.batches, recipe.threads);
     lap("calibration");
   }
   const batches = calib?.batches ?? [];
@@ -419,6 +419,11 @@ async function prune(
     plan.memoryBytes.held,
   );
 
+  embedded.forEach((x, b) => {
+    store.put(`s:${b}`, x);
+  });
+  embedded = [];
+
   /** one pass of the (dense) model over the stream, collecting stats for both taps of every layer */
   const densePass = async (kinds: Set<StatKind>) => {
     const moments: { attn: TapStats; mlp: TapStats }[] = [];
@@ -429,7 +434,7 @@ async function prune(
       const m = tap(L.ffn, kinds);
       for (let b = 0; b < batches.length; b++) {
         // layer 0 reads the embeddings (kept for later passes), deeper layers the previous output
-        const x = i === 0 ? stream[b] : store.take(`x:${b}`);
+        const x = i === 0 ? store.peek(`s:${b}`) : store.take(`x:${b}`);
         const r = await runLayer(dense, i, x, batches[b]);
         await addRows(a, r.attnIn, a.d, batches[b].mask);
         await addRows(m, r.mlpIn, m.d, batches[b].mask);
@@ -522,7 +527,10 @@ async function prune(
       "prune",
       `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${sequential ? "sequential" : "dense"} calibration`,
     );
-    let denseX: Float32Array<ArrayBufferLike>[] = rec.needsCross ? stream.map((x) => x.slice()) : [];
+    // the calibration stream(s) between layers live in the store: s:b the (pruned) model's, d:b the dense one's
+    if (!sequential) for (let b = 0; b < batches.length; b++) store.drop(`s:${b}`);
+    if (rec.needsCross)
+      for (let b = 0; b < batches.length; b++) store.put(`d:${b}`, store.peek(`s:${b}`).slice());
     let start = 0;
     if (restored) {
       const st = restored.progress.state;
@@ -534,8 +542,15 @@ async function prune(
       }
       layerReports = st.layerReports;
       removedHeads = st.removedHeads;
-      if (sequential) stream = restored.streams("stream", batches.length);
-      if (rec.needsCross) denseX = restored.streams("dense", batches.length);
+      for (const [k, name, wanted] of [
+        ["s", "stream", sequential],
+        ["d", "dense", rec.needsCross],
+      ] as const) {
+        if (!wanted) continue;
+        restored.streams(name, batches.length).forEach((x, b) => {
+          store.put(`${k}:${b}`, x);
+        });
+      }
       start = restored.progress.layerDone + 1;
       phase("resume", `layers 0..${restored.progress.layerDone} restored from ${ckDir}`);
     }
@@ -551,23 +566,19 @@ async function prune(
       if (sequential) {
         const kinds = alloc ? recKinds : allKinds;
         /** statistics of one consumer input on the pruned stream (+ the cross-Gram with the dense stream) */
-        const collect = async (
-          which: "attnIn" | "mlpIn",
-          d: number,
-          nextDense?: Float32Array<ArrayBufferLike>[],
-        ) => {
+        const collect = async (which: "attnIn" | "mlpIn", d: number, keepDenseOutput = false) => {
           const acc = tap(d, kinds);
           const cross = rec.needsCross ? new CrossAccumulator(d, d) : undefined;
           for (let b = 0; b < batches.length; b++) {
-            const r = await runLayer(model, i, stream[b], batches[b]);
+            const r = await runLayer(model, i, store.peek(`s:${b}`), batches[b]);
             const rows = validRows(r[which], d, batches[b].mask);
             await timed("statistics", () => acc.add(rows.rows, rows.n));
             if (cross) {
-              const rd = await runLayer(dense, i, denseX[b], batches[b]);
+              const rd = await runLayer(dense, i, store.peek(`d:${b}`), batches[b]);
               await timed("statistics", () =>
                 cross.add(rows.rows, validRows(rd[which], d, batches[b].mask).rows, rows.n),
               );
-              nextDense?.push(rd.out);
+              if (keepDenseOutput) store.put(`dn:${b}`, rd.out);
             }
           }
           return {
@@ -577,8 +588,7 @@ async function prune(
         };
         // attention: statistics of o_proj's input on the pruned stream
         onEvent({ type: "layer", layer: i, layers: nL, step: "attention" });
-        const nextDense: Float32Array<ArrayBufferLike>[] = [];
-        const sA = await collect("attnIn", L0.nHeads * model.dims.headDim, nextDense);
+        const sA = await collect("attnIn", L0.nHeads * model.dims.headDim, true);
         keepGroups = skipped
           ? Int32Array.from({ length: L0.nKv }, (_, j) => j)
           : keepFor(i, "attn", sA.stats);
@@ -603,8 +613,8 @@ async function prune(
         // the pruned layer's output feeds the next layer
         onEvent({ type: "layer", layer: i, layers: nL, step: "propagate" });
         for (let b = 0; b < batches.length; b++)
-          stream[b] = (await runLayer(model, i, stream[b], batches[b])).out;
-        if (rec.needsCross) denseX = nextDense;
+          store.put(`s:${b}`, (await runLayer(model, i, store.peek(`s:${b}`), batches[b])).out);
+        if (rec.needsCross) for (let b = 0; b < batches.length; b++) store.rename(`dn:${b}`, `d:${b}`);
       } else {
         onEvent({ type: "layer", layer: i, layers: nL, step: "reconstruct" });
         const waiting = (k: Module) => {
@@ -653,8 +663,9 @@ async function prune(
         if (o) cut.push({ name, shape: o.shape, data: o.data });
       }
       const streams: Record<string, Float32Array[]> = {};
-      if (sequential) streams.stream = stream as Float32Array[];
-      if (rec.needsCross) streams.dense = denseX as Float32Array[];
+      const all = (k: string) => batches.map((_, b) => store.peek(`${k}:${b}`));
+      if (sequential) streams.stream = all("s");
+      if (rec.needsCross) streams.dense = all("d");
       saveCheckpoint<CheckpointState>(ckDir, i, cut, streams, {
         key: ckKey,
         layerDone: i,

@@ -38,7 +38,7 @@ export class SpillStore {
   ) {}
 
   put(key: string, data: Arr): void {
-    if (this.held.has(key)) this.take(key);
+    this.drop(key);
     const kind = data instanceof Float64Array ? "f64" : "f32";
     if (this.inMemory + data.byteLength <= this.budgetBytes) {
       this.held.set(key, { data, kind, length: data.length });
@@ -72,21 +72,34 @@ export class SpillStore {
     return this.held.has(key);
   }
 
+  /** Forget `key` (its file, if spilled, is removed). */
+  drop(key: string): void {
+    const h = this.held.get(key);
+    if (!h) return;
+    this.held.delete(key);
+    if (h.data) this.inMemory -= h.data.byteLength;
+    else fs.rmSync(h.file!, { force: true });
+  }
+
+  /** Store under `to` what is stored under `from` (no copy, no I/O). */
+  rename(from: string, to: string): void {
+    const h = this.entry(from);
+    this.drop(to);
+    this.held.delete(from);
+    this.held.set(to, h);
+  }
+
   /** The array stored under `key` (read back from disk if it was spilled); the store forgets it. */
   take<T extends Arr = Float32Array>(key: string): T {
-    const h = this.held.get(key);
-    if (!h) {
-      throw new PareError(
-        "E_INTERNAL",
-        `internal: nothing stored under ${key}`,
-        "this is a bug in pare; please report it",
-      );
-    }
-    this.held.delete(key);
-    if (h.data) {
-      this.inMemory -= h.data.byteLength;
-      return h.data as T;
-    }
+    const out = this.peek<T>(key);
+    this.drop(key);
+    return out;
+  }
+
+  /** The array stored under `key`, which stays stored (a spilled one is read back into a new array). */
+  peek<T extends Arr = Float32Array>(key: string): T {
+    const h = this.entry(key);
+    if (h.data) return h.data as T;
     const out = h.kind === "f64" ? new Float64Array(h.length) : new Float32Array(h.length);
     const bytes = new Uint8Array(out.buffer);
     try {
@@ -100,11 +113,22 @@ export class SpillStore {
       } finally {
         fs.closeSync(fd);
       }
-      fs.rmSync(h.file!, { force: true });
     } catch (e) {
       throw spillError(this.dir, e);
     }
     return out as T;
+  }
+
+  private entry(key: string): Held {
+    const h = this.held.get(key);
+    if (!h) {
+      throw new PareError(
+        "E_INTERNAL",
+        `internal: nothing stored under ${key}`,
+        "this is a bug in pare; please report it",
+      );
+    }
+    return h;
   }
 
   close(): void {

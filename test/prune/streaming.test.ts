@@ -1,6 +1,6 @@
 /**
- * Streaming changes no result (issue 5): calibration data that waits between steps — activations between the layers
- * of a dense pass, every layer's Gram under dense calibration — goes through a temporary file when it does not fit the
+ * Streaming changes no result (issue 5): calibration data that waits between steps — the activations between layers
+ * (sequential streams, dense passes), every layer's Gram under dense calibration — goes through a temporary file when it does not fit the
  * memory budget. A run that spills everything and a run that holds everything in memory write bit-identical outputs,
  * and the temporary files are gone afterwards (also after a failure).
  */
@@ -51,7 +51,8 @@ const cases: [string, () => string, Partial<Recipe>][] = [
     () => llama,
     { calibration: "dense", gramPrecision: "mixed", allocation: "uniform" },
   ],
-  ["llama: sequential, global (dense scoring pass)", () => llama, {}],
+  ["llama: sequential, global (dense scoring pass, stream between layers)", () => llama, {}],
+  ["llama: sequential, liar-seq (pruned and dense streams)", () => llama, { reconstruct: "liar-seq" }],
   ["llama: dense calibration, uniform, bias", () => llama, { calibration: "dense", reconstruct: "bias" }],
   ["bert: dense calibration, global, liar", () => bert, { calibration: "dense" }],
 ];
@@ -92,5 +93,22 @@ it("a failed run removes its spill files and its partial output", async () => {
   ).rejects.toThrow("stop here");
   expect(sawSpill).toBe(true);
   expect(fs.existsSync(out)).toBe(false);
+  expect(leftovers()).toEqual([]);
+});
+
+it("an interrupted spilled run resumes to the same output as an uninterrupted in-memory run", async () => {
+  const full = path.join(root, "resume-full");
+  const part = path.join(root, "resume-part");
+  await runPrune(recipe(llama, full, {}));
+  const stop = (e: PruneEvent) => {
+    if (e.type === "layer" && e.layer === 2 && e.step === "attention") throw new Error("stop here");
+  };
+  await expect(runPrune(recipe(llama, part, {}), stop, { heldBudgetBytes: 0 })).rejects.toThrow("stop here");
+  await runPrune(recipe(llama, part, { resume: true }), () => {}, { heldBudgetBytes: 0 });
+  expect(
+    fs
+      .readFileSync(path.join(part, "model.safetensors"))
+      .equals(fs.readFileSync(path.join(full, "model.safetensors"))),
+  ).toBe(true);
   expect(leftovers()).toEqual([]);
 });
