@@ -502,10 +502,6 @@ async function prune(
       );
       alloc = allocate(mods, globalScores, recipe.ratio, "global", { standardized: true });
     }
-    if (store.spilledBytes > 0)
-      notes.push(
-        `${(store.spilledBytes / 1024 ** 3).toFixed(2)} GiB of calibration data (activations between layers, Gram matrices) went through a temporary file to stay within the memory budget`,
-      );
 
     const counts = uniformCounts(mods, recipe.ratio);
     const usedScores = new Map<string, Float64Array>();
@@ -676,6 +672,10 @@ async function prune(
     await runner.close();
     lap("prune");
 
+    if (store.spilledBytes > 0)
+      notes.push(
+        `${(store.spilledBytes / 1024 ** 3).toFixed(2)} GiB of calibration data (activations between layers, Gram matrices) went through a temporary file to stay within the memory budget`,
+      );
     phase("write", recipe.out);
     const layers = model.dims.layers.map((l) => ({ ...l, bias: { ...l.bias } }));
     const { config, notes: cfgNotes } = prunedConfig(model, layers, removedHeads, weights, dense.dims.layers);
