@@ -17,6 +17,9 @@ export class StoreWeights implements WeightSource {
   get(n: string): Float32Array {
     return this.store.readF32(n);
   }
+  checkFinite(n: string): void {
+    this.store.checkFinite(n);
+  }
 }
 
 export interface LoadedModel extends Model {

@@ -457,5 +457,9 @@ export class MapWeights implements WeightSource {
  * reconstruction, before writing) or when `names` (default: all) must be checked up front.
  */
 export function checkFinite(model: Pick<Model, "weights">, names: string[] = model.weights.names()): void {
-  for (const n of names) assertFinite(model.weights.get(n), n);
+  const w = model.weights as WeightSource & { checkFinite?: (n: string) => void };
+  for (const n of names) {
+    if (w.checkFinite) w.checkFinite(n); // on the stored bytes, without converting (safetensors sources)
+    else assertFinite(w.get(n), n);
+  }
 }

@@ -207,7 +207,11 @@ export class TapAccumulator {
       const D = d + 1;
       if (this.mixed) {
         // only the lower block triangle was accumulated: mirror it (diagonal blocks from their lower half)
-        for (let i = 0; i < D; i++) for (let j = i + 1; j < D; j++) G[i * D + j] = G[j * D + i];
+        // (in 64 × 64 tiles: a plain column-order read of a 250 MB matrix misses the cache on every element)
+        for (let i0 = 0; i0 < D; i0 += 64)
+          for (let j0 = i0; j0 < D; j0 += 64)
+            for (let i = i0; i < Math.min(i0 + 64, D); i++)
+              for (let j = Math.max(j0, i + 1); j < Math.min(j0 + 64, D); j++) G[i * D + j] = G[j * D + i];
       }
       for (let j = 0; j < d; j++) {
         this.sum[j] = G[j * D + d];

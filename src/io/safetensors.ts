@@ -338,6 +338,25 @@ export class SafetensorsFile {
   }
 
   /**
+   * Check that every value of a tensor is finite without converting it (exponent bits on the raw bytes of
+   * F32/F16/BF16); a bad tensor (or another dtype) goes through readF32, whose E_NUMERIC names the problem.
+   */
+  checkFinite(name: string): void {
+    const t = this.info(name);
+    const raw = this.readRaw(name);
+    let bad = false;
+    if (t.dtype === "F32") {
+      const u = new Uint32Array(raw.buffer, raw.byteOffset, raw.byteLength >> 2);
+      for (let i = 0; i < u.length && !bad; i++) bad = (u[i] & 0x7f800000) === 0x7f800000;
+    } else if (t.dtype === "F16" || t.dtype === "BF16") {
+      const mask = t.dtype === "F16" ? 0x7c00 : 0x7f80;
+      const u = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength >> 1);
+      for (let i = 0; i < u.length && !bad; i++) bad = (u[i] & mask) === mask;
+    } else bad = true;
+    if (bad) this.readF32(name);
+  }
+
+  /**
    * One tensor as float32 (F32, F16, BF16, F64). Every value must be finite: NaN or ±Inf (or an F64 value beyond
    * the float32 range) is E_NUMERIC naming the tensor and its layer.
    */
@@ -672,6 +691,11 @@ export class TensorStore {
 
   readRaw(name: string): Uint8Array {
     return this.file(name).readRaw(name);
+  }
+
+  /** See SafetensorsFile.checkFinite. */
+  checkFinite(name: string): void {
+    this.file(name).checkFinite(name);
   }
 
   close(): void {

@@ -482,3 +482,43 @@ describe("fuzz: corrupt files only ever throw PareError", () => {
     );
   });
 });
+
+describe("checkFinite on the stored bytes (no conversion)", () => {
+  for (const dtype of ["F32", "F16", "BF16"] as const) {
+    it(`${dtype}: clean tensors pass; NaN, +Inf or −Inf anywhere is E_NUMERIC naming the tensor`, () => {
+      const dir = tmpDir();
+      const clean = Float32Array.from({ length: 37 }, (_, i) => (i - 18) * 0.37);
+      const tensors: NamedTensor[] = [{ name: "ok", shape: [37], data: clean, dtype }];
+      const bad: [string, number, number][] = [
+        ["nan_first", 0, Number.NaN],
+        ["inf_mid", 17, Number.POSITIVE_INFINITY],
+        ["neginf_last", 36, Number.NEGATIVE_INFINITY],
+      ];
+      for (const [name, at, v] of bad) {
+        const d = clean.slice();
+        d[at] = v;
+        tensors.push({ name, shape: [37], data: d, dtype });
+      }
+      const file = path.join(dir, "m.safetensors");
+      writeSafetensors(file, tensors);
+      const f = SafetensorsFile.open(file);
+      try {
+        expect(() => f.checkFinite("ok")).not.toThrow();
+        for (const [name, at] of bad) {
+          let err: unknown;
+          try {
+            f.checkFinite(name);
+          } catch (e) {
+            err = e;
+          }
+          expect(err).toBeInstanceOf(PareError);
+          expect((err as PareError).code).toBe("E_NUMERIC");
+          expect((err as PareError).message).toContain(name);
+          expect((err as PareError).message).toContain(`first at element ${at}`);
+        }
+      } finally {
+        f.close();
+      }
+    });
+  }
+});
