@@ -112,6 +112,8 @@ type Run = {
   wallSeconds: number;
   peakRssBytes: number;
   matmulF32: number;
+  matmulF32Before?: number;
+  matmulF32After?: number;
   timings: Record<string, number>;
   busySeconds: { forward: number; statistics: number; solve: number; output: number };
   plan: PrunePlan;
@@ -206,7 +208,7 @@ The prune's own plan (printed before it starts; the time estimate uses MatMul ra
 ${planLines.join("\n")}
 \`\`\`
 
-ORT MatMul rate of the same process (f32, [4096, 2048] · [2048, 5632], best of 3): **${G(rate)} GFLOP/s**.
+ORT MatMul rate of the same process (f32, [4096, 2048] · [2048, 5632], best of 3${run.matmulF32Before ? `, measured before (${G(run.matmulF32Before)}) and after (${G(run.matmulF32After ?? 0)}) the prune; the higher one` : ""}): **${G(rate)} GFLOP/s**.
 
 | work | GFLOP | busy s | GFLOP/s |
 |---|---:|---:|---:|
