@@ -459,7 +459,8 @@ export class MapWeights implements WeightSource {
 export function checkFinite(model: Pick<Model, "weights">, names: string[] = model.weights.names()): void {
   const w = model.weights as WeightSource & { checkFinite?: (n: string) => void };
   for (const n of names) {
-    if (w.checkFinite) w.checkFinite(n); // on the stored bytes, without converting (safetensors sources)
+    if (w.checkFinite)
+      w.checkFinite(n); // on the stored bytes, without converting (safetensors sources)
     else assertFinite(w.get(n), n);
   }
 }

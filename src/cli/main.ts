@@ -86,7 +86,10 @@ program
   .option("--force", "replace an existing output folder")
   .option("--resume", "continue an interrupted prune from its per-layer checkpoints (same settings)")
   .option("--dry-run", "print the plan (passes, FLOPs, memory, estimated time) and stop")
-  .option("--max-memory <GiB>", "refuse, before any work, a prune whose estimated peak memory exceeds this")
+  .option(
+    "--max-memory <GiB>",
+    "memory budget: waiting calibration data beyond it is spilled to a temporary file; a prune whose layer does not fit is refused before any work",
+  )
   .option("--export <format>", "also write onnx/model.onnx into the output folder (format: onnx)")
   .option("--report", "also write report.html into the output folder")
   .option("--report-data <file>", "with --report: measure dense vs pruned on this file")
