@@ -48,6 +48,8 @@ export interface PrunePlan {
   };
   rates?: { matmulF32: number; matmulF64: number; js: number };
   estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
+  /** sequential calibration: the estimate of the same prune with --calibration dense (one pass) */
+  denseAlternativeSeconds?: number;
 }
 
 /** Is this tap's Gram computed in mixed precision (f32 products, f64 sums)? */
@@ -214,6 +216,22 @@ export function withEstimate(
   };
 }
 
+/** The plan with its time estimate and, for sequential calibration, the dense alternative's estimate. */
+export function estimatePlan(
+  model: Model,
+  recipe: Recipe,
+  rates: { matmulF32: number; matmulF64: number; js: number },
+  heldBudget?: number,
+): PrunePlan {
+  const plan = withEstimate(planPrune(model, recipe, heldBudget), rates);
+  const rec = RECONSTRUCTORS[recipe.reconstruct];
+  if (recipe.calibration === "sequential" && !rec.needsCross && plan.calibrationTokens > 0) {
+    const alt = withEstimate(planPrune(model, { ...recipe, calibration: "dense" }, heldBudget), rates);
+    plan.denseAlternativeSeconds = alt.estimateSeconds?.total;
+  }
+  return plan;
+}
+
 export function checkMemory(plan: PrunePlan, maxGiB: number | undefined): void {
   if (maxGiB === undefined) return;
   const need = plan.memoryBytes.peak / 1024 ** 3;
@@ -242,6 +260,12 @@ export function describePlan(plan: PrunePlan): string[] {
     lines.push(
       `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64)`,
     );
+    const alt = plan.denseAlternativeSeconds;
+    if (alt !== undefined && alt < 0.75 * e.total) {
+      lines.push(
+        `  faster  --calibration dense: one pass of the unpruned model instead of ${plan.layerPasses} layer passes, ≈ ${alt.toFixed(1)} s`,
+      );
+    }
   }
   return lines;
 }

@@ -44,7 +44,7 @@ import {
   withLayers,
 } from "../surgery/surgery.ts";
 import { checkpointDir, loadCheckpoint, resumeKey, saveCheckpoint } from "./checkpoint.ts";
-import { checkMemory, measureRates, type PrunePlan, planPrune, withEstimate } from "./plan.ts";
+import { checkMemory, estimatePlan, measureRates, type PrunePlan } from "./plan.ts";
 import type { Recipe } from "./recipe.ts";
 import { SpillStore } from "./spill.ts";
 
@@ -358,10 +358,7 @@ async function prune(
   }
   const mods = planUnits(model, recipe);
   preflight(mods, recipe.ratio, recipe.allocation);
-  const plan = withEstimate(
-    planPrune(dense, recipe, ctx.internals.heldBudgetBytes),
-    await measureRates(recipe.threads),
-  );
+  const plan = estimatePlan(dense, recipe, await measureRates(recipe.threads), ctx.internals.heldBudgetBytes);
   checkMemory(plan, recipe.maxMemory);
   onEvent({ type: "plan", plan });
   const before = countParams(model);
@@ -736,7 +733,7 @@ export async function dryRun(recipe: Recipe): Promise<PrunePlan> {
   try {
     const mods = planUnits(base, recipe);
     preflight(mods, recipe.ratio, recipe.allocation);
-    const plan = withEstimate(planPrune(base, recipe), await measureRates(recipe.threads));
+    const plan = estimatePlan(base, recipe, await measureRates(recipe.threads));
     checkMemory(plan, recipe.maxMemory);
     return plan;
   } finally {

@@ -1,0 +1,166 @@
+/**
+ * The cost model (issue 5): layer passes per calibration mode, FLOPs that follow from them, the memory split into
+ * what must fit and what may spill, the --max-memory refusal before any work (with the number needed), and the
+ * --dry-run / plan output of the CLI.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel } from "../../src/arch/load.ts";
+import type { Model } from "../../src/arch/model.ts";
+import { isPareError } from "../../src/errors.ts";
+import { checkMemory, describePlan, estimatePlan, planPrune } from "../../src/pipeline/plan.ts";
+import { runPrune } from "../../src/pipeline/prune.ts";
+import { type Recipe, resolveRecipe } from "../../src/pipeline/recipe.ts";
+import { runCli } from "../helpers/cli.ts";
+import { makeByteBpeTokenizerJson, makeTinyLlama, writeTinyModel } from "../helpers/tinyModels.ts";
+
+let root: string;
+let dir: string;
+let calib: string;
+let model: Model & { close(): void };
+const nL = 3;
+
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "pare-plan-"));
+  dir = path.join(root, "tiny");
+  writeTinyModel(
+    dir,
+    makeTinyLlama({ seed: 5, layers: nL, intermediate: 40 }),
+    makeByteBpeTokenizerJson(300),
+  );
+  calib = path.join(root, "calib.txt");
+  fs.writeFileSync(calib, "the quick brown fox jumps over the lazy dog. ".repeat(200));
+  model = loadModel(dir);
+});
+afterAll(() => {
+  model.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+const recipe = (extra: Partial<Recipe> = {}) =>
+  resolveRecipe({
+    model: dir,
+    out: path.join(root, "out"),
+    calib: [calib],
+    samples: 8,
+    seqLen: 32,
+    ...extra,
+  });
+const rates = { matmulF32: 100e9, matmulF64: 25e9, js: 1e9 };
+
+describe("layer passes and FLOPs", () => {
+  it("sequential = 3 passes per layer (+1 dense scoring pass for global); dense = 1; liar-seq +2; weights-only 0", () => {
+    expect(planPrune(model, recipe({ allocation: "global" })).layerPasses).toBe(4 * nL);
+    expect(planPrune(model, recipe({ allocation: "uniform" })).layerPasses).toBe(3 * nL);
+    expect(planPrune(model, recipe({ calibration: "dense" })).layerPasses).toBe(nL);
+    expect(planPrune(model, recipe({ reconstruct: "liar-seq", allocation: "uniform" })).layerPasses).toBe(
+      5 * nL,
+    );
+    const w = planPrune(model, recipe({ criterion: "magnitude-l2", reconstruct: "none" }));
+    expect(w.layerPasses).toBe(0);
+    expect(w.calibrationTokens).toBe(0);
+    expect(w.flops.total).toBe(0);
+  });
+
+  it("forward FLOPs are proportional to the layer passes; tokens = samples × seq-len", () => {
+    const seq = planPrune(model, recipe());
+    const dense = planPrune(model, recipe({ calibration: "dense" }));
+    expect(seq.calibrationTokens).toBe(8 * 32);
+    expect(seq.flops.forward / dense.flops.forward).toBeCloseTo(seq.layerPasses / dense.layerPasses, 10);
+    expect(seq.flops.total).toBeCloseTo(seq.flops.forward + seq.flops.statistics + seq.flops.solve, 0);
+  });
+
+  it("the mixed Gram counts only the lower block triangle: between half and all of the f64 product", () => {
+    const f64 = planPrune(model, recipe({ gramPrecision: "f64" })).flops;
+    const mixed = planPrune(model, recipe({ gramPrecision: "mixed" })).flops;
+    expect(f64.statisticsF32).toBe(0);
+    expect(mixed.statisticsF64).toBe(0);
+    expect(mixed.statisticsF32).toBeGreaterThan(0.5 * f64.statisticsF64);
+    expect(mixed.statisticsF32).toBeLessThanOrEqual(f64.statisticsF64);
+  });
+});
+
+describe("memory", () => {
+  it("waiting calibration data is held up to the budget and spilled beyond it; the peak counts only what is held", () => {
+    const all = planPrune(model, recipe({ calibration: "dense" }), Number.POSITIVE_INFINITY).memoryBytes;
+    const none = planPrune(model, recipe({ calibration: "dense" }), 0).memoryBytes;
+    expect(all.spilled).toBe(0);
+    expect(none.held).toBe(0);
+    expect(none.spilled).toBe(all.held);
+    expect(all.peak - none.peak).toBe(all.held);
+    const half = planPrune(model, recipe({ calibration: "dense" }), all.held / 2).memoryBytes;
+    expect(half.held).toBe(all.held / 2);
+    expect(half.held + half.spilled).toBe(all.held);
+  });
+
+  it("with --max-memory the plan fits it when the layer fits; checkMemory refuses with the number needed otherwise", () => {
+    const big = planPrune(model, recipe({ calibration: "dense", maxMemory: 4 }));
+    expect(big.memoryBytes.peak).toBeLessThanOrEqual(4 * 1024 ** 3);
+    expect(() => checkMemory(big, 4)).not.toThrow();
+    const tiny = planPrune(model, recipe({ calibration: "dense", maxMemory: 0.001 }));
+    expect(tiny.memoryBytes.held).toBe(0);
+    let err: unknown;
+    try {
+      checkMemory(tiny, 0.001);
+    } catch (e) {
+      err = e;
+    }
+    expect(isPareError(err) && err.code).toBe("E_MEMORY_BUDGET");
+    const need = tiny.memoryBytes.peak / 1024 ** 3;
+    expect((err as Error).message).toContain(need.toFixed(2));
+  });
+
+  it("a prune that does not fit --max-memory is refused before any work: no output, no temporary files", async () => {
+    const out = path.join(root, "refused");
+    const phases: string[] = [];
+    await expect(
+      runPrune(recipe({ out, maxMemory: 0.001 }), (e) => {
+        if (e.type === "phase") phases.push(e.phase);
+      }),
+    ).rejects.toMatchObject({ code: "E_MEMORY_BUDGET" });
+    expect(phases).toEqual(["load"]);
+    expect(fs.readdirSync(root).filter((f) => f.includes("refused"))).toEqual([]);
+  });
+});
+
+describe("estimates and the printed plan", () => {
+  it("sequential plans carry the dense alternative's estimate; dense and liar-seq plans do not", () => {
+    const seq = estimatePlan(model, recipe(), rates);
+    expect(seq.denseAlternativeSeconds).toBeCloseTo(
+      estimatePlan(model, recipe({ calibration: "dense" }), rates).estimateSeconds!.total,
+      9,
+    );
+    expect(
+      estimatePlan(model, recipe({ calibration: "dense" }), rates).denseAlternativeSeconds,
+    ).toBeUndefined();
+    expect(
+      estimatePlan(model, recipe({ reconstruct: "liar-seq" }), rates).denseAlternativeSeconds,
+    ).toBeUndefined();
+    const text = describePlan(seq).join("\n");
+    expect(text).toContain(`${seq.layerPasses} layer passes`);
+    expect(text).toContain("--calibration dense");
+  });
+
+  it("pare prune --dry-run prints the plan and writes nothing", async () => {
+    const out = path.join(root, "dry");
+    const r = await runCli([
+      "prune",
+      dir,
+      "--out",
+      out,
+      "--calib",
+      calib,
+      "--samples",
+      "8",
+      "--seq-len",
+      "32",
+      "--dry-run",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/plan: 256 calibration tokens, 12 layer passes/);
+    expect(r.stdout + r.stderr).toMatch(/peak ≈/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+});
