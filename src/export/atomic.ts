@@ -108,31 +108,12 @@ function wrapIo(e: unknown, target: string): unknown {
 }
 
 export function writeAtomically(target: string, force: boolean, fill: (tmp: string) => void): void {
-  target = path.resolve(target);
-  if (fs.existsSync(target) && !force) {
-    throw new PareError(
-      "E_OUTPUT_EXISTS",
-      `output folder ${target} already exists`,
-      "choose another output path, or add --force to replace it",
-    );
-  }
-  const tmp = tempSibling(target);
-  inFlight.add(tmp);
+  const out = AtomicDir.open(target, force);
   try {
-    fs.mkdirSync(tmp, { recursive: true });
-    fill(tmp);
-    if (fs.existsSync(target)) {
-      const old = `${tmp}.old`;
-      fs.renameSync(target, old);
-      fs.renameSync(tmp, target);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
+    fill(out.dir);
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw wrapIo(e, target);
-  } finally {
-    inFlight.delete(tmp);
+    out.abort();
+    throw wrapIo(e, out.target);
   }
+  out.commit();
 }
