@@ -7,40 +7,13 @@
  * usage: tsx bench/scaleRun.ts <recipe.json>
  */
 import fs from "node:fs";
-import { GraphBuilder } from "../src/onnx/graph.ts";
+import { matmulRate } from "../src/pipeline/plan.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
-import { f32, Session } from "../src/runtime/ort.ts";
-
-/** f32 MatMul [rows, k] · [k, n] in ORT, best of 3 after a warm-up, in FLOP/s */
-async function matmulRate(rows: number, k: number, n: number): Promise<number> {
-  const g = new GraphBuilder("rate");
-  const a = g.input("a", "float32", [rows, k]);
-  const b = g.input("b", "float32", [k, n]);
-  g.output(g.op("MatMul", [a, b], {}, "y"), "float32", [rows, n]);
-  const s = await Session.create(g.toModel());
-  const A = f32(
-    [rows, k],
-    new Float32Array(rows * k).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5),
-  );
-  const B = f32(
-    [k, n],
-    new Float32Array(k * n).map((_, i) => ((i * 104729) % 1000) / 1000 - 0.5),
-  );
-  await s.run({ a: A, b: B });
-  let best = Infinity;
-  for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    await s.run({ a: A, b: B });
-    best = Math.min(best, (performance.now() - t0) / 1000);
-  }
-  await s.release();
-  return (2 * rows * k * n) / best;
-}
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const recipe = resolveRecipe(spec.recipe);
-const matmulBefore = await matmulRate(4096, spec.hidden, spec.ffn);
+const matmulBefore = await matmulRate("float32", 4096, spec.hidden, spec.ffn, { reps: 3 });
 const t0 = performance.now();
 const since = () => `${((performance.now() - t0) / 1000).toFixed(0).padStart(5)} s`;
 const rss = () => `${(process.memoryUsage().rss / 1024 ** 3).toFixed(2)} GiB`;
@@ -52,7 +25,7 @@ const report = await runPrune(recipe, (e) => {
 });
 const wall = (performance.now() - t0) / 1000;
 // measured again after the prune: this shared 2-core VM's rate drifts by ±10 % over minutes; the higher one is the reference
-const matmulAfter = await matmulRate(4096, spec.hidden, spec.ffn);
+const matmulAfter = await matmulRate("float32", 4096, spec.hidden, spec.ffn, { reps: 3 });
 process.stdout.write(
   `${JSON.stringify({
     wallSeconds: wall,

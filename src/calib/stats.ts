@@ -66,6 +66,11 @@ export type GramPrecision = "auto" | "f64" | "mixed";
 export const GRAM_F64_MAX_WIDTH = 1024;
 const BLOCK_WIDTH = 1024;
 
+/** Is the Gram of a d-channel tap computed in mixed precision (f32 products, f64 sums)? */
+export function gramIsMixed(precision: GramPrecision, d: number): boolean {
+  return precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH);
+}
+
 /** Column blocks [start, width) of X̃ [n, D] for the mixed Gram: ⌈D / 1024⌉ near-equal blocks. */
 export function gramBlocks(D: number): [number, number][] {
   const B = Math.max(1, Math.ceil(D / BLOCK_WIDTH));
@@ -145,8 +150,7 @@ export class TapAccumulator {
   ) {
     this.sum = new Float64Array(d);
     this.sumsq = new Float64Array(d);
-    this.mixed =
-      kinds.has("gram") && (precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH));
+    this.mixed = kinds.has("gram") && gramIsMixed(precision, d);
     if (kinds.has("gram")) this.gram = new Float64Array((d + 1) * (d + 1));
     this.buffer = new RowBuffer(d, chunkRows ?? chunkRowsFor(d, this.mixed));
   }

@@ -6,15 +6,20 @@
 import os from "node:os";
 import type { Model } from "../arch/model.ts";
 import { countParams } from "../arch/params.ts";
-import { chunkRowsFor, GRAM_F64_MAX_WIDTH, gramBlocks } from "../calib/stats.ts";
+import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { GraphBuilder } from "../onnx/graph.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import { f32, f64, Session } from "../runtime/ort.ts";
-import { matmul } from "../tensor/linalg.ts";
 import { SPD_BASE } from "../tensor/spd.ts";
 import type { Recipe } from "./recipe.ts";
+
+/** This machine's ORT MatMul rates, FLOP/s. */
+export interface Rates {
+  matmulF32: number;
+  matmulF64: number;
+}
 
 export interface PrunePlan {
   calibrationTokens: number;
@@ -46,15 +51,10 @@ export interface PrunePlan {
     spilled: number;
     peak: number;
   };
-  rates?: { matmulF32: number; matmulF64: number; js: number };
+  rates?: Rates;
   estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
   /** sequential calibration: the estimate of the same prune with --calibration dense (one pass) */
   denseAlternativeSeconds?: number;
-}
-
-/** Is this tap's Gram computed in mixed precision (f32 products, f64 sums)? */
-export function gramIsMixed(precision: Recipe["gramPrecision"], d: number): boolean {
-  return precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH);
 }
 
 /** FLOPs of one chunk-summed Gram of X̃ [N, D]: full product in f64, lower block triangle in mixed. */
@@ -169,43 +169,45 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   };
 }
 
-/** Measure this machine's ORT MatMul rates (f32, f64; 1024³, best of 4) and a JavaScript loop rate, in FLOP/s (≈0.3 s). */
-export async function measureRates(
-  threads?: number,
-): Promise<{ matmulF32: number; matmulF64: number; js: number }> {
-  const n = 1024;
-  const rate = async (type: "float32" | "float64") => {
-    const g = new GraphBuilder("rate");
-    const a = g.input("a", type, [n, n]);
-    g.output(g.op("MatMul", [a, a], {}, "y"), type, [n, n]);
-    const s = await Session.create(g.toModel(), { threads, optLevel: "basic" });
-    const x =
-      type === "float32"
-        ? f32([n, n], new Float32Array(n * n).fill(0.5))
-        : f64([n, n], new Float64Array(n * n).fill(0.5));
-    await s.run({ a: x });
-    let best = Infinity;
-    for (let i = 0; i < 4; i++) {
-      const t0 = performance.now();
-      await s.run({ a: x });
-      best = Math.min(best, (performance.now() - t0) / 1000);
-    }
-    await s.release();
-    return (2 * n ** 3) / best;
-  };
-  const m = 96;
-  const A = new Float64Array(m * m).fill(0.5);
-  const t0 = performance.now();
-  matmul(A, A, m, m, m);
-  matmul(A, A, m, m, m);
-  const js = (2 * 2 * m ** 3) / Math.max(1e-6, (performance.now() - t0) / 1000);
-  return { matmulF32: await rate("float32"), matmulF64: await rate("float64"), js };
+/** ORT MatMul [m, k]·[k, n] rate in FLOP/s: the best of `reps` runs after a warm-up. */
+export async function matmulRate(
+  type: "float32" | "float64",
+  m: number,
+  k: number,
+  n: number,
+  opts: { threads?: number; reps?: number } = {},
+): Promise<number> {
+  const g = new GraphBuilder("rate");
+  const a = g.input("a", type, [m, k]);
+  const b = g.input("b", type, [k, n]);
+  g.output(g.op("MatMul", [a, b], {}, "y"), type, [m, n]);
+  const s = await Session.create(g.toModel(), { threads: opts.threads, optLevel: "basic" });
+  const fill = (len: number) => Array.from({ length: len }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  const t = (dims: number[]) =>
+    type === "float32"
+      ? f32(dims, Float32Array.from(fill(dims[0] * dims[1])))
+      : f64(dims, Float64Array.from(fill(dims[0] * dims[1])));
+  const feeds = { a: t([m, k]), b: t([k, n]) };
+  await s.run(feeds);
+  let best = Infinity;
+  for (let i = 0; i < (opts.reps ?? 4); i++) {
+    const t0 = performance.now();
+    await s.run(feeds);
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  await s.release();
+  return (2 * m * k * n) / best;
 }
 
-export function withEstimate(
-  plan: PrunePlan,
-  rates: { matmulF32: number; matmulF64: number; js: number },
-): PrunePlan {
+/** This machine's ORT MatMul rates (f32, f64; 1024³, best of 4), in FLOP/s (≈0.3 s). */
+export async function measureRates(threads?: number): Promise<Rates> {
+  return {
+    matmulF32: await matmulRate("float32", 1024, 1024, 1024, { threads }),
+    matmulF64: await matmulRate("float64", 1024, 1024, 1024, { threads }),
+  };
+}
+
+export function withEstimate(plan: PrunePlan, rates: Rates): PrunePlan {
   const forward = plan.flops.forward / rates.matmulF32;
   const statistics = plan.flops.statisticsF32 / rates.matmulF32 + plan.flops.statisticsF64 / rates.matmulF64;
   const solve = plan.flops.solve / rates.matmulF64;
@@ -217,12 +219,7 @@ export function withEstimate(
 }
 
 /** The plan with its time estimate and, for sequential calibration, the dense alternative's estimate. */
-export function estimatePlan(
-  model: Model,
-  recipe: Recipe,
-  rates: { matmulF32: number; matmulF64: number; js: number },
-  heldBudget?: number,
-): PrunePlan {
+export function estimatePlan(model: Model, recipe: Recipe, rates: Rates, heldBudget?: number): PrunePlan {
   const plan = withEstimate(planPrune(model, recipe, heldBudget), rates);
   const rec = RECONSTRUCTORS[recipe.reconstruct];
   if (recipe.calibration === "sequential" && !rec.needsCross && plan.calibrationTokens > 0) {

@@ -666,7 +666,7 @@ async function prune(
       });
       await writeLayer(i);
     }
-    await runner.close();
+    await runner.close(); // frees ORT's working memory before the write (closing again in `finally` is a no-op)
     lap("prune");
 
     if (store.spilledBytes > 0)

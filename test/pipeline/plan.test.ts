@@ -48,7 +48,7 @@ const recipe = (extra: Partial<Recipe> = {}) =>
     seqLen: 32,
     ...extra,
   });
-const rates = { matmulF32: 100e9, matmulF64: 25e9, js: 1e9 };
+const rates = { matmulF32: 100e9, matmulF64: 25e9 };
 
 describe("layer passes and FLOPs", () => {
   it("sequential = 3 passes per layer (+1 dense scoring pass for global); dense = 1; liar-seq +2; weights-only 0", () => {
