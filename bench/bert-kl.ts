@@ -15,7 +15,7 @@ import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../src/reconstruct/index.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 if (!fs.existsSync(path.join(SHARED, "models/bert-sst2-4l"))) {
@@ -26,14 +26,7 @@ const ratio = Number(process.argv[process.argv.indexOf("--ratio") + 1] || 0.5) |
 const dir = path.join(SHARED, "models/bert-sst2-4l");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-bertkl-"));
 const calib = path.join(work, "sst2-train.txt");
-fs.writeFileSync(
-  calib,
-  fs
-    .readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8")
-    .split("\n")
-    .map((l) => l.replace(/^\d+\s+/, ""))
-    .join("\n"),
-);
+fs.writeFileSync(calib, sst2TrainSentences(SHARED));
 const dev = readClassificationFile(path.join(SHARED, "data/sst2/stsa.binary.dev"));
 const tok = loadTokenizer(dir);
 const enc = dev.map((d) => ({ ids: tok.encode(d.text) }));

@@ -140,3 +140,12 @@ export function seededInts(n: number, lo: number, hi: number, seed = 1): number[
 
 export const fmt = (x: number, digits = 1): string =>
   x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** SST-2's training sentences (../shared/data/sst2/stsa.binary.train without the leading labels), one per line. */
+export function sst2TrainSentences(shared: string): string {
+  return fs
+    .readFileSync(path.join(shared, "data/sst2/stsa.binary.train"), "utf8")
+    .split("\n")
+    .map((l) => l.replace(/^\d+\s+/, ""))
+    .join("\n");
+}

@@ -21,7 +21,7 @@ import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../src/reconstruct/index.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 const arg = (name: string, def?: string) => {
@@ -134,14 +134,7 @@ async function benchLlama(): Promise<void> {
 async function benchBert(): Promise<void> {
   const dir = path.join(SHARED, "models/bert-sst2-4l");
   const calib = path.join(work, "sst2-train-sentences.txt");
-  const train = fs.readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8");
-  fs.writeFileSync(
-    calib,
-    train
-      .split("\n")
-      .map((l) => l.replace(/^\d+\s+/, ""))
-      .join("\n"),
-  );
+  fs.writeFileSync(calib, sst2TrainSentences(SHARED));
   const dev = readClassificationFile(path.join(SHARED, "data/sst2/stsa.binary.dev"));
   const tok = loadTokenizer(dir);
   const dm = loadModel(dir);

@@ -10,7 +10,7 @@ import { loadModel } from "../src/arch/load.ts";
 import { benchSpeed, type SpeedReport } from "../src/eval/latency.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 if (!fs.existsSync(path.join(SHARED, "models"))) {
@@ -23,11 +23,7 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const calibText = path.join(work, "calib.txt");
 fs.writeFileSync(
   calibText,
-  `${fs.readFileSync(path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens"), "utf8").slice(0, 200_000)}\n${fs
-    .readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8")
-    .split("\n")
-    .map((l) => l.replace(/^\d+\s+/, ""))
-    .join("\n")}`,
+  `${fs.readFileSync(path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens"), "utf8").slice(0, 200_000)}\n${sst2TrainSentences(SHARED)}`,
 );
 
 const variants = [

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { type Recipe, resolveRecipe } from "../src/pipeline/recipe.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 if (!fs.existsSync(path.join(SHARED, "models/llama-gqa-6l"))) {
@@ -19,14 +19,7 @@ if (!fs.existsSync(path.join(SHARED, "models/llama-gqa-6l"))) {
 }
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-stream-"));
 const sst2 = path.join(work, "sst2-train.txt");
-fs.writeFileSync(
-  sst2,
-  fs
-    .readFileSync(path.join(SHARED, "data/sst2/stsa.binary.train"), "utf8")
-    .split("\n")
-    .map((l) => l.replace(/^\d+\s+/, ""))
-    .join("\n"),
-);
+fs.writeFileSync(sst2, sst2TrainSentences(SHARED));
 const models = [
   { name: "llama-gqa-6l", calib: path.join(REPO_ROOT, "examples/data/calib-wikitext2-valid.txt") },
   { name: "bert-sst2-4l", calib: sst2 },
