@@ -8,12 +8,9 @@
 import { describe, expect, it } from "vitest";
 import { cholesky, choleskySolve } from "../../src/tensor/linalg.ts";
 import { choleskyInverse, gemm64, spdSolve } from "../../src/tensor/spd.ts";
+import { maxAbs, maxDiff, randMat, randSpd } from "../helpers/matrices.ts";
 import { Rng } from "../helpers/rng.ts";
 import { gaussSolve, naiveMatmul } from "../reference/pipeline.ts";
-
-function randMat(rng: Rng, r: number, c: number, std = 1): Float64Array {
-  return Float64Array.from({ length: r * c }, () => rng.normal() * std);
-}
 
 /** Mᵀ of M [r, c]. */
 function transpose(M: ArrayLike<number>, r: number, c: number): Float64Array {
@@ -29,30 +26,12 @@ function gram(X: Float64Array, rows: number, n: number, delta: number): Float64A
   return A;
 }
 
-/** A = Bᵀ B + δ I with B [n + 3, n]: symmetric positive definite (condition number up to ~10⁴ here). */
-function randSpd(rng: Rng, n: number, delta = 0.1): Float64Array {
-  return gram(randMat(rng, n + 3, n), n + 3, n, delta);
-}
-
 /** A = Bᵀ B / n + I with B [2n, n]: condition number ≲ 35. */
 function wellConditioned(rng: Rng, n: number): Float64Array {
   const A = gram(randMat(rng, 2 * n, n), 2 * n, n, 0);
   for (let i = 0; i < A.length; i++) A[i] /= n;
   for (let i = 0; i < n; i++) A[i * n + i] += 1;
   return A;
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 function identity(n: number): Float64Array {
