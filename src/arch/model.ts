@@ -12,6 +12,8 @@ export interface WeightSource {
   has(name: string): boolean;
   shape(name: string): number[];
   get(name: string): Float32Array;
+  /** E_NUMERIC unless every value is finite, without converting (sources that hold stored bytes) */
+  checkFinite?(name: string): void;
 }
 
 export interface LayerDims {
@@ -457,7 +459,7 @@ export class MapWeights implements WeightSource {
  * reconstruction, before writing) or when `names` (default: all) must be checked up front.
  */
 export function checkFinite(model: Pick<Model, "weights">, names: string[] = model.weights.names()): void {
-  const w = model.weights as WeightSource & { checkFinite?: (n: string) => void };
+  const w = model.weights;
   for (const n of names) {
     if (w.checkFinite)
       w.checkFinite(n); // on the stored bytes, without converting (safetensors sources)
