@@ -5,6 +5,7 @@
  */
 import { PareError } from "../errors.ts";
 import { assertFinite } from "../io/safetensors.ts";
+import { FusedView, viewPath } from "./fused.ts";
 import { type ArchSpec, SPECS, supportedArchitectures } from "./spec.ts";
 
 export interface WeightSource {
@@ -36,9 +37,22 @@ export interface ModelDims {
   head: "lm" | "classifier" | "none";
   tiedHead: boolean;
   layers: LayerDims[];
-  /** attention window (Mistral `sliding_window`, Qwen2 with `use_sliding_window`): key j visible to query i iff i − j < window */
+  /** attention window of the sliding layers: key j visible to query i iff i − j < window */
   slidingWindow?: number;
+  /** per layer: full (causal) attention or the sliding window (set only where slidingWindow is) */
+  layerTypes: ("full" | "sliding")[];
   ropeScaling?: RopeScaling;
+  /** RoPE base of sliding layers when it differs from ropeTheta (no rope scaling there) */
+  ropeLocalTheta?: number;
+  /** dimensions of each head that RoPE rotates (head_dim unless partial) */
+  rotaryDim: number;
+  act: "silu" | "gelu" | "gelu_tanh";
+  /** scale of q·kᵀ (head_dim^−½ unless the family sets it) */
+  attnScale: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
+  /** embeddings are multiplied by this (√hidden for Gemma) */
+  embedScale?: number;
 }
 
 export type RopeScaling =
@@ -47,8 +61,33 @@ export type RopeScaling =
 
 const CONFIG_HINT = "fix config.json so that it matches the model's weights";
 
-function ropeScaling(config: Record<string, unknown>): RopeScaling | undefined {
-  const raw = config.rope_scaling;
+/**
+ * RoPE settings: the classic keys (rope_theta, rope_scaling) or transformers 5's `rope_parameters`
+ * (one object, or one per layer type: full_attention / sliding_attention).
+ */
+function ropeParameters(
+  config: Record<string, unknown>,
+  thetaKey: string,
+): { theta: number; scaling: unknown; localTheta?: number } {
+  const rp = config.rope_parameters;
+  if (rp != null && typeof rp === "object" && !Array.isArray(rp)) {
+    const r = rp as Record<string, unknown>;
+    const byType = r.full_attention != null || r.sliding_attention != null;
+    const global = (byType ? r.full_attention : r) as Record<string, unknown> | undefined;
+    const local = (byType ? r.sliding_attention : undefined) as Record<string, unknown> | undefined;
+    const theta = num(global ?? {}, "rope_theta", { int: false, min: 1, max: 1e12, def: 10000 });
+    const localTheta = local
+      ? num(local, "rope_theta", { int: false, min: 1, max: 1e12, def: 10000 })
+      : undefined;
+    return { theta, scaling: global, localTheta };
+  }
+  return {
+    theta: num(config, thetaKey, { int: false, min: 1, max: 1e12, def: 10000 }),
+    scaling: config.rope_scaling,
+  };
+}
+
+function ropeScaling(raw: unknown): RopeScaling | undefined {
   if (raw == null) return undefined;
   if (typeof raw !== "object" || Array.isArray(raw)) {
     throw new PareError(
@@ -95,6 +134,77 @@ function ropeScaling(config: Record<string, unknown>): RopeScaling | undefined {
     `rope_scaling of type "${type}" is not supported`,
     "pare supports rope_scaling types default, linear and llama3; remove rope_scaling only if the model was trained without it",
   );
+}
+
+const ACTS: Record<string, ModelDims["act"]> = {
+  silu: "silu",
+  swish: "silu",
+  gelu: "gelu",
+  gelu_pytorch_tanh: "gelu_tanh",
+  gelu_new: "gelu_tanh",
+  gelu_fast: "gelu_tanh",
+};
+
+function activation(spec: ArchSpec, config: Record<string, unknown>): ModelDims["act"] {
+  const key = spec.keys.act.find((k) => config[k] != null);
+  if (!key) return spec.semantics.defaultAct;
+  const a = ACTS[String(config[key])];
+  if (!a) {
+    throw new PareError(
+      "E_ARCH_UNSUPPORTED",
+      `config.json: ${key} ${JSON.stringify(config[key])} is not supported`,
+      `pare supports the activations ${Object.keys(ACTS).join(", ")}`,
+    );
+  }
+  return a;
+}
+
+/** Which layers slide (config.json's layer_types, else the family's rule); the window when any does. */
+function windows(
+  spec: ArchSpec,
+  config: Record<string, unknown>,
+  nLayers: number,
+  window: number | undefined,
+): ("full" | "sliding")[] {
+  const rule = spec.semantics.window;
+  const full = (): ("full" | "sliding")[] => new Array(nLayers).fill("full");
+  if (rule.kind === "none" || !window) return full();
+  const lt = config.layer_types;
+  if (lt != null) {
+    if (
+      !Array.isArray(lt) ||
+      lt.length !== nLayers ||
+      !lt.every((t) => t === "sliding_attention" || t === "full_attention")
+    ) {
+      throw new PareError(
+        "E_CONFIG_INVALID",
+        `config.json: layer_types must list "sliding_attention" or "full_attention" for each of the ${nLayers} layers (got ${JSON.stringify(lt)})`,
+        CONFIG_HINT,
+      );
+    }
+    if (rule.kind === "from" && config[rule.enableKey] !== true) return full();
+    return lt.map((t) => (t === "sliding_attention" ? "sliding" : "full"));
+  }
+  if (rule.kind === "all") {
+    return config[rule.enableKey ?? "use_sliding_window"] === false
+      ? full()
+      : new Array(nLayers).fill("sliding");
+  }
+  if (rule.kind === "from") {
+    if (config[rule.enableKey] !== true) return full();
+    const from = num(config, rule.fromKey, { min: 0, max: 1 << 20, def: nLayers });
+    return Array.from({ length: nLayers }, (_, i) => (i >= from ? "sliding" : "full"));
+  }
+  const period = rule.periodKey
+    ? num(config, rule.periodKey, { min: 1, max: 1 << 20, def: rule.period })
+    : rule.period;
+  return Array.from({ length: nLayers }, (_, i) => ((i + 1) % period !== 0 ? "sliding" : "full"));
+}
+
+/** An optional positive number (absent or null: undefined). */
+function optPositive(config: Record<string, unknown>, key: string | undefined): number | undefined {
+  if (!key || config[key] == null) return undefined;
+  return num(config, key, { int: false, min: Number.MIN_VALUE, max: 1e12 });
 }
 
 export interface Model {
@@ -155,36 +265,36 @@ function num(
   return v;
 }
 
-export function buildModel(config: Record<string, unknown>, weights: WeightSource): Model {
+export function buildModel(config: Record<string, unknown>, source: WeightSource): Model {
   const { spec, head: declaredHead } = resolveSpec(config);
-  const hidden = num(config, "hidden_size", { max: 1 << 17 });
-  const heads = num(config, "num_attention_heads", { max: 4096 });
-  const nLayers = num(config, "num_hidden_layers", { max: 4096 });
-  const vocab = num(config, "vocab_size", { max: 1 << 24 });
-  const headDim = config.head_dim == null ? hidden / heads : num(config, "head_dim", { max: 1 << 14 });
+  const K = spec.keys;
+  const hidden = num(config, K.hidden, { max: 1 << 17 });
+  const heads = num(config, K.heads, { max: 4096 });
+  const nLayers = num(config, K.layers, { max: 4096 });
+  const vocab = num(config, K.vocab, { max: 1 << 24 });
+  const headDim = config[K.headDim] == null ? hidden / heads : num(config, K.headDim, { max: 1 << 14 });
   if (!Number.isInteger(headDim)) {
     throw new PareError(
       "E_CONFIG_INVALID",
-      `config.json: num_attention_heads (${heads}) does not divide hidden_size (${hidden})`,
-      "set head_dim explicitly or fix num_attention_heads",
+      `config.json: ${K.heads} (${heads}) does not divide ${K.hidden} (${hidden})`,
+      `set ${K.headDim} explicitly or fix ${K.heads}`,
     );
   }
-  const kvHeads =
-    spec.kind === "decoder" ? num(config, "num_key_value_heads", { max: 4096, def: heads }) : heads;
+  const kvHeads = spec.kind === "decoder" ? num(config, K.kvHeads, { max: 4096, def: heads }) : heads;
   if (heads % kvHeads !== 0) {
     throw new PareError(
       "E_CONFIG_INVALID",
-      `config.json: num_key_value_heads (${kvHeads}) does not divide num_attention_heads (${heads})`,
-      "fix num_key_value_heads in config.json",
+      `config.json: ${K.kvHeads} (${kvHeads}) does not divide ${K.heads} (${heads})`,
+      `fix ${K.kvHeads} in config.json`,
     );
   }
-  const ffnDefault = num(config, "intermediate_size", { max: 1 << 20 });
-  const eps = num(config, spec.epsKey, { int: false, min: 0, max: 1, def: 1e-12 });
-  const maxPos = num(config, "max_position_embeddings", { max: 1 << 22, def: 2048 });
-  const ropeTheta = num(config, "rope_theta", { int: false, min: 1, max: 1e12, def: 10000 });
+  const ffnDefault = num(config, K.ffn, { max: 1 << 20 });
+  const eps = num(config, K.eps, { int: false, min: 0, max: 1, def: spec.epsDefault });
+  const maxPos = num(config, K.maxPos, { max: 1 << 22, def: 2048 });
+  const rope = ropeParameters(config, K.ropeTheta);
   const typeVocab = spec.names.typeEmbed ? num(config, "type_vocab_size", { min: 1, max: 1024, def: 2 }) : 0;
 
-  const prefix = spec.prefixes.find((p) => weights.has(`${spec.names.embed.replace("{p}", p)}.weight`));
+  const prefix = spec.prefixes.find((p) => source.has(`${spec.names.embed.replace("{p}", p)}.weight`));
   if (prefix === undefined) {
     throw new PareError(
       "E_CONFIG_MISMATCH",
@@ -250,6 +360,24 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     );
   }
 
+  const widthsOf = (i: number) => {
+    const w = perLayer?.[i];
+    const prunedHeads = (config.pruned_heads as Record<string, unknown[]> | undefined)?.[String(i)];
+    const h = w?.num_attention_heads ?? heads - (Array.isArray(prunedHeads) ? new Set(prunedHeads).size : 0);
+    return {
+      heads: h,
+      kv: w?.num_key_value_heads ?? (spec.kind === "decoder" ? kvHeads : h),
+      ffn: w?.intermediate_size ?? ffnDefault,
+    };
+  };
+  // fused tensors (stored as such, not already viewed) are read through views of their parts
+  const fusedStored =
+    spec.fused.length > 0 &&
+    !source.has(`${path(viewPath(spec.fused[0], spec.fused[0].parts[0].role), 0)}.weight`);
+  const weights: WeightSource = fusedStored
+    ? new FusedView(source, spec, nLayers, path, widthsOf, headDim)
+    : source;
+
   const expect = (name: string, shape: number[]) => {
     if (!weights.has(name)) {
       throw new PareError(
@@ -312,12 +440,7 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
     }
     const nHeads = qRows / headDim;
     const nKv = kRows / headDim;
-    const want = perLayer?.[i];
-    const prunedHeads = (config.pruned_heads as Record<string, unknown[]> | undefined)?.[String(i)];
-    const wantHeads =
-      want?.num_attention_heads ?? heads - (Array.isArray(prunedHeads) ? new Set(prunedHeads).size : 0);
-    const wantKv = want?.num_key_value_heads ?? (spec.kind === "decoder" ? kvHeads : wantHeads);
-    const wantFfn = want?.intermediate_size ?? ffnDefault;
+    const { heads: wantHeads, kv: wantKv, ffn: wantFfn } = widthsOf(i);
     if (nHeads !== wantHeads || nKv !== wantKv || ffn !== wantFfn) {
       throw new PareError(
         "E_CONFIG_MISMATCH",
@@ -346,6 +469,8 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
       expect(`${path(N.norm1, i)}.bias`, [hidden]);
       expect(`${path(N.norm2, i)}.bias`, [hidden]);
     }
+    for (const t of [N.attnOutNorm, N.mlpOutNorm]) if (t) expect(`${path(t, i)}.weight`, [hidden]);
+    for (const t of [N.qNorm, N.kNorm]) if (t) expect(`${path(t, i)}.weight`, [headDim]);
     layers.push({
       nHeads,
       nKv,
@@ -406,8 +531,21 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
   }
   if (head === "none") head = "none";
 
-  const useSw = config.use_sliding_window ?? spec.family !== "qwen2";
-  const slidingWindow = typeof sw === "number" && sw > 0 && useSw !== false ? sw : undefined;
+  const layerTypes = windows(spec, config, nLayers, typeof sw === "number" && sw > 0 ? sw : undefined);
+  const slidingWindow = layerTypes.includes("sliding") ? (sw as number) : undefined;
+  const sem = spec.semantics;
+  const partial = optPositive(config, sem.partialRotaryKey) ?? 1;
+  // HF: rotary_ndims = int(head_dim · partial_rotary_factor)
+  const rotaryDim = Math.floor(headDim * Math.min(1, partial));
+  if (spec.block.positional === "rope" && (rotaryDim < 2 || rotaryDim % 2 !== 0)) {
+    throw new PareError(
+      "E_CONFIG_INVALID",
+      `config.json: RoPE would rotate ${rotaryDim} of ${headDim} head dimensions; it needs an even number ≥ 2`,
+      `fix ${sem.partialRotaryKey ?? K.headDim}`,
+    );
+  }
+  const attnScalar = optPositive(config, sem.attnScaleKey);
+  const localTheta = optPositive(config, sem.localRopeThetaKey) ?? rope.localTheta;
   return {
     spec,
     config,
@@ -418,14 +556,22 @@ export function buildModel(config: Record<string, unknown>, weights: WeightSourc
       nLayers,
       maxPos,
       eps,
-      ropeTheta,
+      ropeTheta: rope.theta,
       typeVocab,
       numLabels,
       head,
       tiedHead,
       layers,
       slidingWindow,
-      ropeScaling: spec.block.positional === "rope" ? ropeScaling(config) : undefined,
+      layerTypes,
+      ropeScaling: spec.block.positional === "rope" ? ropeScaling(rope.scaling) : undefined,
+      ropeLocalTheta: sem.localRopeThetaKey ? (localTheta ?? 10000) : undefined,
+      rotaryDim,
+      act: activation(spec, config),
+      attnScale: 1 / Math.sqrt(attnScalar ?? headDim),
+      attnSoftcap: optPositive(config, sem.attnSoftcapKey),
+      finalSoftcap: optPositive(config, sem.finalSoftcapKey),
+      embedScale: sem.embedScale ? Math.sqrt(hidden) : undefined,
     },
     weights,
     path,

@@ -1,4 +1,5 @@
 /** Parameter counts per module, from weight shapes (METHODS §0: ratios count attention+MLP). */
+import { groupRoles } from "./groups.ts";
 import type { Model } from "./model.ts";
 
 export interface ParamCounts {
@@ -36,9 +37,12 @@ export function countParams(model: Model): ParamCounts {
   let norms = 0;
   for (let i = 0; i < model.dims.nLayers; i++) {
     const p = (t: string) => model.path(t, i);
-    const attention = mod(p(N.q)) + mod(p(N.k)) + mod(p(N.v)) + mod(p(N.o));
-    const mlp = (N.gate ? mod(p(N.gate)) : 0) + mod(p(N.up)) + mod(p(N.down));
-    norms += mod(p(N.norm1)) + mod(p(N.norm2));
+    const sum = (roles: string[]) => roles.reduce((s, r) => s + mod(p(r)), 0);
+    const attention = sum(groupRoles(model.spec.groups.attn).map((r) => N[r]!));
+    const mlp = sum(groupRoles(model.spec.groups.mlp).map((r) => N[r]!));
+    norms += sum(
+      [N.norm1, N.norm2, N.qNorm, N.kNorm, N.attnOutNorm, N.mlpOutNorm].filter((t) => t !== undefined),
+    );
     perLayer.push({ attention, mlp });
   }
   if (N.finalNorm) norms += mod(model.path(N.finalNorm));

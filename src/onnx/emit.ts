@@ -73,37 +73,98 @@ export class Emitter {
         epsilon: { float: eps },
       });
     }
-    const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 }); // [B,T,1]
+    const ms = g.op("ReduceMean", [g.op("Mul", [x, x])], { axes: [-1], keepdims: 1 }); // [.., 1]
     const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(eps)])])]);
-    return g.op("Mul", [g.op("Mul", [x, inv]), this.w(`${mod}.weight`)]);
+    const w = this.w(`${mod}.weight`);
+    // Gemma: x̂·(1 + w); Llama-style: x̂·w
+    const scale = model.spec.block.normOffset ? g.op("Add", [w, g.scalar(model.spec.block.normOffset)]) : w;
+    return g.op("Mul", [g.op("Mul", [x, inv]), scale]);
   }
 
   act(x: string): string {
     const g = this.g;
-    if (this.model.spec.block.act === "silu") return g.op("Mul", [x, g.op("Sigmoid", [x])]);
-    // exact GELU: 0.5 x (1 + erf(x / √2))
-    const e = g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]);
-    return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [e, g.scalar(1)])]);
+    const act = this.model.dims.act;
+    if (act === "silu") return g.op("Mul", [x, g.op("Sigmoid", [x])]);
+    let inner: string;
+    if (act === "gelu_tanh") {
+      // tanh approximation: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+      const x3 = g.op("Mul", [g.op("Mul", [x, x]), x]);
+      const u = g.op("Add", [x, g.op("Mul", [x3, g.scalar(0.044715)])]);
+      inner = g.op("Tanh", [g.op("Mul", [u, g.scalar(Math.sqrt(2 / Math.PI))])]);
+    } else {
+      // exact GELU: 0.5 x (1 + erf(x / √2))
+      inner = g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]);
+    }
+    return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [inner, g.scalar(1)])]);
+  }
+
+  /** cap · tanh(x / cap) (Gemma's soft-capping) */
+  softcap(x: string, cap: number): string {
+    const g = this.g;
+    return g.op("Mul", [g.op("Tanh", [g.op("Mul", [x, g.scalar(1 / cap)])]), g.scalar(cap)]);
   }
 }
 
-/** Values shared by all layers of one forward pass. */
+export type LayerKind = "full" | "sliding";
+
+/** Values shared by all layers of one forward pass, built on first use (a layer graph emits only its own). */
 export interface LayerContext {
-  /** additive attention mask broadcastable to [B, nKv, g, T, T] */
-  mask: string;
-  /** rope values broadcastable to [B, n, T, headDim] (decoders) */
-  cos?: string;
-  sin?: string;
+  /** additive attention mask broadcastable to [B, nKv, g, T, S] for layers of this kind */
+  mask(kind: LayerKind): string;
+  /** RoPE tables broadcastable to [B, n, T, rotaryDim] for layers of this kind (decoders) */
+  rope(kind: LayerKind): { cos: string; sin: string };
   /** KV cache: past keys/values per layer [B, nKv, P, hd] (exported decoders) */
   past?: { k: string; v: string }[];
 }
 
-function rope(e: Emitter, x: string, ctx: LayerContext): string {
-  // x: [B, n, T, hd]; rotate_half(x) = concat(-x2, x1)
+/** Memoize a context's per-kind values. */
+function perKind<T>(make: (kind: LayerKind) => T): (kind: LayerKind) => T {
+  const made = new Map<LayerKind, T>();
+  return (kind) => {
+    let v = made.get(kind);
+    if (v === undefined) {
+      v = make(kind);
+      made.set(kind, v);
+    }
+    return v;
+  };
+}
+
+/** The RoPE base and scaling that layers of this kind use (Gemma 3: sliding layers have their own base). */
+function ropeOf(model: Model, kind: LayerKind): { theta: number; scaling?: RopeScaling; key: string } {
+  const d = model.dims;
+  if (kind === "sliding" && d.ropeLocalTheta !== undefined)
+    return { theta: d.ropeLocalTheta, scaling: undefined, key: "rope.local" };
+  return { theta: d.ropeTheta, scaling: d.ropeScaling, key: "rope" };
+}
+
+/** [maxPos, rotaryDim] cos/sin initializers for layers of this kind. */
+function ropeInitializers(e: Emitter, kind: LayerKind): { cos: string; sin: string } {
+  const d = e.model.dims;
+  const r = ropeOf(e.model, kind);
+  const { cos, sin } = ropeTables(d.maxPos, d.rotaryDim, r.theta, r.scaling);
+  return {
+    cos: e.g.initializer(`${r.key}.cos`, "float32", [d.maxPos, d.rotaryDim], cos),
+    sin: e.g.initializer(`${r.key}.sin`, "float32", [d.maxPos, d.rotaryDim], sin),
+  };
+}
+
+/** Layers of the same kind share their RoPE tables when their settings agree. */
+function sameRope(model: Model): boolean {
+  return ropeOf(model, "sliding").key === ropeOf(model, "full").key;
+}
+
+function rope(e: Emitter, x: string, cs: { cos: string; sin: string }): string {
+  // x: [B, n, T, hd]; rotate_half(r) = concat(−r2, r1) on the rotated part r = x[..., :rotaryDim]
   const g = e.g;
-  const [x1, x2] = g.opN("Split", [x], 2, { axis: -1 });
-  const rot = g.op("Concat", [g.op("Neg", [x2]), x1], { axis: -1 });
-  return g.op("Add", [g.op("Mul", [x, ctx.cos!]), g.op("Mul", [rot, ctx.sin!])]);
+  const { headDim: hd, rotaryDim: rd } = e.model.dims;
+  const r = rd < hd ? g.op("Slice", [x, g.constI64([0]), g.constI64([rd]), g.constI64([-1])]) : x;
+  const [r1, r2] = g.opN("Split", [r], 2, { axis: -1 });
+  const rot = g.op("Concat", [g.op("Neg", [r2]), r1], { axis: -1 });
+  const out = g.op("Add", [g.op("Mul", [r, cs.cos]), g.op("Mul", [rot, cs.sin])]);
+  if (rd === hd) return out;
+  const pass = g.op("Slice", [x, g.constI64([rd]), g.constI64([hd]), g.constI64([-1])]);
+  return g.op("Concat", [out, pass], { axis: -1 });
 }
 
 /**
@@ -125,16 +186,23 @@ export function emitLayer(
   const grp = L.nHeads / L.nKv;
   const p = (t: string) => model.path(t, i);
 
+  const d = model.dims;
+  const kind = d.layerTypes[i];
+
   const h = blk.placement === "pre" ? e.norm(x, p(N.norm1)) : x;
-  let q = e.linear(h, p(N.q), L.bias.q); // [B,T,nH·hd]
-  let k = e.linear(h, p(N.k), L.bias.k); // [B,T,nKv·hd]
+  let q = g.op("Reshape", [e.linear(h, p(N.q), L.bias.q), g.constI64([0, 0, L.nHeads, hd])]); // [B,T,nH,hd]
+  let k = g.op("Reshape", [e.linear(h, p(N.k), L.bias.k), g.constI64([0, 0, L.nKv, hd])]); // [B,T,nKv,hd]
   const v0 = e.linear(h, p(N.v), L.bias.v);
-  q = g.op("Transpose", [g.op("Reshape", [q, g.constI64([0, 0, L.nHeads, hd])])], { perm: [0, 2, 1, 3] }); // [B,nH,T,hd]
-  k = g.op("Transpose", [g.op("Reshape", [k, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] }); // [B,nKv,T,hd]
+  // per-head norms over head_dim (Qwen3, Gemma 3), before RoPE
+  if (N.qNorm) q = e.norm(q, p(N.qNorm));
+  if (N.kNorm) k = e.norm(k, p(N.kNorm));
+  q = g.op("Transpose", [q], { perm: [0, 2, 1, 3] }); // [B,nH,T,hd]
+  k = g.op("Transpose", [k], { perm: [0, 2, 1, 3] }); // [B,nKv,T,hd]
   let v = g.op("Transpose", [g.op("Reshape", [v0, g.constI64([0, 0, L.nKv, hd])])], { perm: [0, 2, 1, 3] });
   if (blk.positional === "rope") {
-    q = rope(e, q, ctx);
-    k = rope(e, k, ctx);
+    const cs = ctx.rope(kind);
+    q = rope(e, q, cs);
+    k = rope(e, k, cs);
   }
   let presentK: string | undefined;
   let presentV: string | undefined;
@@ -146,8 +214,9 @@ export function emitLayer(
   const q5 = g.op("Reshape", [q, g.constI64([0, L.nKv, grp, -1, hd])]);
   const k5 = g.op("Unsqueeze", [g.op("Transpose", [k], { perm: [0, 1, 3, 2] }), g.constI64([2])]);
   const v5 = g.op("Unsqueeze", [v, g.constI64([2])]);
-  let s = g.op("Mul", [g.op("MatMul", [q5, k5]), g.scalar(1 / Math.sqrt(hd))]); // [B,nKv,g,T,T]
-  s = g.op("Add", [s, ctx.mask]);
+  let s = g.op("Mul", [g.op("MatMul", [q5, k5]), g.scalar(d.attnScale)]); // [B,nKv,g,T,S]
+  if (d.attnSoftcap) s = e.softcap(s, d.attnSoftcap);
+  s = g.op("Add", [s, ctx.mask(kind)]);
   const probs = g.op("Softmax", [s], { axis: -1 });
   const c5 = g.op("MatMul", [probs, v5]); // [B,nKv,g,T,hd]
   const c4 = g.op("Reshape", [c5, g.constI64([0, L.nHeads, -1, hd])]); // [B,nH,T,hd]
@@ -155,7 +224,8 @@ export function emitLayer(
     g.op("Transpose", [c4], { perm: [0, 2, 1, 3] }),
     g.constI64([0, 0, L.nHeads * hd]),
   ]);
-  const o = e.linear(attnIn, p(N.o), L.bias.o); // [B,T,D]
+  let o = e.linear(attnIn, p(N.o), L.bias.o); // [B,T,D]
+  if (N.attnOutNorm) o = e.norm(o, p(N.attnOutNorm));
 
   let x1: string;
   if (blk.placement === "pre") x1 = g.op("Add", [x, o]);
@@ -170,7 +240,8 @@ export function emitLayer(
   } else {
     mlpIn = e.act(e.linear(h2, p(N.up), L.bias.up));
   }
-  const down = e.linear(mlpIn, p(N.down), L.bias.down);
+  let down = e.linear(mlpIn, p(N.down), L.bias.down);
+  if (N.mlpOutNorm) down = e.norm(down, p(N.mlpOutNorm));
   const out = blk.placement === "pre" ? g.op("Add", [x1, down]) : e.norm(g.op("Add", [x1, down]), p(N.norm2));
   return { out, attnIn, mlpIn, presentK, presentV };
 }
@@ -195,7 +266,7 @@ export function invFreq(headDim: number, theta: number, scaling?: RopeScaling): 
   return f;
 }
 
-/** RoPE tables [maxPos, headDim], computed in float64 (HF: angle = position · inv_freq, halves duplicated). */
+/** RoPE tables [maxPos, rotaryDim], computed in float64 (HF: angle = position · inv_freq, halves duplicated). */
 export function ropeTables(
   maxPos: number,
   headDim: number,
@@ -235,46 +306,47 @@ export function emitEmbedding(e: Emitter, ids: string, tokenTypeIds?: string): s
     x = g.op("Add", [x, g.op("Gather", [e.w(`${model.path(N.typeEmbed)}.weight`), tt], { axis: 0 })]);
   }
   if (N.embedNorm) x = e.norm(x, model.path(N.embedNorm));
+  if (model.dims.embedScale) x = g.op("Mul", [x, g.scalar(model.dims.embedScale)]);
   return x;
 }
 
-/** The layer context (mask, rope tables) for sequences shaped like `seqSource` ([B, T, …], positions 0..T−1). */
+/** The layer context (masks, rope tables) for sequences shaped like `seqSource` ([B, T, …], positions 0..T−1). */
 export function emitContext(e: Emitter, seqSource: string, attentionMask?: string): LayerContext {
   const { g, model } = e;
   const d = model.dims;
   const T = g.op("Gather", [g.op("Shape", [seqSource]), g.scalarI64(1)], { axis: 0 }); // scalar
   const pos = g.op("Range", [g.scalarI64(0), T, g.scalarI64(1)]); // [T]
-  const ctx: LayerContext = { mask: "" };
-  if (model.spec.block.positional === "rope") {
-    const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta, d.ropeScaling);
-    const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
-    const sinT = g.initializer("rope.sin", "float32", [d.maxPos, d.headDim], sin);
-    const end = g.op("Unsqueeze", [T, g.constI64([0])]);
-    ctx.cos = g.op("Slice", [cosT, g.constI64([0]), end, g.constI64([0])]); // [T, hd]
-    ctx.sin = g.op("Slice", [sinT, g.constI64([0]), end, g.constI64([0])]);
-  }
   const zero = g.scalar(0);
   const neg = g.scalar(NEG);
-  let mask = zero;
-  if (model.spec.block.causal) {
-    const rows = g.op("Unsqueeze", [pos, g.constI64([1])]); // [T,1]
-    const cols = g.op("Unsqueeze", [pos, g.constI64([0])]); // [1,T]
-    let hide = g.op("Greater", [cols, rows]); // [T,T]
-    if (d.slidingWindow) {
-      const far = g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]);
-      hide = g.op("Or", [hide, far]);
-    }
-    mask = g.op("Where", [hide, neg, zero]);
-  }
-  if (attentionMask) {
+  const padding = perKind(() => {
     // [B,T] → [B,1,1,1,T] additive: 0 where attended, NEG where padded
-    const keep = g.op("Cast", [attentionMask], { to: 9 }); // bool
-    const add = g.op("Where", [keep, zero, neg]);
-    const add5 = g.op("Unsqueeze", [add, g.constI64([1, 2, 3])]);
-    mask = g.op("Add", [mask, add5]);
-  }
-  ctx.mask = mask;
-  return ctx;
+    const keep = g.op("Cast", [attentionMask!], { to: 9 }); // bool
+    return g.op("Unsqueeze", [g.op("Where", [keep, zero, neg]), g.constI64([1, 2, 3])]);
+  });
+  const mask = perKind((kind) => {
+    let m = zero;
+    if (model.spec.block.causal) {
+      const rows = g.op("Unsqueeze", [pos, g.constI64([1])]); // [T,1]
+      const cols = g.op("Unsqueeze", [pos, g.constI64([0])]); // [1,T]
+      let hide = g.op("Greater", [cols, rows]); // [T,T]
+      if (kind === "sliding" && d.slidingWindow) {
+        const far = g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]);
+        hide = g.op("Or", [hide, far]);
+      }
+      m = g.op("Where", [hide, neg, zero]);
+    }
+    return attentionMask ? g.op("Add", [m, padding("full")]) : m;
+  });
+  const tables = perKind((kind) => ropeInitializers(e, sameRope(model) ? "full" : kind));
+  const ropeAt = perKind((kind) => {
+    const t = tables(sameRope(model) ? "full" : kind);
+    const end = g.op("Unsqueeze", [T, g.constI64([0])]);
+    return {
+      cos: g.op("Slice", [t.cos, g.constI64([0]), end, g.constI64([0])]), // [T, rd]
+      sin: g.op("Slice", [t.sin, g.constI64([0]), end, g.constI64([0])]),
+    };
+  });
+  return { mask, rope: (kind) => ropeAt(sameRope(model) ? "full" : kind) };
 }
 
 /** The whole model as one graph with weights as initializers. */
@@ -323,7 +395,8 @@ export function buildModelGraph(model: Model, opts: EmitOptions = {}): GraphBuil
     }
   } else if (d.head === "lm") {
     const headName = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
-    const logits = e.linear(x, headName, false); // [B,T,V]
+    let logits = e.linear(x, headName, false); // [B,T,V]
+    if (d.finalSoftcap) logits = e.softcap(logits, d.finalSoftcap);
     if (opts.logits ?? !(opts.nll || opts.logprobs || opts.compare))
       g.output(g.alias(logits, "logits"), "float32", ["batch", "seq", d.vocab]);
     if (opts.logprobs || opts.compare) {
@@ -430,16 +503,6 @@ export function buildCachedDecoderGraph(model: Model): GraphBuilder {
     ]),
   }));
   let x = emitEmbedding(e, ids);
-  // rope at the given positions: [B,T,hd] → [B,1,T,hd]
-  const { cos, sin } = ropeTables(d.maxPos, d.headDim, d.ropeTheta, d.ropeScaling);
-  const cosT = g.initializer("rope.cos", "float32", [d.maxPos, d.headDim], cos);
-  const sinT = g.initializer("rope.sin", "float32", [d.maxPos, d.headDim], sin);
-  const ctx: LayerContext = {
-    mask: "",
-    cos: g.op("Unsqueeze", [g.op("Gather", [cosT, posIds], { axis: 0 }), g.constI64([1])]),
-    sin: g.op("Unsqueeze", [g.op("Gather", [sinT, posIds], { axis: 0 }), g.constI64([1])]),
-    past,
-  };
   // causal mask with past: query t (absolute P+t) sees key j iff j ≤ P+t; plus padding from attention_mask
   const T = g.op("Gather", [g.op("Shape", [ids]), g.scalarI64(1)], { axis: 0 });
   const total = g.op("Gather", [g.op("Shape", [am]), g.scalarI64(1)], { axis: 0 });
@@ -448,18 +511,32 @@ export function buildCachedDecoderGraph(model: Model): GraphBuilder {
   const cols = g.op("Unsqueeze", [g.op("Range", [g.scalarI64(0), total, g.scalarI64(1)]), g.constI64([0])]); // [1,P+T]
   const zero = g.scalar(0);
   const neg = g.scalar(NEG);
-  let hide = g.op("Greater", [cols, rows]); // [T,P+T]
-  if (d.slidingWindow)
-    hide = g.op("Or", [
-      hide,
-      g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]),
-    ]);
-  const causal = g.op("Where", [hide, neg, zero]);
   const pad = g.op("Unsqueeze", [
     g.op("Where", [g.op("Cast", [am], { to: 9 }), zero, neg]),
     g.constI64([1, 2, 3]),
   ]); // [B,1,1,1,P+T]
-  ctx.mask = g.op("Add", [causal, pad]);
+  const mask = perKind((kind) => {
+    let hide = g.op("Greater", [cols, rows]); // [T,P+T]
+    if (kind === "sliding" && d.slidingWindow)
+      hide = g.op("Or", [
+        hide,
+        g.op("GreaterOrEqual", [g.op("Sub", [rows, cols]), g.scalarI64(d.slidingWindow)]),
+      ]);
+    return g.op("Add", [g.op("Where", [hide, neg, zero]), pad]);
+  });
+  // rope at the given positions: [B,T,rd] → [B,1,T,rd]
+  const ropeAt = perKind((kind) => {
+    const t = ropeInitializers(e, kind);
+    return {
+      cos: g.op("Unsqueeze", [g.op("Gather", [t.cos, posIds], { axis: 0 }), g.constI64([1])]),
+      sin: g.op("Unsqueeze", [g.op("Gather", [t.sin, posIds], { axis: 0 }), g.constI64([1])]),
+    };
+  });
+  const ctx: LayerContext = {
+    mask,
+    rope: (kind) => ropeAt(sameRope(model) ? "full" : kind),
+    past,
+  };
   for (let i = 0; i < d.nLayers; i++) {
     const r = emitLayer(e, i, x, ctx);
     x = r.out;
@@ -478,10 +555,8 @@ export function buildCachedDecoderGraph(model: Model): GraphBuilder {
   }
   if (N.finalNorm) x = e.norm(x, model.path(N.finalNorm));
   const head = d.tiedHead ? model.path(N.embed) : model.path(N.lmHead!);
-  g.output(g.alias(e.linear(x, head, false), "logits"), "float32", [
-    "batch_size",
-    "sequence_length",
-    d.vocab,
-  ]);
+  let logits = e.linear(x, head, false); // [B,T,V]
+  if (d.finalSoftcap) logits = e.softcap(logits, d.finalSoftcap);
+  g.output(g.alias(logits, "logits"), "float32", ["batch_size", "sequence_length", d.vocab]);
   return g;
 }

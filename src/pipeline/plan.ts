@@ -4,6 +4,7 @@
  * starting; `--dry-run` prints it and stops; `--max-memory` refuses a plan that does not fit.
  */
 import os from "node:os";
+import { layerLinearElems } from "../arch/groups.ts";
 import type { Model } from "../arch/model.ts";
 import { countParams } from "../arch/params.ts";
 import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
@@ -114,12 +115,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   }
   const statistics = statisticsF32 + statisticsF64;
   const largestLayer = Math.max(
-    ...d.layers.map(
-      (L) =>
-        4 *
-        d.hidden *
-        (L.nHeads * d.headDim * 2 + L.nKv * d.headDim * 2 + L.ffn * (model.spec.names.gate ? 3 : 2)),
-    ),
+    ...d.layers.map((L) => 4 * layerLinearElems(model.spec, L, d.hidden, d.headDim)),
   );
   const maxIn = Math.max(...d.layers.map((L) => Math.max(L.nHeads * d.headDim, L.ffn)));
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;

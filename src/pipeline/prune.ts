@@ -19,6 +19,8 @@ import {
   uniformCounts,
 } from "../allocate/allocate.ts";
 import { CachedWeights } from "../arch/cache.ts";
+import { storedTensors } from "../arch/fused.ts";
+import { consumerWidth, layerLinearElems, unitCost } from "../arch/groups.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { buildModel, checkFinite, type LayerDims, type Model } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
@@ -106,12 +108,9 @@ export function planUnits(
   const hd = model.dims.headDim;
   const mods: ModuleUnits[] = [];
   model.dims.layers.forEach((L, i) => {
-    const g = L.nHeads / L.nKv;
-    // per KV group: g query heads' q rows + o columns, one k and one v head (+ their biases)
-    const attnCost =
-      g * hd * D * 2 + 2 * hd * D + (L.bias.q ? g * hd : 0) + (L.bias.k ? hd : 0) + (L.bias.v ? hd : 0);
-    const producers = model.spec.names.gate ? 2 : 1;
-    const mlpCost = (producers + 1) * D + (L.bias.up ? 1 : 0) + (L.bias.gate ? 1 : 0);
+    // per KV group (e.g. its query heads' q rows and o columns, one k and one v head, with their biases) / per channel
+    const attnCost = unitCost(model.spec, "attn", L, D, hd);
+    const mlpCost = unitCost(model.spec, "mlp", L, D, hd);
     const skip = r.skipLayers.includes(i);
     mods.push({
       layer: i,
@@ -138,9 +137,11 @@ export function planUnits(
 /** Consumer of a module: module path template, input width. */
 function consumer(model: Model, i: number, m: Module): { mod: string; dIn: number } {
   const L = model.dims.layers[i];
-  return m === "attn"
-    ? { mod: model.path(model.spec.names.o, i), dIn: L.nHeads * model.dims.headDim }
-    : { mod: model.path(model.spec.names.down, i), dIn: L.ffn };
+  const role = model.spec.groups[m].consumer;
+  return {
+    mod: model.path(model.spec.names[role]!, i),
+    dIn: consumerWidth(model.spec, m, L, model.dims.headDim),
+  };
 }
 
 function channelScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
@@ -221,7 +222,7 @@ async function reconstruct(
 /** Can this consumer carry a bias in a config stock loaders read? (it has one, or the family has a flag for it) */
 export function canHoldBias(model: Model, i: number, m: Module): boolean {
   const L = model.dims.layers[i];
-  const has = m === "attn" ? L.bias.o : L.bias.down;
+  const has = L.bias[model.spec.groups[m].consumer];
   return has || model.spec.biasFlags?.[m === "attn" ? "attention" : "mlp"] !== undefined;
 }
 
@@ -258,18 +259,10 @@ function inputHashes(dir: string): Record<string, string> {
 
 /** Cache budget: three times the largest layer's weights (f32), at least 64 MiB. */
 function layerCacheBytes(m: Model): number {
-  const N = m.spec.names;
-  let largest = 0;
-  for (let i = 0; i < m.dims.nLayers; i++) {
-    let bytes = 0;
-    for (const t of [N.q, N.k, N.v, N.o, N.gate, N.up, N.down]) {
-      if (!t) continue;
-      const name = `${m.path(t, i)}.weight`;
-      if (m.weights.has(name)) bytes += 4 * m.weights.shape(name).reduce((a, b) => a * b, 1);
-    }
-    largest = Math.max(largest, bytes);
-  }
-  return Math.max(64 << 20, 3 * largest);
+  const largest = Math.max(
+    ...m.dims.layers.map((L) => layerLinearElems(m.spec, L, m.dims.hidden, m.dims.headDim)),
+  );
+  return Math.max(64 << 20, 3 * 4 * largest);
 }
 
 /** Knobs for tests: `heldBudgetBytes` overrides the in-memory budget of waiting calibration data. */
@@ -459,23 +452,32 @@ async function prune(
       .filter((t): t is string => typeof t === "string" && t.includes("{i}"))
       .flatMap((t) => [`${model.path(t, i)}.weight`, `${model.path(t, i)}.bias`]);
   const out = AtomicDir.open(recipe.out, recipe.force);
+  /** the stored name of a tensor (a fused tensor's view part → the fused tensor) */
+  const storedName = (n: string) => n.replace(/\[[a-z]+\](\.weight|\.bias)$/, "$1");
   const writer = new ShardWriter(out.dir, {
     dtype,
     expectedNames: [
-      ...new Set([...dense.weights.names(), ...Array.from({ length: nL }, (_, i) => layerNames(i)).flat()]),
+      ...new Set(
+        [...dense.weights.names(), ...Array.from({ length: nL }, (_, i) => layerNames(i)).flat()].map(
+          storedName,
+        ),
+      ),
     ],
   });
   const written = new Set<string>();
-  const emit = (name: string) => {
-    writer.add(name, weights.shape(name), weights.get(name));
-    written.add(name);
-    weights.release(name);
+  /** write these tensors in the family's stored layout (fused parts concatenated) and drop them from memory */
+  const emit = (names: string[]) => {
+    for (const t of storedTensors(model.spec, names, weights)) {
+      writer.add(t.name, t.shape, t.read());
+      for (const n of t.from) {
+        written.add(n);
+        weights.release(n);
+      }
+    }
   };
   /** write layer i's tensors now and drop the pruned copies from memory */
   const writeLayer = (i: number) =>
-    timed("output", () => {
-      for (const name of layerNames(i)) if (weights.has(name) && !written.has(name)) emit(name);
-    });
+    timed("output", () => emit(layerNames(i).filter((name) => weights.has(name) && !written.has(name))));
 
   try {
     let alloc: Allocation | undefined;
@@ -683,7 +685,12 @@ async function prune(
     const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
     // everything not written with its layer: embeddings, final norm, head, biases the config now declares
     await timed("output", () => {
-      for (const name of weights.names().sort()) if (!written.has(name)) emit(name);
+      emit(
+        weights
+          .names()
+          .sort()
+          .filter((name) => !written.has(name)),
+      );
       writer.close();
     });
     const report: PruneReport = {

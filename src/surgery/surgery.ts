@@ -4,7 +4,7 @@
  * Every produced shape is checked.
  */
 import type { LayerDims, Model, WeightSource } from "../arch/model.ts";
-import type { TensorNames } from "../arch/spec.ts";
+import type { ModuleRole } from "../arch/spec.ts";
 import { PareError } from "../errors.ts";
 import type { ReconResult } from "../reconstruct/index.ts";
 
@@ -129,22 +129,24 @@ export function cutLayer(model: Model, w: OverlayWeights, i: number, cut: LayerC
     if (r.b) w.set(`${p(mod)}.bias`, { shape: [D], data: r.b });
   };
   const next: LayerDims = { ...L, bias: { ...L.bias } };
+  const { attn: ga, mlp: gm } = model.spec.groups;
   if (cut.keepGroups && cut.attn) {
     const heads = keptHeads(cut.keepGroups, L.nHeads, L.nKv);
-    rows(N.q, blockChannels(heads, hd), L.bias.q);
-    rows(N.k, blockChannels(cut.keepGroups, hd), L.bias.k);
-    rows(N.v, blockChannels(cut.keepGroups, hd), L.bias.v);
-    consumer(N.o, cut.attn, heads.length * hd);
+    // producers lose the rows of removed units: per query head or per KV head
+    for (const pr of ga.producers) {
+      const units = pr.rows === "head" ? heads : cut.keepGroups;
+      rows(N[pr.role]!, pr.rows === "channel" ? units : blockChannels(units, hd), L.bias[pr.role]);
+    }
+    consumer(N[ga.consumer]!, cut.attn, heads.length * hd);
     next.nHeads = heads.length;
     next.nKv = cut.keepGroups.length;
-    next.bias.o = L.bias.o || cut.attn.b !== undefined;
+    next.bias[ga.consumer] = L.bias[ga.consumer] || cut.attn.b !== undefined;
   }
   if (cut.keepChannels && cut.mlp) {
-    if (N.gate) rows(N.gate, cut.keepChannels, L.bias.gate);
-    rows(N.up, cut.keepChannels, L.bias.up);
-    consumer(N.down, cut.mlp, cut.keepChannels.length);
+    for (const pr of gm.producers) rows(N[pr.role]!, cut.keepChannels, L.bias[pr.role]);
+    consumer(N[gm.consumer]!, cut.mlp, cut.keepChannels.length);
     next.ffn = cut.keepChannels.length;
-    next.bias.down = L.bias.down || cut.mlp.b !== undefined;
+    next.bias[gm.consumer] = L.bias[gm.consumer] || cut.mlp.b !== undefined;
   }
   return next;
 }
@@ -184,12 +186,13 @@ export function prunedConfig(
       if (all.length) ph[String(i)] = all;
     });
     c.pruned_heads = ph;
-    if (same("ffn")) c.intermediate_size = layers[0].ffn;
+    if (same("ffn")) c[spec.keys.ffn] = layers[0].ffn;
   } else {
-    c.head_dim = model.dims.headDim;
-    c.num_attention_heads = Math.max(...layers.map((l) => l.nHeads));
-    c.num_key_value_heads = Math.max(...layers.map((l) => l.nKv));
-    c.intermediate_size = Math.max(...layers.map((l) => l.ffn));
+    const K = spec.keys;
+    c[K.headDim] = model.dims.headDim;
+    c[K.heads] = Math.max(...layers.map((l) => l.nHeads));
+    c[K.kvHeads] = Math.max(...layers.map((l) => l.nKv));
+    c[K.ffn] = Math.max(...layers.map((l) => l.ffn));
   }
   if (spec.headsInConfig === "counts" && layers.some((l) => model.dims.hidden % l.nHeads !== 0)) {
     notes.push(
@@ -216,8 +219,8 @@ export function prunedConfig(
   // biases created by reconstruction: set the family's flag and add zero biases where the flag implies them
   const flags = spec.biasFlags;
   for (const [which, consumerKey] of [
-    ["attention", "o"],
-    ["mlp", "down"],
+    ["attention", spec.groups.attn.consumer],
+    ["mlp", spec.groups.mlp.consumer],
   ] as const) {
     const created = layers.some((l) => l.bias[consumerKey]) && !original.some((l) => l.bias[consumerKey]);
     if (!created) continue;
@@ -231,14 +234,13 @@ export function prunedConfig(
     c[flag.key] = true;
     layers.forEach((l, i) => {
       for (const m of flag.modules) {
-        const t = model.spec.names[m as keyof TensorNames];
+        const t = model.spec.names[m as ModuleRole];
         if (!t) continue;
         const name = `${model.path(t, i)}.bias`;
         if (!w.has(name)) {
           const rows = w.shape(`${model.path(t, i)}.weight`)[0];
           w.set(name, { shape: [rows], data: new Float32Array(rows) });
-          const key = m as keyof LayerDims["bias"];
-          if (key in l.bias) l.bias[key] = true;
+          l.bias[m] = true;
         }
       }
     });
