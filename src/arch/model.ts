@@ -68,7 +68,7 @@ const CONFIG_HINT = "fix config.json so that it matches the model's weights";
 function ropeParameters(
   config: Record<string, unknown>,
   thetaKey: string,
-): { theta: number; scaling: unknown; localTheta?: number } {
+): { theta: number; scaling: unknown; localTheta?: number; partial?: number } {
   const rp = config.rope_parameters;
   if (rp != null && typeof rp === "object" && !Array.isArray(rp)) {
     const r = rp as Record<string, unknown>;
@@ -79,7 +79,8 @@ function ropeParameters(
     const localTheta = local
       ? num(local, "rope_theta", { int: false, min: 1, max: 1e12, def: 10000 })
       : undefined;
-    return { theta, scaling: global, localTheta };
+    const partial = global?.partial_rotary_factor;
+    return { theta, scaling: global, localTheta, partial: typeof partial === "number" ? partial : undefined };
   }
   return {
     theta: num(config, thetaKey, { int: false, min: 1, max: 1e12, def: 10000 }),
@@ -265,8 +266,10 @@ function num(
   return v;
 }
 
-export function buildModel(config: Record<string, unknown>, source: WeightSource): Model {
-  const { spec, head: declaredHead } = resolveSpec(config);
+export function buildModel(stored: Record<string, unknown>, source: WeightSource): Model {
+  const { spec, head: declaredHead } = resolveSpec(stored);
+  // read with the family's defaults for omitted keys; `stored` is what the model carries (and writes)
+  const config: Record<string, unknown> = { ...spec.configDefaults, ...stored };
   const K = spec.keys;
   const hidden = num(config, K.hidden, { max: 1 << 17 });
   const heads = num(config, K.heads, { max: 4096 });
@@ -534,7 +537,7 @@ export function buildModel(config: Record<string, unknown>, source: WeightSource
   const layerTypes = windows(spec, config, nLayers, typeof sw === "number" && sw > 0 ? sw : undefined);
   const slidingWindow = layerTypes.includes("sliding") ? (sw as number) : undefined;
   const sem = spec.semantics;
-  const partial = optPositive(config, sem.partialRotaryKey) ?? 1;
+  const partial = sem.partialRotaryKey ? (optPositive(config, sem.partialRotaryKey) ?? rope.partial ?? 1) : 1;
   // HF: rotary_ndims = int(head_dim · partial_rotary_factor)
   const rotaryDim = Math.floor(headDim * Math.min(1, partial));
   if (spec.block.positional === "rope" && (rotaryDim < 2 || rotaryDim % 2 !== 0)) {
@@ -548,7 +551,7 @@ export function buildModel(config: Record<string, unknown>, source: WeightSource
   const localTheta = optPositive(config, sem.localRopeThetaKey) ?? rope.localTheta;
   return {
     spec,
-    config,
+    config: stored,
     dims: {
       hidden,
       headDim,

@@ -133,6 +133,11 @@ export interface ArchSpec {
   fused: FusedTensor[];
   groups: { attn: PruneGroup; mlp: PruneGroup };
   keys: ConfigKeys;
+  /**
+   * Values the family's Hugging Face config class uses when config.json omits a key (read, never
+   * written back): e.g. Gemma's head_dim 256 and sliding_window 4096.
+   */
+  configDefaults: Record<string, unknown>;
   semantics: Semantics;
   /** default norm epsilon when config.json has none */
   epsDefault: number;
@@ -233,6 +238,7 @@ export const LLAMA: ArchSpec = {
   fused: [],
   groups: { attn: GQA_GROUP, mlp: GATED_MLP_GROUP },
   keys: HF_KEYS,
+  configDefaults: {},
   semantics: LLAMA_SEMANTICS,
   epsDefault: 1e-6,
   prefixes: [""],
@@ -271,6 +277,7 @@ export const QWEN3: ArchSpec = {
     window: { kind: "from", enableKey: "use_sliding_window", fromKey: "max_window_layers" },
   },
   biasFlags: { attention: { key: "attention_bias", modules: ["q", "k", "v", "o"] } },
+  configDefaults: { head_dim: 128, sliding_window: 4096, max_window_layers: 28 },
 };
 
 const GEMMA_NAMES: TensorNames = {
@@ -287,7 +294,8 @@ export const GEMMA2: ArchSpec = {
   modelTypes: ["gemma2"],
   block: { ...PRE_RMS_BLOCK, normOffset: 1 },
   names: GEMMA_NAMES,
-  keys: { ...HF_KEYS, act: ["hidden_activation", "hidden_act"] },
+  // transformers' Gemma MLP reads hidden_activation only
+  keys: { ...HF_KEYS, act: ["hidden_activation"] },
   semantics: {
     defaultAct: "gelu_tanh",
     embedScale: true,
@@ -297,6 +305,13 @@ export const GEMMA2: ArchSpec = {
     window: { kind: "period", period: 2 },
   },
   biasFlags: { attention: { key: "attention_bias", modules: ["q", "k", "v", "o"] } },
+  configDefaults: {
+    head_dim: 256,
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    attn_logit_softcapping: 50.0,
+    final_logit_softcapping: 30.0,
+  },
 };
 
 export const GEMMA3: ArchSpec = {
@@ -311,8 +326,18 @@ export const GEMMA3: ArchSpec = {
   },
   semantics: {
     ...GEMMA2.semantics,
+    // transformers' Gemma 3 attention does not soft-cap its logits, whatever the config says
+    attnSoftcapKey: undefined,
     localRopeThetaKey: "rope_local_base_freq",
     window: { kind: "period", periodKey: "sliding_window_pattern", period: 6 },
+  },
+  configDefaults: {
+    head_dim: 256,
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    rope_theta: 1_000_000.0,
+    rope_local_base_freq: 10_000.0,
+    final_logit_softcapping: null,
   },
 };
 
@@ -347,6 +372,7 @@ export const PHI3: ArchSpec = {
     },
   ],
   semantics: { ...LLAMA_SEMANTICS, partialRotaryKey: "partial_rotary_factor" },
+  epsDefault: 1e-5,
   biasFlags: undefined,
 };
 
@@ -394,6 +420,7 @@ export const BERT: ArchSpec = {
     mlp: { producers: [{ role: "up", rows: "channel" }], consumer: "down", consumerCols: "channel" },
   },
   keys: { ...HF_KEYS, eps: "layer_norm_eps" },
+  configDefaults: {},
   semantics: { defaultAct: "gelu", embedScale: false, window: { kind: "none" } },
   epsDefault: 1e-12,
   prefixes: ["bert.", ""],

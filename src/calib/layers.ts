@@ -18,7 +18,8 @@ export class LayerRunner {
   constructor(readonly threads?: number) {}
 
   private session(model: Model, i: number) {
-    const key = JSON.stringify(model.dims.layers[i]);
+    // layers of equal widths and attention kind (full / sliding window) share one graph
+    const key = JSON.stringify([model.dims.layers[i], model.dims.layerTypes[i]]);
     let s = this.sessions.get(key);
     if (!s) {
       const { bytes, weightInputs } = emitLayerGraph(model, i);

@@ -4,12 +4,7 @@
  * partial rotary, local RoPE base), tied / untied, attention biases, per-layer widths (as a pruned model) and
  * transformers 5's config layout.
  */
-import {
-  makeTinyGemma2,
-  makeTinyGemma3,
-  makeTinyPhi3,
-  makeTinyQwen3,
-} from "../helpers/tinyFamilies.ts";
+import { makeTinyGemma2, makeTinyGemma3, makeTinyPhi3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
 import type { TinyModel } from "../helpers/tinyModels.ts";
 
 export interface FamilyCase {

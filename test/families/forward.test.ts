@@ -84,7 +84,9 @@ describe.each(FAMILY_CASES)("ONNX forward vs float64 reference: $name", (c) => {
       }
       const r = await s.run(feeds);
       await s.release();
-      expect(relDiff(r.attn_in.data as Float32Array, ref.attnTaps[i]), `layer ${i} attn_in`).toBeLessThan(1e-4);
+      expect(relDiff(r.attn_in.data as Float32Array, ref.attnTaps[i]), `layer ${i} attn_in`).toBeLessThan(
+        1e-4,
+      );
       expect(relDiff(r.mlp_in.data as Float32Array, ref.mlpTaps[i]), `layer ${i} mlp_in`).toBeLessThan(1e-4);
       x = r.out.data as Float32Array;
     }
@@ -135,7 +137,10 @@ describe.each(FAMILY_CASES)("ONNX forward vs float64 reference: $name", (c) => {
     const feeds: Record<string, HostTensor> = {
       input_ids: i64From([2, long.length], rows.flat()),
       attention_mask: i64From([2, long.length], masks.flat()),
-      position_ids: i64From([2, long.length], masks.flatMap((m) => hfGeneratePositionIds(m))),
+      position_ids: i64From(
+        [2, long.length],
+        masks.flatMap((m) => hfGeneratePositionIds(m)),
+      ),
     };
     model.dims.layers.forEach((L, i) => {
       for (const kv of ["key", "value"])
