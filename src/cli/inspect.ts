@@ -20,6 +20,24 @@ export async function inspectCommand(dir: string, con: Console): Promise<void> {
     const uniform = layers.every(
       (l) => l.heads === layers[0].heads && l.kvHeads === layers[0].kvHeads && l.ffn === layers[0].ffn,
     );
+    const sliding = d.layerTypes.flatMap((t, i) => (t === "sliding" ? [i] : []));
+    // the family's semantics as this config sets them (what the forward applies)
+    const semantics = {
+      activation: d.act,
+      slidingWindow: d.slidingWindow,
+      slidingLayers: d.slidingWindow ? sliding : undefined,
+      ropeTheta: m.spec.block.positional === "rope" ? d.ropeTheta : undefined,
+      ropeLocalTheta: d.ropeLocalTheta,
+      ropeScaling: d.ropeScaling,
+      rotaryDim: m.spec.block.positional === "rope" && d.rotaryDim !== d.headDim ? d.rotaryDim : undefined,
+      attentionScale: d.attnScale,
+      attentionSoftcap: d.attnSoftcap,
+      finalSoftcap: d.finalSoftcap,
+      embeddingScale: d.embedScale,
+      normWeightOffset: m.spec.block.normOffset || undefined,
+      qkNorm: m.spec.names.qNorm ? true : undefined,
+      fused: m.spec.fused.length ? m.spec.fused.map((f) => f.path.split(".").pop()) : undefined,
+    };
     const summary = {
       dir: m.dir,
       family: m.spec.family,
@@ -36,6 +54,7 @@ export async function inspectCommand(dir: string, con: Console): Promise<void> {
       uniformWidths: uniform,
       dtypes,
       tokenizer: m.hasTokenizer,
+      semantics,
       params: { ...p, perLayer: undefined },
       perLayer: layers,
     };
@@ -57,6 +76,24 @@ export async function inspectCommand(dir: string, con: Console): Promise<void> {
         for (const l of layers)
           lines.push(`    layer ${String(l.layer).padStart(2)}  ${l.heads} / ${l.kvHeads} / ${l.ffn}`);
       }
+      const sem: string[] = [`activation ${d.act}`];
+      if (d.slidingWindow)
+        sem.push(
+          `sliding window ${d.slidingWindow} on ${sliding.length === d.nLayers ? "every layer" : `layers ${sliding.join(", ")}`}`,
+        );
+      if (semantics.rotaryDim) sem.push(`RoPE on ${d.rotaryDim} of ${d.headDim} dims`);
+      if (d.ropeLocalTheta !== undefined)
+        sem.push(`RoPE base ${d.ropeTheta} (global) / ${d.ropeLocalTheta} (sliding)`);
+      if (d.ropeScaling) sem.push(`rope_scaling ${d.ropeScaling.type} ×${d.ropeScaling.factor}`);
+      if (semantics.qkNorm) sem.push("q/k norms");
+      if (m.spec.block.normOffset) sem.push("norms x̂·(1 + w)");
+      if (d.embedScale) sem.push("embeddings × √hidden");
+      if (Math.abs(d.attnScale * Math.sqrt(d.headDim) - 1) > 1e-12)
+        sem.push(`attention scale ${d.attnScale.toPrecision(4)}`);
+      if (d.attnSoftcap) sem.push(`attention soft-cap ${d.attnSoftcap}`);
+      if (d.finalSoftcap) sem.push(`final soft-cap ${d.finalSoftcap}`);
+      if (semantics.fused) sem.push(`fused ${semantics.fused.join(", ")}`);
+      lines.push(`  semantics     ${sem.join("; ")}`);
       lines.push(
         `  weights       ${dtypes.join(", ")}${d.tiedHead ? "   (tied input/output embeddings)" : ""}`,
         `  tokenizer     ${m.hasTokenizer ? "tokenizer.json" : "missing (eval on text and prune need tokenizer.json)"}`,

@@ -22,6 +22,7 @@ import { emitModelGraph } from "../../src/onnx/emit.ts";
 import { runPrune } from "../../src/pipeline/prune.ts";
 import { resolveRecipe } from "../../src/pipeline/recipe.ts";
 import { f32, type HostTensor, i64From, Session } from "../../src/runtime/ort.ts";
+import { FAMILY_CASES } from "../families/cases.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
 import {
   makeByteBpeTokenizerJson,
@@ -380,6 +381,50 @@ describe.each([
   afterAll(() => c?.model.close());
 
   it("AutoModelForCausalLM: logits equal pare's forward (≤ 1e-3)", async () => {
+    await checkCausalLmLogits(c, TINY_TEXTS);
+  });
+
+  it("pipeline('text-generation') greedy, 10 new tokens: the same ids and text as pare's KV-cache greedy", async () => {
+    await checkTextGeneration(c);
+  });
+});
+
+// the families added as specs (Qwen3, Gemma 2, Gemma 3, Phi-3): the dense tiny model and a pare-pruned one
+// (global allocation: per-layer widths, read by transformers.js from the graph's KV shapes)
+const FAMILY_CALIB = `${TINY_TEXTS.join(" ")} The birds looked back at the cat in the garden, and nobody knew why.\n`.repeat(6);
+
+describe.each(
+  FAMILY_CASES.filter((c, i) => FAMILY_CASES.findIndex((d) => d.family === c.family) === i).flatMap((c) => [
+    { ...c, pruned: false },
+    { ...c, pruned: true },
+  ]),
+)("transformers.js on the exported tiny $family (pruned: $pruned)", (fc) => {
+  let c: GenerationCheck;
+  beforeAll(async () => {
+    const folder = `tiny-${fc.family}${fc.pruned ? "-pruned" : ""}`;
+    let src = path.join(ROOT, `src-${folder}`);
+    writeTinyModel(src, fc.tiny(), makeByteBpeTokenizerJson(300));
+    if (fc.pruned) {
+      const calib = path.join(ROOT, `calib-${folder}.txt`);
+      fs.writeFileSync(calib, FAMILY_CALIB);
+      const out = path.join(ROOT, `pruned-${folder}`);
+      await runPrune(
+        resolveRecipe({ model: src, out, calib: [calib], ratio: 0.4, samples: 6, seqLen: 16, threads: 1 }),
+      );
+      src = out;
+    }
+    c = {
+      name: folder,
+      folder,
+      model: exportAs(src, folder),
+      tok: loadTokenizer(src),
+      prompt: TINY_TEXTS[0],
+      newTokens: 10,
+    };
+  });
+  afterAll(() => c?.model.close());
+
+  it("AutoModelForCausalLM: logits equal pare's forward (≤ 1e-3), inputs longer than the sliding window", async () => {
     await checkCausalLmLogits(c, TINY_TEXTS);
   });
 

@@ -11,6 +11,7 @@ import { emitModelGraph } from "../../src/onnx/emit.ts";
 import { runPrune } from "../../src/pipeline/prune.ts";
 import { resolveRecipe } from "../../src/pipeline/recipe.ts";
 import { i64From, Session } from "../../src/runtime/ort.ts";
+import { makeTinyGemma2, makeTinyGemma3, makeTinyPhi3, makeTinyQwen3 } from "../../test/helpers/tinyFamilies.ts";
 import {
   makeByteBpeTokenizerJson,
   makeTinyBert,
@@ -47,8 +48,19 @@ const variants: Record<string, () => { model: ReturnType<typeof makeTinyLlama>; 
     return { model: m, tok: bpe };
   },
   bert: () => ({ model: makeTinyBert({ seed: 8, numLabels: 3 }), tok: wp }),
+  qwen3: () => ({ model: makeTinyQwen3({ seed: 9, tie: true }), tok: bpe }),
+  "qwen3-window": () => ({
+    model: makeTinyQwen3({ seed: 10, layers: 3, useSlidingWindow: true, maxWindowLayers: 1, attentionBias: true }),
+    tok: bpe,
+  }),
+  gemma2: () => ({ model: makeTinyGemma2({ seed: 11 }), tok: bpe }),
+  gemma3: () => ({ model: makeTinyGemma3({ seed: 12 }), tok: bpe }),
+  phi3: () => ({ model: makeTinyPhi3({ seed: 13 }), tok: bpe }),
 };
+/** variants also pruned (uniform allocation keeps config.json standard) */
+const PRUNED = ["llama-gqa", "qwen2", "bert", "qwen3", "qwen3-window", "gemma2", "gemma3", "phi3"];
 
+// 12 tokens: longer than the tiny models' sliding windows (4 and 5)
 const ids = Array.from({ length: 12 }, (_, i) => 3 + ((i * 37 + 11) % 250));
 const manifest: { name: string; kind: string; ids: number[]; attentionMask?: number[]; logits: number[]; shape: number[] }[] = [];
 
@@ -77,7 +89,7 @@ for (const [name, make] of Object.entries(variants)) {
   const dir = path.join(out, "models", name);
   writeTinyModel(dir, model, tok);
   await pareLogits(dir, name);
-  if (["llama-gqa", "qwen2", "bert"].includes(name)) {
+  if (PRUNED.includes(name)) {
     // uniform allocation keeps config.json standard; liar creates o/down biases (llama: attention_bias / mlp_bias)
     const pdir = path.join(out, "models", `${name}-pruned`);
     await runPrune(resolveRecipe({ model: dir, out: pdir, ratio: 0.4, allocation: "uniform", reconstruct: "liar", calib: [calib], samples: 16, seqLen: 32 }));
