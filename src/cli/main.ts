@@ -1,6 +1,7 @@
 /** pare's command line: the only code that touches argv, the console and the exit code. */
 import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
+import { recipeFlags } from "../pipeline/recipe.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
 import { PRUNE_HELP } from "./pruneHelp.ts";
 import { installSignalHandlers } from "./signals.ts";
@@ -54,42 +55,14 @@ program
     await evalCommand(model, opts, new Console(flags));
   });
 
-program
+const pruneCmd = program
   .command("prune")
   .description(
     "remove attention heads (KV groups) and FFN channels, reconstruct without retraining, write a smaller model",
   )
   .argument("<model>", "Hugging Face model folder (never modified)")
-  .option("--out <dir>", "output model folder (written atomically)")
   .option("--recipe <file>", "YAML/JSON recipe with the same settings (flags override it)")
-  .option("--ratio <r>", "fraction of attention+MLP parameters to remove, in [0, 1) (default 0.3)")
-  .option("--criterion <name>", "pruning criterion (default flap-wifv)")
-  .option("--allocation <name>", "uniform | global (default global)")
-  .option("--reconstruct <name>", "none | bias | liar | liar-seq (default liar)")
-  .option("--calibration <mode>", "sequential | dense (default sequential)")
-  .option(
-    "--gram-precision <p>",
-    "auto | f64 | mixed: Gram in float64, or float32 products summed in float64 (auto: f64 up to 1024 channels)",
-  )
-  .option("--calib <files...>", "calibration text (.txt, .jsonl with a text field)")
-  .option("--samples <n>", "calibration sequences (default 128)")
-  .option("--seq-len <n>", "tokens per calibration sequence (default 256)")
-  .option("--seed <n>", "seed of the calibration sampling (default 0)")
-  .option("--ridge <alpha>", "ridge α of liar / liar-seq (default 0.01)")
-  .option("--round-to <n>", "keep FFN widths a multiple of n (default 1)")
-  .option("--skip-layers <list>", "comma-separated layer indices to leave unpruned")
-  .option("--min-groups <n>", "minimum KV groups kept per layer (default 1)")
-  .option("--min-channels <n>", "minimum FFN channels kept per layer (default 1)")
-  .option("--batch-size <n>", "calibration sequences per forward pass (default 8)")
-  .option("--dtype <t>", "output weights: auto (input's f16/bf16, else F32) | F32 | F16 | BF16")
-  .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
-  .option("--force", "replace an existing output folder")
-  .option("--resume", "continue an interrupted prune from its per-layer checkpoints (same settings)")
   .option("--dry-run", "print the plan (passes, FLOPs, memory, estimated time) and stop")
-  .option(
-    "--max-memory <GiB>",
-    "memory budget: waiting calibration data beyond it is spilled to a temporary file; a prune whose layer does not fit is refused before any work",
-  )
   .option("--export <format>", "also write onnx/model.onnx into the output folder (format: onnx)")
   .option("--report", "also write report.html into the output folder")
   .option("--report-data <file>", "with --report: measure dense vs pruned on this file")
@@ -99,6 +72,8 @@ program
     const { pruneCommand } = await import("./prune.ts");
     await pruneCommand(model, opts, new Console(flags));
   });
+// the recipe's settings as flags, from its schema (validated by resolveRecipe)
+for (const [, flag, help] of recipeFlags()) pruneCmd.option(flag, help);
 
 program
   .command("export")
@@ -148,6 +123,24 @@ program
     flags = program.opts();
     const { reportCommand } = await import("./report.ts");
     await reportCommand(pruned, opts, new Console(flags));
+  });
+
+program
+  .command("generate")
+  .description("generate text with a decoder (KV cache), streamed; --compare runs a second model alongside")
+  .argument("<model>", "Hugging Face model folder (a causal LM)")
+  .option("--prompt <text>", 'the prompt ("" or absent: start from the BOS token)')
+  .option("--max-new-tokens <n>", "at most this many new tokens (default 64)")
+  .option("--temperature <t>", "0 = greedy (default); > 0 samples")
+  .option("--top-k <k>", "sample among the k most likely tokens (0 = off, default)")
+  .option("--top-p <p>", "sample among the most likely tokens whose probability reaches p, in (0, 1] (default 1 = off)")
+  .option("--seed <n>", "seed of the sampling (default 0)")
+  .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+  .option("--compare <model>", "a second model folder (e.g. the pruned one): same prompt and settings, both printed")
+  .action(async (model: string, opts) => {
+    flags = program.opts();
+    const { generateCommand } = await import("./generate.ts");
+    await generateCommand(model, opts, new Console(flags));
   });
 
 installSignalHandlers();

@@ -3,75 +3,23 @@ import { PareError } from "../errors.ts";
 import { exportOnnxInto } from "../export/onnx.ts";
 import { describePlan } from "../pipeline/plan.ts";
 import { dryRun, type PruneEvent, runPrune } from "../pipeline/prune.ts";
-import { type Recipe, readRecipeFile, resolveRecipe } from "../pipeline/recipe.ts";
+import { type RecipeKey, readRecipeFile, recipeFlags, resolveRecipe } from "../pipeline/recipe.ts";
 import type { Console } from "./io.ts";
 import { buildReport } from "./report.ts";
 
-export interface PruneFlags {
-  out?: string;
+/** the recipe's flags (strings as commander gives them; validated by resolveRecipe) plus the command's own */
+export type PruneFlags = Partial<Record<RecipeKey, string | string[] | boolean>> & {
   recipe?: string;
-  ratio?: string;
-  criterion?: string;
-  allocation?: string;
-  reconstruct?: string;
-  calibration?: string;
-  gramPrecision?: string;
-  calib?: string[];
-  samples?: string;
-  seqLen?: string;
-  seed?: string;
-  ridge?: string;
-  roundTo?: string;
-  skipLayers?: string;
-  minGroups?: string;
-  minChannels?: string;
-  batchSize?: string;
-  dtype?: string;
-  threads?: string;
-  force?: boolean;
   dryRun?: boolean;
-  resume?: boolean;
-  maxMemory?: string;
   export?: string;
   report?: boolean;
   reportData?: string;
-}
+};
 
 export async function pruneCommand(model: string, f: PruneFlags, con: Console): Promise<void> {
   const fromFile = f.recipe ? readRecipeFile(f.recipe) : {};
-  const flags: Partial<Recipe> = { model };
-  // flags named like recipe keys pass through (validated by resolveRecipe); skip-layers is a comma list
-  const passThrough = [
-    "out",
-    "ratio",
-    "criterion",
-    "allocation",
-    "reconstruct",
-    "calibration",
-    "gramPrecision",
-    "calib",
-    "samples",
-    "seqLen",
-    "seed",
-    "ridge",
-    "roundTo",
-    "minGroups",
-    "minChannels",
-    "batchSize",
-    "dtype",
-    "threads",
-    "maxMemory",
-  ] as const;
-  for (const k of passThrough) {
-    if (f[k] !== undefined) (flags as Record<string, unknown>)[k] = f[k];
-  }
-  if (f.skipLayers !== undefined)
-    flags.skipLayers = f.skipLayers
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean) as unknown as number[];
-  if (f.force) flags.force = true;
-  if (f.resume) flags.resume = true;
+  const flags: Partial<Record<RecipeKey, unknown>> = {};
+  for (const [k] of recipeFlags()) if (f[k] !== undefined) flags[k] = f[k];
   const recipe = resolveRecipe({ ...fromFile, ...flags, model });
   if (f.export !== undefined && f.export !== "onnx") {
     throw new PareError("E_USAGE", `unknown --export format "${f.export}"`, "--export onnx");

@@ -34,7 +34,7 @@ function need(stats: TapStats | undefined, name: string): TapStats {
   return stats;
 }
 
-export const CRITERIA: Record<string, Criterion> = {
+export const CRITERIA = {
   "magnitude-l1": {
     name: "magnitude-l1",
     paper: "Li et al. 2017, Pruning Filters for Efficient ConvNets (L1 norm of weights)",
@@ -89,7 +89,7 @@ export const CRITERIA: Record<string, Criterion> = {
       return l1.map((v, j) => (v / o) * Math.sqrt(s.sumsq[j] / Math.max(1, s.n)));
     },
   },
-};
+} satisfies Record<string, Criterion>;
 
 /**
  * Unit scores from channel scores. Attention units are KV groups: a head's score is the

@@ -1,4 +1,10 @@
-/** The pruning recipe: defaults, validation (before any work), YAML/JSON recipe files. */
+/**
+ * The pruning recipe as one schema. `RECIPE_SCHEMA` lists every setting once — its kind, default,
+ * allowed values, CLI flag and help — and everything else derives from it: the `Recipe` type (and the
+ * strict `RecipeOptions` a library user writes, where a misspelt criterion is a type error), the
+ * defaults, the validation of CLI flags and of YAML/JSON recipe files (a coded error naming the setting),
+ * and the `pare prune` options.
+ */
 import fs from "node:fs";
 import YAML from "yaml";
 import { CRITERIA } from "../criteria/index.ts";
@@ -6,35 +12,190 @@ import { PareError } from "../errors.ts";
 import { checkOutputPath } from "../export/paths.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 
-export interface Recipe {
-  model: string;
-  out: string;
-  ratio: number;
-  criterion: string;
-  allocation: "uniform" | "global";
-  reconstruct: string;
-  calibration: "dense" | "sequential";
-  /** float64 Gram, or float32 chunk products summed in float64 ("auto": f64 up to 1024 channels) */
-  gramPrecision: "auto" | "f64" | "mixed";
-  calib: string[];
-  samples: number;
-  seqLen: number;
-  seed: number;
-  /** ridge α of liar / liar-seq: λ = α · mean(diag(X_uᵀX_u)) */
-  ridge: number;
-  roundTo: number;
-  skipLayers: number[];
-  minGroups: number;
-  minChannels: number;
-  batchSize: number;
-  dtype: "auto" | "F32" | "F16" | "BF16";
-  force: boolean;
-  /** continue from the per-layer checkpoints of an interrupted run with the same settings */
-  resume: boolean;
-  threads?: number;
-  /** refuse (before any work) a plan whose estimated peak memory exceeds this many GiB */
-  maxMemory?: number;
+type ErrorCode = "E_RECIPE_INVALID" | "E_RATIO_INVALID" | "E_CRITERION_UNKNOWN" | "E_METHOD_UNKNOWN";
+
+interface Common {
+  /** commander flag, e.g. "--ratio <r>" (absent: not a flag of its own) */
+  flag?: string;
+  help: string;
+  /** error code for a bad value (default E_RECIPE_INVALID) */
+  code?: ErrorCode;
+  hint?: string;
 }
+interface StrField extends Common {
+  kind: "string";
+}
+interface PathsField extends Common {
+  kind: "paths";
+}
+interface IntField extends Common {
+  kind: "int";
+  min: number;
+}
+interface NumField extends Common {
+  kind: "number";
+  min: number;
+  /** exclusive upper bound */
+  below?: number;
+}
+interface EnumField<V extends string> extends Common {
+  kind: "enum";
+  values: readonly V[];
+}
+interface BoolField extends Common {
+  kind: "bool";
+}
+interface IntListField extends Common {
+  kind: "intList";
+  min: number;
+}
+type Field = StrField | PathsField | IntField | NumField | EnumField<string> | BoolField | IntListField;
+
+/** The value type a field holds. */
+type ValueOf<F> =
+  F extends EnumField<infer V>
+    ? V
+    : F extends IntField | NumField
+      ? number
+      : F extends BoolField
+        ? boolean
+        : F extends PathsField
+          ? string[]
+          : F extends IntListField
+            ? number[]
+            : string;
+
+export const CRITERION_NAMES = Object.keys(CRITERIA) as (keyof typeof CRITERIA)[];
+export const RECONSTRUCTION_NAMES = Object.keys(RECONSTRUCTORS) as (keyof typeof RECONSTRUCTORS)[];
+export type CriterionName = keyof typeof CRITERIA;
+export type ReconstructionName = keyof typeof RECONSTRUCTORS;
+
+const enumOf = <V extends string>(values: readonly V[], rest: Common): EnumField<V> => ({
+  kind: "enum",
+  values,
+  ...rest,
+});
+
+export const RECIPE_SCHEMA = {
+  model: { kind: "string", help: "input model folder (never modified)" } as StrField,
+  out: { kind: "string", flag: "--out <dir>", help: "output model folder (written atomically)" } as StrField,
+  ratio: {
+    kind: "number",
+    min: 0,
+    below: 1,
+    flag: "--ratio <r>",
+    help: "fraction of attention+MLP parameters to remove, in [0, 1)",
+    code: "E_RATIO_INVALID",
+    hint: "--ratio is the fraction of attention+MLP parameters to remove, e.g. 0.3",
+  } as NumField,
+  criterion: enumOf(CRITERION_NAMES, {
+    flag: "--criterion <name>",
+    help: "pruning criterion",
+    code: "E_CRITERION_UNKNOWN",
+  }),
+  allocation: enumOf(["uniform", "global"] as const, {
+    flag: "--allocation <name>",
+    help: "uniform | global",
+    code: "E_METHOD_UNKNOWN",
+  }),
+  reconstruct: enumOf(RECONSTRUCTION_NAMES, {
+    flag: "--reconstruct <name>",
+    help: "none | bias | liar | liar-seq",
+    code: "E_METHOD_UNKNOWN",
+  }),
+  calibration: enumOf(["sequential", "dense"] as const, {
+    flag: "--calibration <mode>",
+    help: "sequential | dense",
+    code: "E_METHOD_UNKNOWN",
+  }),
+  gramPrecision: enumOf(["auto", "f64", "mixed"] as const, {
+    flag: "--gram-precision <p>",
+    help: "auto | f64 | mixed: Gram in float64, or float32 products summed in float64 (auto: f64 up to 1024 channels)",
+    code: "E_METHOD_UNKNOWN",
+  }),
+  calib: {
+    kind: "paths",
+    flag: "--calib <files...>",
+    help: "calibration text (.txt, .jsonl with a text field)",
+  } as PathsField,
+  samples: { kind: "int", min: 1, flag: "--samples <n>", help: "calibration sequences" } as IntField,
+  seqLen: { kind: "int", min: 2, flag: "--seq-len <n>", help: "tokens per calibration sequence" } as IntField,
+  seed: { kind: "int", min: 0, flag: "--seed <n>", help: "seed of the calibration sampling" } as IntField,
+  ridge: {
+    kind: "number",
+    min: 0,
+    flag: "--ridge <alpha>",
+    help: "ridge α of liar / liar-seq: λ = α · mean(diag(X_uᵀX_u))",
+    hint: "the default is 0.01",
+  } as NumField,
+  roundTo: {
+    kind: "int",
+    min: 1,
+    flag: "--round-to <n>",
+    help: "keep FFN widths a multiple of n",
+  } as IntField,
+  skipLayers: {
+    kind: "intList",
+    min: 0,
+    flag: "--skip-layers <list>",
+    help: "comma-separated layer indices to leave unpruned",
+    hint: "e.g. skip-layers: [0, 5] or --skip-layers 0,5",
+  } as IntListField,
+  minGroups: {
+    kind: "int",
+    min: 1,
+    flag: "--min-groups <n>",
+    help: "minimum KV groups kept per layer",
+  } as IntField,
+  minChannels: {
+    kind: "int",
+    min: 1,
+    flag: "--min-channels <n>",
+    help: "minimum FFN channels kept per layer",
+  } as IntField,
+  batchSize: {
+    kind: "int",
+    min: 1,
+    flag: "--batch-size <n>",
+    help: "calibration sequences per forward pass",
+  } as IntField,
+  dtype: enumOf(["auto", "F32", "F16", "BF16"] as const, {
+    flag: "--dtype <t>",
+    help: "output weights: auto (input's f16/bf16, else F32) | F32 | F16 | BF16",
+  }),
+  force: { kind: "bool", flag: "--force", help: "replace an existing output folder" } as BoolField,
+  resume: {
+    kind: "bool",
+    flag: "--resume",
+    help: "continue an interrupted prune from its per-layer checkpoints (same settings)",
+  } as BoolField,
+  threads: {
+    kind: "int",
+    min: 1,
+    flag: "--threads <n>",
+    help: "ONNX Runtime intra-op threads (default: all cores)",
+  } as IntField,
+  maxMemory: {
+    kind: "number",
+    min: Number.MIN_VALUE,
+    flag: "--max-memory <GiB>",
+    help: "memory budget: waiting calibration data beyond it is spilled to a temporary file; a prune whose layer does not fit is refused before any work",
+    hint: "e.g. --max-memory 6",
+  } as NumField,
+} as const;
+
+type Schema = typeof RECIPE_SCHEMA;
+export type RecipeKey = keyof Schema;
+/** settings that have no default (absent = not set) */
+type OptionalKey = "threads" | "maxMemory";
+
+/** A validated recipe: every setting present (the optional ones may be undefined). */
+export type Recipe = { [K in Exclude<RecipeKey, OptionalKey>]: ValueOf<Schema[K]> } & {
+  [K in OptionalKey]?: ValueOf<Schema[K]>;
+};
+
+/** What a library user writes: model, out and any settings (typed: a misspelt name is a type error). */
+export type RecipeOptions = Pick<Recipe, "model" | "out"> & Partial<Omit<Recipe, "model" | "out">>;
 
 export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   ratio: 0.3,
@@ -57,31 +218,90 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   resume: false,
 };
 
-const KEYS = new Set<string>(["model", "out", "calib", ...Object.keys(DEFAULTS), "threads", "maxMemory"]);
+const KEYS = Object.keys(RECIPE_SCHEMA) as RecipeKey[];
 
-function bad(
-  msg: string,
-  hint: string,
-  code:
-    | "E_RECIPE_INVALID"
-    | "E_RATIO_INVALID"
-    | "E_CRITERION_UNKNOWN"
-    | "E_METHOD_UNKNOWN" = "E_RECIPE_INVALID",
-): never {
+function bad(msg: string, hint: string, code: ErrorCode = "E_RECIPE_INVALID"): never {
   throw new PareError(code, msg, hint);
 }
 
-function int(v: unknown, name: string, min: number): number {
-  const n = typeof v === "string" ? Number(v) : v;
-  if (typeof v === "string" && v.trim() === "")
-    bad(`${name} must be an integer ≥ ${min} (got an empty value)`, `set ${name} to a whole number`);
-  if (typeof n !== "number" || !Number.isInteger(n) || n < min)
-    bad(`${name} must be an integer ≥ ${min} (got ${JSON.stringify(v)})`, `set ${name} to a whole number`);
-  return n;
+/** The setting's name as a user wrote it (flag form). */
+const display = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** A number from a number or a numeric string (blank strings, null and booleans are not numbers). */
+function toNumber(v: unknown): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "string" && v.trim() !== "") return Number(v);
+  return Number.NaN;
 }
 
-/** Read a recipe file (YAML or JSON); unknown keys are refused. Keys may be camelCase or kebab-case. */
-export function readRecipeFile(file: string): Partial<Recipe> {
+/** Validate one setting's value (from a flag, a recipe file or a library call) against its field. */
+function parseField(key: RecipeKey, f: Field, v: unknown): unknown {
+  const name = display(key);
+  const code = f.code ?? "E_RECIPE_INVALID";
+  switch (f.kind) {
+    case "string":
+      if (typeof v !== "string" || v === "")
+        bad(`${name} must be a non-empty string (got ${JSON.stringify(v)})`, f.help);
+      return v;
+    case "paths": {
+      const list = Array.isArray(v) ? v : [v];
+      if (!list.every((x) => typeof x === "string"))
+        bad(`${name} must be a file or a list of files (got ${JSON.stringify(v)})`, f.help);
+      return (list as string[]).filter(Boolean);
+    }
+    case "bool":
+      if (typeof v !== "boolean") bad(`${name} must be true or false (got ${JSON.stringify(v)})`, f.help);
+      return v;
+    case "enum":
+      if (typeof v !== "string" || !f.values.includes(v)) {
+        const what =
+          key === "reconstruct" ? "reconstruction method" : key === "calibration" ? "calibration mode" : name;
+        bad(`unknown ${what} ${JSON.stringify(v)}`, `use one of: ${f.values.join(", ")}`, code);
+      }
+      return v;
+    case "int": {
+      const n = toNumber(v);
+      if (!Number.isInteger(n) || n < f.min)
+        bad(
+          `${name} must be an integer ≥ ${f.min} (got ${JSON.stringify(v)})`,
+          f.hint ?? `set ${name} to a whole number`,
+          code,
+        );
+      return n;
+    }
+    case "number": {
+      const n = toNumber(v);
+      const ok = Number.isFinite(n) && n >= f.min && (f.below === undefined || n < f.below);
+      if (!ok) {
+        const range = f.below !== undefined ? `[${f.min}, ${f.below})` : f.min > 0 ? "> 0" : `≥ ${f.min}`;
+        bad(`${name} ${JSON.stringify(v)} is outside ${range}`, f.hint ?? f.help, code);
+      }
+      return n;
+    }
+    case "intList": {
+      const list = Array.isArray(v)
+        ? v
+        : typeof v === "number"
+          ? [v]
+          : typeof v === "string"
+            ? v
+                .split(",")
+                .map((x) => x.trim())
+                .filter(Boolean)
+            : null;
+      if (!list) bad(`${name} must be a list of integers (got ${JSON.stringify(v)})`, f.hint ?? f.help);
+      return list.map((x) => {
+        const n = toNumber(x);
+        if (!Number.isInteger(n) || n < f.min)
+          bad(`${name} must list integers ≥ ${f.min} (got ${JSON.stringify(x)})`, f.hint ?? f.help);
+        return n;
+      });
+    }
+  }
+}
+
+/** Read a recipe file (YAML or JSON); unknown keys are refused. Keys may be camelCase, kebab-case or snake_case. */
+export function readRecipeFile(file: string): Partial<Record<RecipeKey, unknown>> {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
@@ -99,106 +319,46 @@ export function readRecipeFile(file: string): Partial<Recipe> {
     );
   }
   if (typeof obj !== "object" || obj === null || Array.isArray(obj))
-    bad(`${file}: a recipe must be a mapping of settings`, "see README: Recipe files");
-  const out: Record<string, unknown> = {};
+    bad(`${file}: a recipe must be a mapping of settings`, "see docs/cli.md: recipe files");
+  const out: Partial<Record<RecipeKey, unknown>> = {};
   for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
-    const key = k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
-    if (!KEYS.has(key)) bad(`${file}: unknown recipe key "${k}"`, `known keys: ${[...KEYS].join(", ")}`);
+    const key = k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase()) as RecipeKey;
+    if (!KEYS.includes(key)) bad(`${file}: unknown recipe key "${k}"`, `known keys: ${KEYS.join(", ")}`);
     out[key] = v;
   }
   if (typeof out.calib === "string") out.calib = [out.calib];
-  return out as Partial<Recipe>;
+  return out;
 }
 
-/** Merge defaults < recipe file < flags and validate everything that can be checked without loading the model. */
-export function resolveRecipe(partial: Partial<Recipe>): Recipe {
-  const r = { ...DEFAULTS, calib: [], ...partial } as Recipe;
-  if (!r.model) bad("no input model given", "pare prune <model> --out <dir>");
-  if (!r.out) bad("no output folder given", "add --out <dir>");
-  const ratioIn = r.ratio as unknown;
-  r.ratio =
-    typeof ratioIn === "number" || (typeof ratioIn === "string" && ratioIn.trim() !== "")
-      ? Number(ratioIn)
-      : Number.NaN;
-  if (!(r.ratio >= 0 && r.ratio < 1))
-    bad(
-      `ratio ${partial.ratio} is outside [0, 1)`,
-      "--ratio is the fraction of attention+MLP parameters to remove, e.g. 0.3",
-      "E_RATIO_INVALID",
-    );
-  if (!CRITERIA[r.criterion])
-    bad(
-      `unknown criterion "${r.criterion}"`,
-      `use one of: ${Object.keys(CRITERIA).join(", ")}`,
-      "E_CRITERION_UNKNOWN",
-    );
-  if (!RECONSTRUCTORS[r.reconstruct])
-    bad(
-      `unknown reconstruction method "${r.reconstruct}"`,
-      `use one of: ${Object.keys(RECONSTRUCTORS).join(", ")}`,
-      "E_METHOD_UNKNOWN",
-    );
-  if (r.allocation !== "uniform" && r.allocation !== "global")
-    bad(`unknown allocation "${r.allocation}"`, "use uniform or global", "E_METHOD_UNKNOWN");
-  if (r.calibration !== "dense" && r.calibration !== "sequential")
-    bad(`unknown calibration mode "${r.calibration}"`, "use dense or sequential", "E_METHOD_UNKNOWN");
-  if (!["auto", "f64", "mixed"].includes(r.gramPrecision))
-    bad(`unknown Gram precision "${r.gramPrecision}"`, "use auto, f64 or mixed", "E_METHOD_UNKNOWN");
-  if (r.reconstruct === "liar-seq" && r.calibration !== "sequential")
-    bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
-  if (!["auto", "F32", "F16", "BF16"].includes(r.dtype))
-    bad(`unknown dtype "${r.dtype}"`, "use auto, F32, F16 or BF16");
-  r.samples = int(r.samples, "samples", 1);
-  r.seqLen = int(r.seqLen, "seq-len", 2);
-  r.seed = int(r.seed, "seed", 0);
-  r.roundTo = int(r.roundTo, "round-to", 1);
-  r.minGroups = int(r.minGroups, "min-groups", 1);
-  r.minChannels = int(r.minChannels, "min-channels", 1);
-  r.batchSize = int(r.batchSize, "batch-size", 1);
-  if (r.threads !== undefined) r.threads = int(r.threads, "threads", 1);
-  if (r.maxMemory !== undefined) {
-    r.maxMemory = Number(r.maxMemory);
-    if (!(r.maxMemory > 0))
-      bad(
-        `max-memory must be a positive number of GiB (got ${JSON.stringify(partial.maxMemory)})`,
-        "e.g. --max-memory 6",
-      );
+/**
+ * Merge defaults < given settings and validate everything that can be checked without loading the model.
+ * Accepts untyped values (CLI strings, recipe files): each is checked against its schema field.
+ */
+export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | RecipeOptions): Recipe {
+  const input = given as Partial<Record<RecipeKey, unknown>>;
+  for (const k of Object.keys(input))
+    if (!KEYS.includes(k as RecipeKey)) bad(`unknown setting "${k}"`, `known settings: ${KEYS.join(", ")}`);
+  if (!input.model) bad("no input model given", "pare prune <model> --out <dir>");
+  if (!input.out) bad("no output folder given", "add --out <dir>");
+  const r: Record<string, unknown> = { calib: [] };
+  for (const k of KEYS) {
+    const v = k in input && input[k] !== undefined ? input[k] : (DEFAULTS as Record<string, unknown>)[k];
+    if (v === undefined && (k === "threads" || k === "maxMemory")) continue;
+    if (v === undefined && k === "calib") continue;
+    r[k] = parseField(k, RECIPE_SCHEMA[k] as Field, v);
   }
-  const ridgeIn = r.ridge as unknown;
-  r.ridge =
-    typeof ridgeIn === "number" || (typeof ridgeIn === "string" && ridgeIn.trim() !== "")
-      ? Number(ridgeIn)
-      : Number.NaN;
-  if (!(r.ridge >= 0 && Number.isFinite(r.ridge)))
-    bad(`ridge must be ≥ 0 (got ${partial.ridge})`, "the default is 0.01");
-  const skip = r.skipLayers as unknown;
-  const skipList = Array.isArray(skip)
-    ? skip
-    : typeof skip === "number"
-      ? [skip]
-      : typeof skip === "string"
-        ? skip
-            .split(",")
-            .map((x) => x.trim())
-            .filter(Boolean)
-        : skip == null
-          ? []
-          : null;
-  if (!skipList)
+  const recipe = r as Recipe;
+  if (recipe.reconstruct === "liar-seq" && recipe.calibration !== "sequential")
+    bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
+  const needsCalib =
+    CRITERIA[recipe.criterion].needs.length > 0 || RECONSTRUCTORS[recipe.reconstruct].needs.length > 0;
+  if (needsCalib && recipe.calib.length === 0)
     bad(
-      `skip-layers must be a list of layer indices (got ${JSON.stringify(skip)})`,
-      "e.g. skip-layers: [0, 5] or --skip-layers 0,5",
-    );
-  r.skipLayers = skipList.map((x) => int(x, "skip-layers", 0));
-  r.calib = (Array.isArray(r.calib) ? r.calib : [r.calib]).filter(Boolean);
-  const needsCalib = CRITERIA[r.criterion].needs.length > 0 || RECONSTRUCTORS[r.reconstruct].needs.length > 0;
-  if (needsCalib && r.calib.length === 0)
-    bad(
-      `${r.criterion} / ${r.reconstruct} need calibration text`,
+      `${recipe.criterion} / ${recipe.reconstruct} need calibration text`,
       "add --calib <file.txt|file.jsonl>, or use --criterion magnitude-l2 --reconstruct none",
     );
-  checkPaths(r);
-  return r;
+  checkPaths(recipe);
+  return recipe;
 }
 
 function checkPaths(r: Recipe): void {
@@ -207,4 +367,19 @@ function checkPaths(r: Recipe): void {
     if (!fs.existsSync(c))
       throw new PareError("E_IO", `calibration file ${c} not found`, "check the --calib path");
   }
+}
+
+/** The `pare prune` flags of the schema: [commander flag, help with its default]. */
+export function recipeFlags(): [RecipeKey, string, string][] {
+  return KEYS.flatMap((k) => {
+    const f = RECIPE_SCHEMA[k] as Field;
+    if (!f.flag) return [];
+    const def = (DEFAULTS as Record<string, unknown>)[k];
+    const shown =
+      def === undefined || typeof def === "boolean" || (Array.isArray(def) && def.length === 0)
+        ? ""
+        : ` (default ${def})`;
+    const values = f.kind === "enum" && !f.help.includes("|") ? `: ${f.values.join(" | ")}` : "";
+    return [[k, f.flag, `${f.help}${values}${shown}`]];
+  });
 }

@@ -235,4 +235,4 @@ const liarSeq: Reconstructor = {
   },
 };
 
-export const RECONSTRUCTORS: Record<string, Reconstructor> = { none, bias, liar, "liar-seq": liarSeq };
+export const RECONSTRUCTORS = { none, bias, liar, "liar-seq": liarSeq } satisfies Record<string, Reconstructor>;

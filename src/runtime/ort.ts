@@ -1,9 +1,23 @@
 /**
  * The only module that imports onnxruntime-node. Everything else sees plain typed arrays.
  */
-import * as ort from "onnxruntime-node";
+import { createRequire } from "node:module";
+import type * as OrtModule from "onnxruntime-node";
 import { PareError } from "../errors.ts";
 import type { ElemType } from "../onnx/proto.ts";
+
+/**
+ * onnxruntime-node, loaded on first use: importing pare (or running `pare --help`) does not load the
+ * native binding.
+ */
+let loaded: typeof OrtModule | undefined;
+function ortModule(): typeof OrtModule {
+  loaded ??= createRequire(import.meta.url)("onnxruntime-node") as typeof OrtModule;
+  return loaded;
+}
+const ort = new Proxy({} as typeof OrtModule, {
+  get: (_, key) => ortModule()[key as keyof typeof OrtModule],
+});
 
 export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 
@@ -43,7 +57,7 @@ export function i64From(dims: number[], values: ArrayLike<number>): HostTensor {
   return i64(dims, d);
 }
 
-const ORT_TYPE: Record<ElemType, ort.Tensor.Type> = {
+const ORT_TYPE: Record<ElemType, OrtModule.Tensor.Type> = {
   float32: "float32",
   float64: "float64",
   int64: "int64",
@@ -54,13 +68,13 @@ const ORT_TYPE: Record<ElemType, ort.Tensor.Type> = {
 
 export class Session {
   private constructor(
-    private readonly s: ort.InferenceSession,
+    private readonly s: OrtModule.InferenceSession,
     readonly inputNames: readonly string[],
     readonly outputNames: readonly string[],
   ) {}
 
   static async create(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
-    const o: ort.InferenceSession.SessionOptions = {
+    const o: OrtModule.InferenceSession.SessionOptions = {
       graphOptimizationLevel: opts.optLevel ?? "all",
       executionProviders: ["cpu"],
     };
@@ -88,11 +102,11 @@ export class Session {
   }
 
   async run(feeds: Record<string, HostTensor>, outputs?: string[]): Promise<Record<string, HostTensor>> {
-    const f: Record<string, ort.Tensor> = {};
+    const f: Record<string, OrtModule.Tensor> = {};
     for (const [k, t] of Object.entries(feeds)) {
-      f[k] = new ort.Tensor(ORT_TYPE[t.type], t.data as ort.Tensor.DataType, t.dims);
+      f[k] = new ort.Tensor(ORT_TYPE[t.type], t.data as OrtModule.Tensor.DataType, t.dims);
     }
-    let r: ort.InferenceSession.ReturnType;
+    let r: OrtModule.InferenceSession.ReturnType;
     try {
       r = outputs ? await this.s.run(f, outputs) : await this.s.run(f);
     } catch (e) {

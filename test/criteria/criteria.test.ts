@@ -59,7 +59,7 @@ describe("criteria registry", () => {
     }
   });
 
-  for (const name of Object.keys(CRITERIA)) {
+  for (const name of Object.keys(CRITERIA) as (keyof typeof CRITERIA)[]) {
     it(`${name} equals the direct formula`, () => {
       const c = CRITERIA[name];
       const want = refChannelScores(name as RefCriterion, W, dOut, dIn, ref);

@@ -92,7 +92,8 @@ describe("resolveRecipe refuses bad settings", () => {
   });
 
   it("unknown criterion → E_CRITERION_UNKNOWN", async () => {
-    await failsCleanly("E_CRITERION_UNKNOWN", () => resolveRecipe(base({ criterion: "flap-wif" })));
+    // a typo is a type error for library users (hence the cast) and a coded error at run time
+    await failsCleanly("E_CRITERION_UNKNOWN", () => resolveRecipe(base({ criterion: "flap-wif" as never })));
   });
 
   for (const [key, value] of [

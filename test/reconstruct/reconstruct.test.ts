@@ -236,7 +236,7 @@ describe("liar", () => {
     const data = randData(new Rng(48), 20, d);
     const st = statsOf(data);
     st.sum[3] = Number.NaN;
-    for (const name of ["bias", "liar"]) {
+    for (const name of ["bias", "liar"] as const) {
       await expect(RECONSTRUCTORS[name].reconstruct(input(data, { stats: st }))).rejects.toThrow(
         expect.objectContaining({ code: "E_NUMERIC" }),
       );
