@@ -33,6 +33,8 @@ export type ErrorCode =
   | "E_OUTPUT_INSIDE_INPUT"
   | "E_LAYER_EMPTIED"
   | "E_INTERRUPTED"
+  | "E_ABORTED"
+  | "E_MODEL_NOT_FOUND"
   | "E_MEMORY_BUDGET"
   | "E_INTERNAL";
 

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { PareError } from "../errors.ts";
 import { recipeFlags } from "../pipeline/recipe.ts";
+import { PARE_VERSION } from "../version.ts";
 import { type CliFlags, Console, reportError } from "./io.ts";
 import { PRUNE_HELP } from "./pruneHelp.ts";
 import { installSignalHandlers } from "./signals.ts";
@@ -12,7 +13,7 @@ let flags: CliFlags = {};
 program
   .name("pare")
   .description("Retraining-free structured pruning for transformer models (LIAR, FLAP, Wanda-sp)")
-  .version("0.1.0")
+  .version(PARE_VERSION)
   .option("--json", "print exactly one JSON object on stdout")
   .option("-q, --quiet", "no progress output")
   .exitOverride()
@@ -133,10 +134,10 @@ program
   .option("--max-new-tokens <n>", "at most this many new tokens (default 64)")
   .option("--temperature <t>", "0 = greedy (default); > 0 samples")
   .option("--top-k <k>", "sample among the k most likely tokens (0 = off, default)")
-  .option("--top-p <p>", "sample among the most likely tokens whose probability reaches p, in (0, 1] (default 1 = off)")
+  .option("--top-p <p>", "sample from the likeliest tokens covering probability p, in (0, 1] (1 = off)")
   .option("--seed <n>", "seed of the sampling (default 0)")
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
-  .option("--compare <model>", "a second model folder (e.g. the pruned one): same prompt and settings, both printed")
+  .option("--compare <model>", "also run this model (e.g. the pruned one) with the same prompt and settings")
   .action(async (model: string, opts) => {
     flags = program.opts();
     const { generateCommand } = await import("./generate.ts");
