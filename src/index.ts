@@ -9,6 +9,7 @@
  */
 
 export { type ExportFormat, type ExportOptions, type ExportResult, exportModel } from "./api/export.ts";
+export { type GenerateOptions, type GenerateResult, generate } from "./api/generate.ts";
 export { type InspectLayer, type InspectResult, inspect } from "./api/inspect.ts";
 export {
   type PruneEvent,

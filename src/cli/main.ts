@@ -40,6 +40,15 @@ program
   )
   .option("--seq-len <n>", "ppl: window length in tokens", "256")
   .option("--max-windows <n>", "ppl: evaluate only the first n windows")
+  .option(
+    "--protocol <name>",
+    "ppl: windows (non-overlapping windows) | rolling (lm-evaluation-harness per-document rolling log-likelihood)",
+  )
+  .option(
+    "--doc-separator <str>",
+    "ppl: documents of a text file are separated by this (escapes \\n \\t \\r \\\\)",
+  )
+  .option("--max-docs <n>", "ppl over documents: evaluate only the first n documents")
   .option("--batch-size <n>", "sequences per forward pass (does not change results)")
   .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
   .option("--text-column <col>", "classify: sentence column (name or 0-based index)")
