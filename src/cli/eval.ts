@@ -2,9 +2,15 @@ import { loadModel } from "../arch/load.ts";
 import { PareError } from "../errors.ts";
 import { classify } from "../eval/classify.ts";
 import { multipleChoice } from "../eval/multipleChoice.ts";
-import { perplexity } from "../eval/perplexity.ts";
+import { documentPerplexity, perplexity, rollingPerplexity } from "../eval/perplexity.ts";
 import { Runner } from "../eval/runner.ts";
-import { readClassificationFile, readTextFile } from "../io/datasets.ts";
+import {
+  isJsonl,
+  readClassificationFile,
+  readDocuments,
+  readTextFile,
+  unescapeSeparator,
+} from "../io/datasets.ts";
 import { MC_FORMATS, type McFormat, readMultipleChoice } from "../io/mcData.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import type { Console } from "./io.ts";
@@ -20,7 +26,15 @@ export interface EvalFlags {
   labelColumn?: string;
   format?: string;
   maxItems?: string;
+  /** ppl: windows (default) | rolling */
+  protocol?: string;
+  /** ppl: split a text file into documents at this string (escapes \n \r \t \\) */
+  docSeparator?: string;
+  /** ppl over documents: only the first n documents */
+  maxDocs?: string;
 }
+
+const PROTOCOLS = ["windows", "rolling"];
 
 function int(v: string | undefined, name: string, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -40,6 +54,22 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
     throw new PareError("E_USAGE", `unknown task "${f.task}"`, `--task is one of: ${tasks.join(", ")}`);
   const threads = int(f.threads, "--threads", 1);
   const batchSize = int(f.batchSize, "--batch-size", 1);
+  const protocol = f.protocol ?? "windows";
+  if (f.task !== "ppl") {
+    const flag = [
+      ["--protocol", f.protocol],
+      ["--doc-separator", f.docSeparator],
+      ["--max-docs", f.maxDocs],
+    ].find(([, v]) => v !== undefined)?.[0];
+    if (flag) throw new PareError("E_USAGE", `${flag} applies to --task ppl only`, `drop ${flag}`);
+  } else if (!PROTOCOLS.includes(protocol)) {
+    throw new PareError(
+      "E_USAGE",
+      `unknown --protocol "${protocol}"`,
+      "--protocol is windows (non-overlapping windows; over documents for .jsonl or --doc-separator) or " +
+        "rolling (lm-evaluation-harness' per-document rolling log-likelihood)",
+    );
+  }
   const m = loadModel(dir);
   try {
     if (!m.hasTokenizer) loadTokenizer(m.dir); // throws the coded "no tokenizer.json" error
@@ -79,6 +109,17 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
           "E_USAGE",
           `--task ppl needs a decoder (causal LM); ${m.spec.family} is an encoder`,
           "use --task classify for encoders",
+        );
+      const documents = protocol === "rolling" || isJsonl(f.data) || f.docSeparator !== undefined;
+      if (documents) {
+        await documentsPpl(m, f, protocol, { threads, batchSize }, con);
+        return;
+      }
+      if (f.maxDocs !== undefined)
+        throw new PareError(
+          "E_USAGE",
+          "--max-docs needs documents",
+          "give a .jsonl file, --doc-separator or --protocol rolling",
         );
       const seqLen = int(f.seqLen, "--seq-len", 2)!;
       const maxWindows = int(f.maxWindows, "--max-windows", 1);
@@ -133,5 +174,70 @@ export async function evalCommand(dir: string, f: EvalFlags, con: Console): Prom
     }
   } finally {
     m.close();
+  }
+}
+
+/** --task ppl over documents: windows over BOS-separated documents, or lm-eval's rolling protocol. */
+async function documentsPpl(
+  m: ReturnType<typeof loadModel>,
+  f: EvalFlags,
+  protocol: string,
+  run: { threads?: number; batchSize?: number },
+  con: Console,
+): Promise<void> {
+  const rolling = protocol === "rolling";
+  const seqLen = int(f.seqLen, "--seq-len", rolling ? 1 : 2)!;
+  const maxDocs = int(f.maxDocs, "--max-docs", 1);
+  if (rolling && f.maxWindows !== undefined)
+    throw new PareError(
+      "E_USAGE",
+      "--max-windows does not apply to --protocol rolling (documents are scored whole)",
+      "use --max-docs n to evaluate only the first n documents",
+    );
+  const maxWindows = int(f.maxWindows, "--max-windows", 1);
+  const separator = f.docSeparator === undefined ? undefined : unescapeSeparator(f.docSeparator);
+  const { docs, empty, source } = readDocuments(f.data, { separator });
+  const tok = loadTokenizer(m.dir);
+  if (empty > 0) con.info(`skipping ${empty} empty document${empty === 1 ? "" : "s"} of ${f.data}`);
+  con.info(`tokenizing ${docs.length} document${docs.length === 1 ? "" : "s"} of ${f.data} …`);
+  const runner = await Runner.create(m, { threads: run.threads });
+  try {
+    const common = { seqLen, batchSize: run.batchSize, maxDocs, emptySkipped: empty };
+    const from =
+      source === "jsonl"
+        ? "one per line"
+        : source === "separator"
+          ? `split at ${JSON.stringify(separator)}`
+          : "the whole file";
+    const dataLine = `  data: ${f.data} (documents: ${from})`;
+    if (rolling) {
+      const r = await rollingPerplexity(runner, tok, docs, {
+        ...common,
+        onProgress: (d, t) => con.progress("perplexity (rolling)", d, t),
+      });
+      con.result({ task: "ppl", model: m.dir, data: f.data, ...r }, () =>
+        [
+          `perplexity ${r.ppl.toFixed(3)} per token  (mean NLL ${r.nll.toFixed(5)})`,
+          `  word perplexity ${r.wordPerplexity.toFixed(3)}   byte perplexity ${r.bytePerplexity.toFixed(4)}   bits per byte ${r.bitsPerByte.toFixed(4)}`,
+          `  protocol: ${r.protocol}`,
+          dataLine,
+        ].join("\n"),
+      );
+    } else {
+      const r = await documentPerplexity(runner, tok, docs, {
+        ...common,
+        maxWindows,
+        onProgress: (d, t) => con.progress("perplexity", d, t),
+      });
+      con.result({ task: "ppl", model: m.dir, data: f.data, ...r }, () =>
+        [
+          `perplexity ${r.ppl.toFixed(3)}  (mean NLL ${r.nll.toFixed(5)})`,
+          `  protocol: ${r.protocol}`,
+          dataLine,
+        ].join("\n"),
+      );
+    }
+  } finally {
+    await runner.close();
   }
 }

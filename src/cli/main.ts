@@ -22,7 +22,7 @@ program
 program
   .command("inspect")
   .description("show a model folder's family, layers, heads / KV groups, FFN width and parameters per module")
-  .argument("<model>", "Hugging Face model folder")
+  .argument("<model>", "model folder or Hugging Face cache id org/name[@revision]")
   .action(async (model: string) => {
     flags = program.opts();
     const { inspectCommand } = await import("./inspect.ts");
@@ -32,11 +32,11 @@ program
 program
   .command("eval")
   .description("measure a model: perplexity (decoders) or classification accuracy (encoders)")
-  .argument("<model>", "Hugging Face model folder")
+  .argument("<model>", "model folder or Hugging Face cache id org/name[@revision]")
   .requiredOption("--task <task>", "ppl | classify | mc (zero-shot multiple choice)")
   .requiredOption(
     "--data <file>",
-    "ppl: a text file; classify: TSV (GLUE-style, header or not) or 'label sentence' lines",
+    "ppl: a text file or a .jsonl of documents (text field); classify: TSV (GLUE-style, header or not) or 'label sentence' lines",
   )
   .option("--seq-len <n>", "ppl: window length in tokens", "256")
   .option("--max-windows <n>", "ppl: evaluate only the first n windows")
@@ -70,7 +70,7 @@ const pruneCmd = program
   .description(
     "remove attention heads (KV groups) and FFN channels, reconstruct without retraining, write a smaller model",
   )
-  .argument("<model>", "Hugging Face model folder (never modified)")
+  .argument("<model>", "model folder or Hugging Face cache id org/name[@revision] (never modified)")
   .option("--recipe <file>", "YAML/JSON recipe with the same settings (flags override it)")
   .option("--dry-run", "print the plan (passes, FLOPs, memory, estimated time) and stop")
   .option("--export <format>", "also write onnx/model.onnx into the output folder (format: onnx)")

@@ -74,6 +74,30 @@ export class Runner {
     return windows.map((_, b) => Float64Array.from(nll.subarray(b * L, b * L + L - 1)));
   }
 
+  /**
+   * Per-position NLL of explicit labels: inputs [B, L] and labels [B, L] (label < 0: not scored, 0), so that the
+   * last input position can be scored (lm-eval's rolling windows at the model's full context length).
+   */
+  async labeledNll(inputs: number[][], labels: number[][]): Promise<Float64Array[]> {
+    const B = inputs.length;
+    const L = inputs[0].length;
+    if (L > this.model.dims.maxPos) {
+      throw new PareError(
+        "E_USAGE",
+        `window of ${L} tokens exceeds max_position_embeddings ${this.model.dims.maxPos}`,
+        "use a smaller --seq-len",
+      );
+    }
+    if (inputs.some((r) => r.length !== L) || labels.length !== B || labels.some((r) => r.length !== L))
+      throw new Error("inputs and labels must be [B, L] alike");
+    const r = await this.session.run(
+      { input_ids: i64From([B, L], inputs.flat()), labels: i64From([B, L], labels.flat()) },
+      ["nll"],
+    );
+    const nll = r.nll.data as Float32Array;
+    return inputs.map((_, b) => Float64Array.from(nll.subarray(b * L, (b + 1) * L)));
+  }
+
   /** Log-probabilities [B·T·V] of equal-length windows (a reference for `compareWindows`). */
   async windowLogprobs(windows: number[][]): Promise<Float32Array> {
     const B = windows.length;

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
+import { resolveModelPath } from "../io/hubCache.ts";
 
 function real(p: string): string {
   try {
@@ -16,8 +17,17 @@ export function inside(child: string, parent: string): boolean {
   return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
 }
 
+/** The input's real location: a Hugging Face cache id resolves to its snapshot (an unresolvable one stays as given). */
+function inputPath(input: string): string {
+  try {
+    return real(resolveModelPath(input));
+  } catch {
+    return real(input);
+  }
+}
+
 export function checkOutputPath(input: string, out: string, force: boolean, flag = "--out"): void {
-  const inp = real(input);
+  const inp = inputPath(input);
   const outParent = real(path.dirname(path.resolve(out)));
   const o = path.join(outParent, path.basename(path.resolve(out)));
   if (inside(o, inp)) {

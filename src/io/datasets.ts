@@ -115,11 +115,11 @@ function lines(text: string): { text: string; line: number }[] {
     .filter((l) => l.text.trim() !== "");
 }
 
-/** One JSON value per non-blank line. */
-export function readJsonl(file: string): unknown[] {
+/** One JSON value per non-blank line, with its 1-based line number. */
+export function readJsonlLines(file: string): { value: unknown; line: number }[] {
   return lines(readTextFile(file)).map(({ text, line }) => {
     try {
-      return JSON.parse(text) as unknown;
+      return { value: JSON.parse(text) as unknown, line };
     } catch (e) {
       throw dataError(
         file,
@@ -131,6 +131,30 @@ export function readJsonl(file: string): unknown[] {
   });
 }
 
+/** One JSON value per non-blank line. */
+export function readJsonl(file: string): unknown[] {
+  return readJsonlLines(file).map((r) => r.value);
+}
+
+/** The "text" (or "content") string of a JSONL row; a coded error naming the line otherwise. */
+function rowText(file: string, value: unknown, line: number): string {
+  const r = (typeof value === "object" && value !== null && !Array.isArray(value) ? value : {}) as Record<
+    string,
+    unknown
+  >;
+  const text = typeof r.text === "string" ? r.text : r.content;
+  if (typeof text !== "string") {
+    const what =
+      typeof value !== "object" || value === null || Array.isArray(value)
+        ? `a JSON ${value === null ? "null" : Array.isArray(value) ? "array" : typeof value}, not an object`
+        : "text" in r
+          ? `"text" is ${r.text === null ? "null" : typeof r.text}, not a string`
+          : 'no "text" (or "content") string field';
+    throw dataError(file, line, what, 'write one object per line, like {"text": "..."}');
+  }
+  return text;
+}
+
 /** Calibration text: .jsonl files contribute each line's "text" (or "content"); other files are plain text. */
 export function readCalibrationText(paths: string[]): string {
   if (paths.length === 0) {
@@ -138,21 +162,8 @@ export function readCalibrationText(paths: string[]): string {
   }
   const parts = paths.map((file) => {
     if (!file.toLowerCase().endsWith(".jsonl")) return readTextFile(file);
-    const rows = readJsonl(file);
-    return rows
-      .map((row, i) => {
-        const r = (typeof row === "object" && row !== null ? row : {}) as Record<string, unknown>;
-        const text = typeof r.text === "string" ? r.text : r.content;
-        if (typeof text !== "string") {
-          throw dataError(
-            file,
-            i + 1,
-            'no "text" or "content" string field',
-            'write lines like {"text": "..."}',
-          );
-        }
-        return text;
-      })
+    return readJsonlLines(file)
+      .map(({ value, line }) => rowText(file, value, line))
       .join("\n\n");
   });
   const text = parts.join("\n\n");
@@ -160,6 +171,89 @@ export function readCalibrationText(paths: string[]): string {
     throw new PareError("E_DATA_EMPTY", "the calibration text is empty", "give files with text", { paths });
   }
   return text;
+}
+
+/** Documents of an evaluation file, and how they were found. */
+export interface Documents {
+  /** the documents, in file order, without the empty ones */
+  docs: string[];
+  /** documents skipped because they were empty (nothing but whitespace) */
+  empty: number;
+  /** "jsonl": one per line ("text" field); "separator": the text split at a separator; "whole": the whole file */
+  source: "jsonl" | "separator" | "whole";
+}
+
+/** Is `file` read as JSONL (one document per line)? By its extension, as for calibration files. */
+export const isJsonl = (file: string): boolean => file.toLowerCase().endsWith(".jsonl");
+
+/**
+ * Documents for evaluation: a .jsonl file gives one per line (its "text", or "content", string), a text file
+ * split at `separator`, or the whole text file as one. Documents that hold nothing but whitespace are skipped and
+ * counted; texts are kept exactly as written (no trimming). A separator that never occurs is an error (the file
+ * would be one document, which is rarely what was meant).
+ */
+export function readDocuments(file: string, opts: { separator?: string } = {}): Documents {
+  let docs: string[];
+  let source: Documents["source"];
+  if (isJsonl(file)) {
+    if (opts.separator !== undefined) {
+      throw new PareError(
+        "E_USAGE",
+        `--doc-separator does not apply to ${file}: each line of a .jsonl file is one document`,
+        "drop --doc-separator, or give a plain text file",
+        { file },
+      );
+    }
+    docs = readJsonlLines(file).map(({ value, line }) => rowText(file, value, line));
+    source = "jsonl";
+  } else if (opts.separator !== undefined) {
+    const sep = opts.separator;
+    if (sep === "") {
+      throw new PareError(
+        "E_USAGE",
+        "--doc-separator is empty",
+        'give the text between documents, e.g. "\\n\\n"',
+      );
+    }
+    const text = readTextFile(file);
+    if (!text.includes(sep)) {
+      throw new PareError(
+        "E_USAGE",
+        `the document separator ${JSON.stringify(sep)} never occurs in ${file} (it would be one document)`,
+        "check the separator (\\n, \\r, \\t and \\\\ are understood as escapes), or drop --doc-separator to " +
+          "evaluate the file as one text",
+        { file, separator: sep },
+      );
+    }
+    docs = text.split(sep);
+    source = "separator";
+  } else {
+    docs = [readTextFile(file)];
+    source = "whole";
+  }
+  const kept = docs.filter((d) => d.trim() !== "");
+  if (kept.length === 0) {
+    throw new PareError(
+      "E_DATA_EMPTY",
+      `${file} has no documents with text in them`,
+      "give documents with text",
+      {
+        file,
+      },
+    );
+  }
+  return { docs: kept, empty: docs.length - kept.length, source };
+}
+
+/**
+ * A --doc-separator as typed on a command line: the escapes \n, \r, \t and \\ become newline, carriage
+ * return, tab and backslash; any other backslash stays as it is.
+ */
+export function unescapeSeparator(s: string): string {
+  return s.replace(
+    /\\([nrt\\])/g,
+    (_, c: string) => ({ n: "\n", r: "\r", t: "\t", "\\": "\\" })[c] as string,
+  );
 }
 
 export interface LabeledExample {

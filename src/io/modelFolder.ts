@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { type ErrorCode, PareError } from "../errors.ts";
+import { resolveModelPath } from "./hubCache.ts";
 import { fileInsideFolder, openRegularFile, q, TensorStore, topLevelKeys } from "./safetensors.ts";
 
 export interface ModelFolder {
@@ -116,8 +117,13 @@ export function readJsonObject(
   return value as Record<string, unknown>;
 }
 
+/**
+ * Opens a model folder: a local path, or a Hugging Face model id (`org/name`, `org/name@revision`) resolved
+ * offline in the local hub cache (io/hubCache.ts; a local path always wins). `dir` of the result is the folder
+ * read (for an id: its snapshot folder).
+ */
 export function openModelFolder(dir: string): ModelFolder {
-  dir = path.resolve(dir);
+  dir = path.resolve(resolveModelPath(dir));
   let stat: fs.Stats | undefined;
   try {
     stat = fs.statSync(dir);
@@ -129,7 +135,8 @@ export function openModelFolder(dir: string): ModelFolder {
       "E_FOLDER_MISSING",
       stat ? `${dir} is a file, not a model folder` : `${dir}: no such folder`,
       "give the path of a local Hugging Face model folder (config.json + *.safetensors), e.g. one saved with " +
-        "save_pretrained or downloaded with `hf download`",
+        "save_pretrained, or the id (org/name[@revision]) of a model in the local Hugging Face cache, e.g. one " +
+        "downloaded with `hf download org/name`",
       { dir },
     );
   }

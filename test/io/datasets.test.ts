@@ -6,8 +6,10 @@ import { PareError } from "../../src/errors.ts";
 import {
   readCalibrationText,
   readClassificationFile,
+  readDocuments,
   readJsonl,
   readTextFile,
+  unescapeSeparator,
 } from "../../src/io/datasets.ts";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "pare-data-"));
@@ -70,6 +72,11 @@ describe("JSONL and calibration text", () => {
     const e = err(() => readCalibrationText([p]));
     expect(e.code).toBe("E_DATA_INVALID");
     expect(e.message).toContain(":2");
+  });
+
+  it("the line named is the file's line, blank lines counted", () => {
+    const p = file("d.jsonl", '{"text": "ok"}\n\n\n{"body": "no"}\n');
+    expect(err(() => readCalibrationText([p])).message).toContain(`${p}:4:`);
   });
 
   it("no files → E_USAGE; empty text → E_DATA_EMPTY", () => {
@@ -169,4 +176,91 @@ describe("readClassificationFile", () => {
       expect(cola[0]).toEqual({ text: "The sailors rode the breeze clear of the rocks.", label: 1 });
     },
   );
+});
+
+describe("readDocuments (evaluation over documents)", () => {
+  it(".jsonl: one document per line (text, else content), texts exactly as written", () => {
+    const p = file(
+      "docs.jsonl",
+      '{"text": " First doc.\\n"}\n\n{"content": "Second.", "id": 2}\r\n{"text": "Third"}\n',
+    );
+    expect(readDocuments(p)).toEqual({
+      docs: [" First doc.\n", "Second.", "Third"],
+      empty: 0,
+      source: "jsonl",
+    });
+  });
+
+  it(".jsonl: a bad line → E_DATA_INVALID naming file:line (blank lines counted)", () => {
+    const cases: [string, RegExp][] = [
+      ['{"text": "a"}\n\n{oops\n', /not valid JSON/],
+      ['{"text": "a"}\n\n{"body": "b"}\n', /no "text"/],
+      ['{"text": "a"}\n\n{"text": 3}\n', /"text" is number/],
+      ['{"text": "a"}\n\n{"text": null}\n', /"text" is null/],
+      ['{"text": "a"}\n\n["text"]\n', /a JSON array, not an object/],
+      ['{"text": "a"}\n\n"just a string"\n', /a JSON string, not an object/],
+    ];
+    for (const [content, what] of cases) {
+      const p = file("bad.jsonl", content);
+      const e = err(() => readDocuments(p));
+      expect(e.code, content).toBe("E_DATA_INVALID");
+      expect(e.message, content).toContain(`${p}:3: `);
+      expect(e.message, content).toMatch(what);
+      expect(e.context.line).toBe(3);
+      expect(e.hint).toMatch(/one JSON value|\{"text": "\.\.\."\}/);
+    }
+  });
+
+  it("empty documents are skipped and counted (whitespace only)", () => {
+    const p = file("some-empty.jsonl", '{"text": ""}\n{"text": "a"}\n{"text": " \\n "}\n{"text": "b"}\n');
+    expect(readDocuments(p)).toEqual({ docs: ["a", "b"], empty: 2, source: "jsonl" });
+    const t = file("sep.txt", "one\n\n\n\ntwo\n\n \n\nthree");
+    expect(readDocuments(t, { separator: "\n\n" })).toEqual({
+      docs: ["one", "two", "three"],
+      empty: 2,
+      source: "separator",
+    });
+  });
+
+  it("only empty documents → E_DATA_EMPTY", () => {
+    const e = err(() => readDocuments(file("all-empty.jsonl", '{"text": ""}\n{"text": "  "}\n')));
+    expect(e.code).toBe("E_DATA_EMPTY");
+    expect(err(() => readDocuments(file("all-empty.txt", "x"), { separator: "x" })).code).toBe(
+      "E_DATA_EMPTY",
+    );
+  });
+
+  it("a text file split at a separator; without one, the whole file is one document", () => {
+    const t = file("plain.txt", " = A = \nalpha\n<|doc|> = B = \nbeta\n");
+    expect(readDocuments(t, { separator: "<|doc|>" })).toEqual({
+      docs: [" = A = \nalpha\n", " = B = \nbeta\n"],
+      empty: 0,
+      source: "separator",
+    });
+    expect(readDocuments(t)).toEqual({
+      docs: [" = A = \nalpha\n<|doc|> = B = \nbeta\n"],
+      empty: 0,
+      source: "whole",
+    });
+  });
+
+  it("a separator that never occurs → E_USAGE saying so; an empty one, or one with .jsonl → E_USAGE", () => {
+    const t = file("nosep.txt", "one\ntwo\n");
+    const e = err(() => readDocuments(t, { separator: "\n\n" }));
+    expect(e.code).toBe("E_USAGE");
+    expect(e.message).toContain('"\\n\\n" never occurs');
+    expect(e.message).toContain(t);
+    expect(e.hint).toContain("escapes");
+    expect(err(() => readDocuments(t, { separator: "" })).code).toBe("E_USAGE");
+    const j = file("x.jsonl", '{"text": "a"}\n');
+    expect(err(() => readDocuments(j, { separator: "\n" })).code).toBe("E_USAGE");
+  });
+
+  it("unescapeSeparator: \\n \\r \\t \\\\ become the characters; other backslashes stay", () => {
+    expect(unescapeSeparator("\\n\\n")).toBe("\n\n");
+    expect(unescapeSeparator("a\\tb\\r\\n")).toBe("a\tb\r\n");
+    expect(unescapeSeparator("\\\\n")).toBe("\\n");
+    expect(unescapeSeparator("\\x\\")).toBe("\\x\\");
+    expect(unescapeSeparator("\n")).toBe("\n");
+  });
 });
