@@ -8,6 +8,15 @@
  *   const report = await prune({ model: "path/to/model", out: "path/to/pruned", ratio: 0.3, calib: ["calib.txt"] });
  */
 
+export {
+  type ClassifyTask,
+  type EvalResult,
+  type EvalTask,
+  evaluate,
+  type McFormat,
+  type McTask,
+  type PplTask,
+} from "./api/evaluate.ts";
 export { type ExportFormat, type ExportOptions, type ExportResult, exportModel } from "./api/export.ts";
 export { type GenerateOptions, type GenerateResult, generate } from "./api/generate.ts";
 export { type InspectLayer, type InspectResult, inspect } from "./api/inspect.ts";
