@@ -88,11 +88,12 @@ for (const [, flag, help] of recipeFlags()) pruneCmd.option(flag, help);
 program
   .command("export")
   .description(
-    "export a model folder to ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer)",
+    "export a model folder: ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer), or one GGUF file for llama.cpp",
   )
-  .argument("<model>", "Hugging Face model folder (e.g. the output of pare prune)")
-  .option("--format <format>", "onnx", "onnx")
-  .option("--out <dir>", "output folder (written atomically)")
+  .argument("<model>", "model folder or Hugging Face cache id (e.g. the output of pare prune)")
+  .option("--format <format>", "onnx (transformers.js folder) | gguf (one llama.cpp file)", "onnx")
+  .option("--outtype <type>", "gguf: f32 | f16 | bf16 | q8_0 (default f16; norms and biases stay f32)")
+  .option("--out <path>", "output folder (onnx) or file (gguf), written atomically")
   .option("--force", "replace an existing output folder")
   .action(async (model: string, opts) => {
     flags = program.opts();
@@ -138,7 +139,7 @@ program
 program
   .command("generate")
   .description("generate text with a decoder (KV cache), streamed; --compare runs a second model alongside")
-  .argument("<model>", "Hugging Face model folder (a causal LM)")
+  .argument("<model>", "model folder or Hugging Face cache id (a causal LM)")
   .option("--prompt <text>", 'the prompt ("" or absent: start from the BOS token)')
   .option("--max-new-tokens <n>", "at most this many new tokens (default 64)")
   .option("--temperature <t>", "0 = greedy (default); > 0 samples")

@@ -1,0 +1,447 @@
+/**
+ * GGUF export for llama.cpp (and what runs on it: Ollama, LM Studio, node-llama-cpp). One file, GGUF v3, written
+ * by pare (ggufWriter.ts), tensor by tensor, atomically (a temporary sibling renamed at the end).
+ *
+ * Architectures, as the pinned llama.cpp builds them (src/models/*.cpp) and as its convert_hf_to_gguf.py names
+ * them:
+ * - Llama / Mistral → `llama` (Q and K rows permuted from Hugging Face's rotate-half layout to llama.cpp's
+ *   interleaved RoPE pairs, as the converter's LlamaModel.permute does). llama.cpp's `llama` reads one width for all
+ *   layers; a model whose heads / KV heads / FFN widths differ per layer (pare's global allocation) is written as
+ *   `deci` (the same block, made for Nemotron-51B's variable layers: per-layer head counts and FFN lengths as
+ *   arrays). Both take q/k/v, attn_output and ffn biases.
+ * - Qwen2 → `qwen2` when its shape is the dense one (`qwen2` requires query width = hidden size); a pruned Qwen2
+ *   goes to `llama` / `deci` with Q/K (and their biases) permuted, which computes the same function.
+ * - Qwen3 → `qwen3` (uniform widths; q/k/v biases; no attn_output bias).
+ * - Gemma 2 / Gemma 3 → `gemma2` / `gemma3` (uniform widths; norm weights stored as 1 + w, as the converter does;
+ *   llama.cpp scales queries by head_dim^-1/2, so query_pre_attn_scalar is folded into the query projection
+ *   (Gemma 2) or the query norm (Gemma 3); soft-caps, sliding window and its layer period, local RoPE base).
+ * Other families, non-uniform widths a family's host cannot express, sliding windows llama.cpp does not apply and
+ * biases its graph has no place for are refused before anything is written (E_ARCH_UNSUPPORTED with a hint).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { LoadedModel } from "../arch/load.ts";
+import type { Model } from "../arch/model.ts";
+import { PareError } from "../errors.ts";
+import { tempSibling, trackTemporary, untrackTemporary } from "./atomic.ts";
+import { encodeAs, FILE_TYPE, GGUF_OUTTYPES, type GgufOuttype, tensorType } from "./ggufQuant.ts";
+import { addVocab, ggufVocab } from "./ggufTokenizer.ts";
+import { GGUF_ALIGNMENT, GgufMetadata, type GgufTensor, writeGguf } from "./ggufWriter.ts";
+import { checkOutputPath } from "./paths.ts";
+
+export { GGUF_OUTTYPES, type GgufOuttype };
+
+export interface GgufExportResult {
+  out: string;
+  /** general.architecture */
+  arch: string;
+  outtype: GgufOuttype;
+  bytes: number;
+  tensors: number;
+  /** tensors per ggml type */
+  types: Record<string, number>;
+  tokenizer: { model: string; pre: string; tokens: number };
+  perLayerWidths: boolean;
+  notes: string[];
+}
+
+/** How a model maps onto a llama.cpp architecture. */
+export interface GgufPlan {
+  arch: "llama" | "deci" | "qwen2" | "qwen3" | "gemma2" | "gemma3";
+  /** Q/K rows permuted to llama.cpp's interleaved RoPE ("normal" rope type) */
+  permuteQK: boolean;
+  /** head counts / FFN lengths written as per-layer arrays */
+  perLayer: boolean;
+  notes: string[];
+}
+
+const UNIFORM_HINT =
+  "prune with --allocation uniform (every layer keeps the same widths), or use --format onnx";
+
+function unsupported(what: string, hint: string, context: Record<string, unknown> = {}): PareError {
+  return new PareError("E_ARCH_UNSUPPORTED", `GGUF export: ${what}; nothing was written`, hint, context);
+}
+
+const nonUniform = (m: Model) => {
+  const L = m.dims.layers;
+  return L.some((l) => l.nHeads !== L[0].nHeads || l.nKv !== L[0].nKv || l.ffn !== L[0].ffn);
+};
+
+/** The llama.cpp architecture for `model`, or a coded error saying why llama.cpp cannot run it. */
+export function planGguf(model: Model): GgufPlan {
+  const { spec, dims } = model;
+  const family = spec.family;
+  if (spec.kind !== "decoder" || dims.head !== "lm") {
+    throw unsupported(
+      `${family} ${dims.head === "lm" ? "" : "without a language-model head "}is not a causal LM`,
+      "GGUF export writes decoders with their LM head (*ForCausalLM)",
+    );
+  }
+  dims.layers.forEach((L, i) => {
+    if (L.nHeads === 0 || L.nKv === 0 || L.ffn === 0)
+      throw new PareError(
+        "E_LAYER_EMPTIED",
+        `layer ${i} has ${L.nHeads} heads / ${L.ffn} FFN channels: an emptied layer cannot be exported to GGUF`,
+        "prune again with --min-groups 1 --min-channels 1 (the defaults)",
+      );
+  });
+  const notes: string[] = [];
+  const varying = nonUniform(model);
+  const anyBias = (k: keyof (typeof dims.layers)[0]["bias"]) => dims.layers.some((l) => l.bias[k]);
+  const sliding = dims.layerTypes.includes("sliding") && (dims.slidingWindow ?? 0) < dims.maxPos;
+  if (dims.rotaryDim !== dims.headDim) {
+    throw unsupported(
+      `partial RoPE (${dims.rotaryDim} of ${dims.headDim} dimensions) is not supported for ${family}`,
+      "use --format onnx",
+    );
+  }
+  const gemma = family === "gemma2" || family === "gemma3_text";
+  if (!gemma && (dims.attnSoftcap || dims.finalSoftcap || dims.embedScale || spec.block.normOffset !== 0)) {
+    throw unsupported(`the ${family} family is not supported yet`, "use --format onnx");
+  }
+  if (!gemma && Math.abs(dims.attnScale * Math.sqrt(dims.headDim) - 1) > 1e-6) {
+    throw unsupported(`an attention scale other than head_dim^-1/2 (${family})`, "use --format onnx");
+  }
+  const slidingNote = (arch: string) =>
+    `llama.cpp's ${arch} architecture has no sliding window (its own converter drops it too): outputs equal the ` +
+    `model's for sequences of at most ${dims.slidingWindow} tokens (sliding_window), full attention beyond`;
+
+  if (family === "llama" || family === "qwen2") {
+    if (spec.fused.length || spec.names.qNorm || spec.names.attnOutNorm) {
+      throw unsupported(
+        `the ${family} spec has tensors llama.cpp's llama does not know`,
+        "use --format onnx",
+      );
+    }
+    // Qwen2 in its dense shape: llama.cpp's own qwen2 (query width = hidden, no o / MLP biases)
+    const qwenShape =
+      family === "qwen2" &&
+      !varying &&
+      dims.layers[0].nHeads * dims.headDim === dims.hidden &&
+      !anyBias("o") &&
+      !anyBias("gate") &&
+      !anyBias("up") &&
+      !anyBias("down") &&
+      dims.ropeScaling?.type !== "llama3";
+    if (qwenShape) {
+      if (sliding) notes.push(slidingNote("qwen2"));
+      return { arch: "qwen2", permuteQK: false, perLayer: false, notes };
+    }
+    const arch = varying ? "deci" : "llama";
+    if (sliding) notes.push(slidingNote(arch));
+    if (family === "qwen2")
+      notes.push(
+        `pruned Qwen2 written as llama.cpp's ${arch} (its qwen2 needs query width = hidden size): Q/K rows and biases permuted to interleaved RoPE, the same function`,
+      );
+    if (varying)
+      notes.push(
+        "per-layer widths: written as llama.cpp's deci architecture (per-layer head counts and FFN lengths), which llama.cpp runs",
+      );
+    return { arch, permuteQK: true, perLayer: varying, notes };
+  }
+  if (family === "qwen3") {
+    if (varying) {
+      throw unsupported(
+        "llama.cpp's qwen3 reads one width for all layers, and this Qwen3 model's widths differ per layer",
+        UNIFORM_HINT,
+      );
+    }
+    if (anyBias("o") || anyBias("gate") || anyBias("up") || anyBias("down")) {
+      throw unsupported(
+        "llama.cpp's qwen3 has no attn_output / MLP biases, and this model has some (created by reconstruction)",
+        "prune with --reconstruct none, or use --format onnx",
+      );
+    }
+    if (dims.ropeScaling?.type === "llama3")
+      throw unsupported("llama3 rope scaling on qwen3", "use --format onnx");
+    if (sliding) notes.push(slidingNote("qwen3"));
+    return { arch: "qwen3", permuteQK: false, perLayer: false, notes };
+  }
+  if (gemma) {
+    const arch = family === "gemma2" ? "gemma2" : "gemma3";
+    if (varying) {
+      throw unsupported(
+        `llama.cpp's ${arch} reads one width for all layers, and this model's widths differ per layer`,
+        UNIFORM_HINT,
+      );
+    }
+    if (anyBias("o") || anyBias("gate") || anyBias("up") || anyBias("down")) {
+      throw unsupported(
+        `llama.cpp's ${arch} has no attn_output / MLP biases, and this model has some (created by reconstruction)`,
+        "prune with --reconstruct none, or use --format onnx",
+      );
+    }
+    if (arch === "gemma2" && !dims.tiedHead) {
+      throw unsupported("llama.cpp's gemma2 always ties the output to the embeddings", "use --format onnx");
+    }
+    if (dims.ropeScaling?.type === "llama3")
+      throw unsupported(`llama3 rope scaling on ${arch}`, "use --format onnx");
+    if (dims.layerTypes.includes("sliding") && swaPeriod(dims.layerTypes) === undefined) {
+      throw unsupported(
+        `llama.cpp's ${arch} slides every layer but each n-th; this model's sliding layers (${dims.layerTypes.join(", ")}) follow no such period`,
+        "use --format onnx",
+      );
+    }
+    return { arch, permuteQK: false, perLayer: false, notes };
+  }
+  throw unsupported(
+    `the ${family} family is not supported yet`,
+    "GGUF export supports llama, mistral, qwen2, qwen3, gemma2 and gemma3 models; use --format onnx",
+    { family },
+  );
+}
+
+/** The period p with layer i sliding iff i mod p < p − 1 (llama.cpp's set_swa_pattern), if the layers have one. */
+export function swaPeriod(types: ("full" | "sliding")[]): number | undefined {
+  if (!types.includes("full")) return 0; // 0: every layer slides
+  for (let p = 1; p <= types.length + 1; p++) {
+    if (types.every((t, i) => (t === "sliding") === i % p < p - 1)) return p;
+  }
+  return undefined;
+}
+
+/** Rows of each head reordered from [x1 | x2] halves to interleaved pairs (llama.cpp's LlamaModel.permute). */
+export function permuteRope(data: Float32Array, rows: number, headDim: number): Float32Array {
+  const cols = data.length / rows;
+  const half = headDim / 2;
+  const out = new Float32Array(data.length);
+  for (let h0 = 0; h0 < rows; h0 += headDim) {
+    for (let s = 0; s < 2; s++) {
+      for (let j = 0; j < half; j++) {
+        const src = h0 + s * half + j;
+        const dst = h0 + 2 * j + s;
+        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
+      }
+    }
+  }
+  return out;
+}
+
+/** llama3 rope scaling as the factors tensor llama.cpp reads (rope_freqs.weight, one per frequency). */
+function llama3RopeFactors(model: Model): Float32Array {
+  const rs = model.dims.ropeScaling;
+  if (rs?.type !== "llama3") throw new Error("not llama3");
+  const dim = model.dims.headDim;
+  const base = model.dims.ropeTheta;
+  const lowWavelen = rs.originalMax / rs.lowFreqFactor;
+  const highWavelen = rs.originalMax / rs.highFreqFactor;
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) {
+    const freq = 1 / base ** ((2 * i) / dim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = rs.factor;
+    else {
+      const smooth = (rs.originalMax / wavelen - rs.lowFreqFactor) / (rs.highFreqFactor - rs.lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / rs.factor + smooth);
+    }
+  }
+  return out;
+}
+
+interface Source {
+  name: string;
+  shape: number[];
+  read(): Float32Array;
+}
+
+/** The tensors under llama.cpp's names (blk.N.attn_q.weight …), read lazily, Q/K permuted when the plan says. */
+function sources(model: Model, plan: GgufPlan): Source[] {
+  const { dims, spec, weights } = model;
+  const N = spec.names;
+  const out: Source[] = [];
+  const add = (name: string, hf: string, transform?: (d: Float32Array) => Float32Array) => {
+    if (!weights.has(hf)) return;
+    const shape = weights.shape(hf);
+    out.push({ name, shape, read: () => (transform ? transform(weights.get(hf)) : weights.get(hf)) });
+  };
+  add("token_embd.weight", `${model.path(N.embed)}.weight`);
+  if (dims.ropeScaling?.type === "llama3") {
+    const f = llama3RopeFactors(model);
+    out.push({ name: "rope_freqs.weight", shape: [f.length], read: () => f });
+  }
+  const perm = (rows: number) => (d: Float32Array) =>
+    plan.permuteQK ? permuteRope(d, rows, dims.headDim) : d;
+  // Gemma's x̂·(1 + w) norms are stored as 1 + w (llama.cpp multiplies by the weight)
+  const offset = spec.block.normOffset;
+  const plusOne = offset ? (d: Float32Array) => d.map((x) => x + offset) : undefined;
+  // llama.cpp scales queries by head_dim^-1/2: another attention scale is folded into the queries
+  const qScale = dims.attnScale * Math.sqrt(dims.headDim);
+  const scaled = (f: ((d: Float32Array) => Float32Array) | undefined) =>
+    Math.abs(qScale - 1) < 1e-12 ? f : (d: Float32Array) => (f ? f(d) : d).map((x) => x * qScale);
+  dims.layers.forEach((L, i) => {
+    const b = `blk.${i}.`;
+    const p = (t: string | undefined) => (t ? model.path(t, i) : "");
+    add(`${b}attn_norm.weight`, `${p(N.norm1)}.weight`, plusOne);
+    for (const sfx of ["weight", "bias"]) {
+      const q = perm(L.nHeads * dims.headDim);
+      add(`${b}attn_q.${sfx}`, `${p(N.q)}.${sfx}`, N.qNorm ? q : scaled(q));
+      add(`${b}attn_k.${sfx}`, `${p(N.k)}.${sfx}`, perm(L.nKv * dims.headDim));
+      add(`${b}attn_v.${sfx}`, `${p(N.v)}.${sfx}`);
+      add(`${b}attn_output.${sfx}`, `${p(N.o)}.${sfx}`);
+    }
+    if (N.qNorm) add(`${b}attn_q_norm.weight`, `${p(N.qNorm)}.weight`, scaled(plusOne));
+    if (N.kNorm) add(`${b}attn_k_norm.weight`, `${p(N.kNorm)}.weight`, plusOne);
+    if (N.attnOutNorm) add(`${b}post_attention_norm.weight`, `${p(N.attnOutNorm)}.weight`, plusOne);
+    add(`${b}ffn_norm.weight`, `${p(N.norm2)}.weight`, plusOne);
+    if (N.mlpOutNorm) add(`${b}post_ffw_norm.weight`, `${p(N.mlpOutNorm)}.weight`, plusOne);
+    for (const sfx of ["weight", "bias"]) {
+      if (N.gate) add(`${b}ffn_gate.${sfx}`, `${p(N.gate)}.${sfx}`);
+      add(`${b}ffn_up.${sfx}`, `${p(N.up)}.${sfx}`);
+      add(`${b}ffn_down.${sfx}`, `${p(N.down)}.${sfx}`);
+    }
+  });
+  if (N.finalNorm) add("output_norm.weight", `${model.path(N.finalNorm)}.weight`, plusOne);
+  if (!dims.tiedHead && N.lmHead) add("output.weight", `${model.path(N.lmHead)}.weight`);
+  return out;
+}
+
+/** The architecture key/values (as llama.cpp's converter writes them, per-layer arrays where the plan says). */
+function archMetadata(meta: GgufMetadata, model: Model, plan: GgufPlan): void {
+  const { dims } = model;
+  const a = plan.arch;
+  const L = dims.layers;
+  meta.u32(`${a}.vocab_size`, dims.vocab);
+  meta.u32(`${a}.context_length`, dims.maxPos);
+  meta.u32(`${a}.embedding_length`, dims.hidden);
+  meta.u32(`${a}.block_count`, dims.nLayers);
+  if (plan.perLayer) {
+    meta.arrU32(
+      `${a}.feed_forward_length`,
+      L.map((l) => l.ffn),
+    );
+    meta.arrU32(
+      `${a}.attention.head_count`,
+      L.map((l) => l.nHeads),
+    );
+    meta.arrU32(
+      `${a}.attention.head_count_kv`,
+      L.map((l) => l.nKv),
+    );
+  } else {
+    meta.u32(`${a}.feed_forward_length`, L[0].ffn);
+    meta.u32(`${a}.attention.head_count`, L[0].nHeads);
+    meta.u32(`${a}.attention.head_count_kv`, L[0].nKv);
+  }
+  meta.u32(`${a}.attention.key_length`, dims.headDim);
+  meta.u32(`${a}.attention.value_length`, dims.headDim);
+  meta.u32(`${a}.rope.dimension_count`, dims.rotaryDim);
+  meta.f32(`${a}.rope.freq_base`, dims.ropeTheta);
+  if (dims.ropeScaling?.type === "linear") {
+    meta.str(`${a}.rope.scaling.type`, "linear");
+    meta.f32(`${a}.rope.scaling.factor`, dims.ropeScaling.factor);
+  }
+  meta.f32(`${a}.attention.layer_norm_rms_epsilon`, dims.eps);
+  if (a === "gemma2" || a === "gemma3") {
+    // no cap: one so large that cap·tanh(x / cap) = x in float32 (llama.cpp's gemma2 always caps)
+    const NO_CAP = 1e6;
+    if (a === "gemma2") meta.f32(`${a}.attn_logit_softcapping`, dims.attnSoftcap ?? NO_CAP);
+    if (dims.finalSoftcap || a === "gemma2")
+      meta.f32(`${a}.final_logit_softcapping`, dims.finalSoftcap ?? NO_CAP);
+    const period = swaPeriod(dims.layerTypes);
+    if (dims.slidingWindow && period !== undefined && dims.layerTypes.includes("sliding")) {
+      meta.u32(`${a}.attention.sliding_window`, dims.slidingWindow);
+      meta.u32(`${a}.attention.sliding_window_pattern`, period);
+      if (dims.ropeLocalTheta !== undefined) meta.f32(`${a}.rope.freq_base_swa`, dims.ropeLocalTheta);
+    } else if (a === "gemma2") {
+      // llama.cpp's gemma2 always slides (default 4096): a window as long as the context never masks
+      meta.u32(`${a}.attention.sliding_window`, Math.max(dims.maxPos, 1));
+    }
+  }
+}
+
+/** Everything checked and planned, nothing written: the plan, the vocabulary and the tensors to write. */
+export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
+  if (!GGUF_OUTTYPES.includes(outtype)) {
+    throw new PareError(
+      "E_USAGE",
+      `unknown --outtype ${JSON.stringify(outtype)}`,
+      `use one of: ${GGUF_OUTTYPES.join(", ")}`,
+    );
+  }
+  const plan = planGguf(model);
+  const vocab = ggufVocab(model.dir, model.dims.vocab);
+  const meta = new GgufMetadata();
+  meta.str("general.architecture", plan.arch);
+  meta.str("general.type", "model");
+  meta.str("general.name", path.basename(model.dir));
+  archMetadata(meta, model, plan);
+  meta.u32("general.file_type", FILE_TYPE[outtype]);
+  meta.u32("general.quantization_version", 2);
+  meta.u32("general.alignment", GGUF_ALIGNMENT);
+  addVocab(meta, vocab);
+  const tensors: GgufTensor[] = sources(model, plan).map((s) => {
+    const type = tensorType(s.name, s.shape, outtype);
+    return { name: s.name, shape: s.shape, type, encode: () => encodeAs(s.read(), type) };
+  });
+  return { plan, vocab, meta, tensors };
+}
+
+/** Write `model` as one GGUF file at `out` (atomically; an existing file needs `force`). */
+export function exportGguf(
+  model: LoadedModel,
+  out: string,
+  opts: {
+    outtype?: GgufOuttype;
+    force?: boolean;
+    onTensor?: (i: number, n: number, name: string) => void;
+  } = {},
+): GgufExportResult {
+  const outtype = opts.outtype ?? "f16";
+  const target = path.resolve(out);
+  if (fs.existsSync(target) && !opts.force && !fs.statSync(target).isDirectory()) {
+    throw new PareError(
+      "E_OUTPUT_EXISTS",
+      `output file ${out} already exists`,
+      "choose another --out, or add --force to replace it",
+    );
+  }
+  checkOutputPath(model.dir, out, opts.force ?? false);
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) {
+    throw new PareError(
+      "E_OUTPUT_EXISTS",
+      `--out ${out} is a folder; a GGUF export is one file`,
+      "give a file name, e.g. --out model.gguf",
+    );
+  }
+  const { plan, vocab, meta, tensors } = prepareGguf(model, outtype);
+  const tmp = tempSibling(target);
+  trackTemporary(tmp);
+  let bytes = 0;
+  let fd = -1;
+  try {
+    fd = fs.openSync(tmp, "wx");
+    bytes = writeGguf(fd, meta, tensors, (i, t) => opts.onTensor?.(i, tensors.length, t.name));
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    const err = e as NodeJS.ErrnoException;
+    if (e instanceof PareError) throw e;
+    throw new PareError(
+      "E_IO",
+      err.code === "ENOSPC"
+        ? `out of disk space while writing ${target}`
+        : `cannot write ${target}: ${err.code ?? String(err.message ?? e)}`,
+      "check permissions and free space; nothing was left behind",
+    );
+  } finally {
+    untrackTemporary(tmp);
+  }
+  const types: Record<string, number> = {};
+  for (const t of tensors) types[t.type] = (types[t.type] ?? 0) + 1;
+  return {
+    out: target,
+    arch: plan.arch,
+    outtype,
+    bytes,
+    tensors: tensors.length,
+    types,
+    tokenizer: { model: vocab.model, pre: vocab.pre, tokens: vocab.tokens.length },
+    perLayerWidths: plan.perLayer,
+    notes: [...plan.notes, ...vocab.notes],
+  };
+}

@@ -1,0 +1,718 @@
+/**
+ * GGUF export checked by llama.cpp itself (node-llama-cpp 3.21.1, its prebuilt CPU binary; nothing is compiled or
+ * downloaded). For each model: pare writes the GGUF, llama.cpp loads it, and
+ * - its next-token distribution after a prompt matches pare's own forward (top-10 probabilities within 1e-3 for
+ *   f32; KL(pare ‖ llama.cpp) within a measured bound for f16 / bf16 / q8_0);
+ * - its greedy continuation (32 tokens), fed back through pare's forward, is pare's argmax at every step except
+ *   near-ties, where pare's top-2 logit margin is below the tolerance (llama.cpp keeps its KV cache in f16, uses
+ *   flash attention and, for f16 / q8_0, rounded weights);
+ * - its tokenizer gives pare's ids.
+ * Tiny seeded models (dense, uniform and per-layer widths, created biases, tied / untied, Qwen2 / Qwen3, rope
+ * scaling) always; the shared trained llama-gqa-6l dense and pruned at 0.3 / 0.5 (global and uniform) and the
+ * tokenization of a few hundred lines of the shared corpora when ../shared exists. Without a loadable llama.cpp
+ * binary the llama.cpp checks are skipped with a message; the format and error tests run regardless.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel } from "../../src/arch/load.ts";
+import type { Model } from "../../src/arch/model.ts";
+import { exportGguf, type GgufOuttype, permuteRope, prepareGguf } from "../../src/export/gguf.ts";
+import { quantizeQ8_0 } from "../../src/export/ggufQuant.ts";
+import { GgufMetadata, ggufHeader } from "../../src/export/ggufWriter.ts";
+import { loadTokenizer } from "../../src/io/tokenizer.ts";
+import { emitModelGraph } from "../../src/onnx/emit.ts";
+import { i64From, Session } from "../../src/runtime/ort.ts";
+import { f16BitsToF32 } from "../../src/tensor/dtype.ts";
+import { REPO_ROOT, runCli } from "../helpers/cli.ts";
+import { makeTinyGemma2, makeTinyGemma3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
+import {
+  makeByteBpeTokenizerJson,
+  makeTinyBert,
+  makeTinyLlama,
+  makeWordPieceTokenizerJson,
+  nonUniformLlama,
+  type TinyModel,
+  writeTinyModel,
+} from "../helpers/tinyModels.ts";
+import { exampleLines, phi3Tokenizer } from "../helpers/tokenizerJsons.ts";
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
+type Llama = Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
+type Token = import("node-llama-cpp").Token;
+
+/** llama.cpp through node-llama-cpp, or why it cannot be loaded here. */
+async function openLlamaCpp(): Promise<{ llama?: Llama; why?: string }> {
+  try {
+    const mod: NodeLlamaCpp = await import("node-llama-cpp");
+    const llama = await mod.getLlama({
+      gpu: false,
+      build: "never",
+      logLevel: mod.LlamaLogLevel.error,
+      progressLogs: false,
+    });
+    return { llama };
+  } catch (e) {
+    return { why: String((e as Error)?.message ?? e).split("\n")[0] };
+  }
+}
+const LC = await openLlamaCpp();
+if (!LC.llama) console.warn(`[gguf.test] llama.cpp checks skipped: node-llama-cpp cannot load (${LC.why})`);
+const SHARED = path.resolve(REPO_ROOT, "../shared");
+const HAVE_SHARED = fs.existsSync(path.join(SHARED, "models/llama-gqa-6l/config.json"));
+if (!HAVE_SHARED) console.warn(`[gguf.test] shared-model checks skipped: ${SHARED} is missing`);
+
+const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), "pare-gguf-"));
+afterAll(async () => {
+  fs.rmSync(ROOT, { recursive: true, force: true });
+  await LC.llama?.dispose();
+});
+
+/** Observed numbers, for the report (PARE_GGUF_REPORT=<file> writes them as JSON). */
+const observed: Record<string, unknown> = {};
+afterAll(() => {
+  if (process.env.PARE_GGUF_REPORT)
+    fs.writeFileSync(process.env.PARE_GGUF_REPORT, JSON.stringify(observed, null, 2));
+});
+
+const PROMPT = "the cat sat on the mat and the dog ran to the park";
+
+// ---------------------------------------------------------------------------------------------------------
+// both sides
+
+/** pare's full forward: logits [T, V] of one sequence. */
+async function pareLogits(model: Model, ids: number[]): Promise<Float32Array> {
+  const s = await Session.create(emitModelGraph(model), { threads: 1 });
+  try {
+    const r = await s.run({ input_ids: i64From([1, ids.length], ids) }, ["logits"]);
+    return r.logits.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+function softmax(row: ArrayLike<number>): Float64Array {
+  let m = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
+  const p = new Float64Array(row.length);
+  let z = 0;
+  for (let i = 0; i < row.length; i++) z += p[i] = Math.exp(row[i] - m);
+  for (let i = 0; i < row.length; i++) p[i] /= z;
+  return p;
+}
+
+/**
+ * llama.cpp's next-token distribution after `ids` and its greedy continuation of `n` tokens (EOS included and
+ * generation continued past it, so that there are `n` tokens to compare).
+ */
+async function llamaCppRun(
+  file: string,
+  ids: number[],
+  n: number,
+  vocab: number,
+): Promise<{ probs: Float64Array; greedy: number[] }> {
+  const llama = LC.llama as Llama;
+  const model = await llama.loadModel({ modelPath: file });
+  try {
+    const ctx = await model.createContext({ contextSize: 256, sequences: 2, threads: 1 });
+    try {
+      const probs = new Float64Array(vocab);
+      const first = ctx
+        .getSequence()
+        .evaluateWithMetadata(ids as Token[], { probabilities: true }, { temperature: 0 });
+      const out = await first.next();
+      if (out.done) throw new Error("llama.cpp generated nothing");
+      for (const [t, p] of out.value.probabilities) probs[t] = p;
+      await first.return();
+      const greedy: number[] = [];
+      for await (const t of ctx
+        .getSequence()
+        .evaluate(ids as Token[], { temperature: 0, yieldEogToken: true })) {
+        greedy.push(t);
+        if (greedy.length >= n) break;
+      }
+      return { probs, greedy };
+    } finally {
+      await ctx.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+interface Parity {
+  /** max |p_pare − p_llama| over llama.cpp's top 10 */
+  top10: number;
+  /** KL(pare ‖ llama.cpp) of the next-token distribution */
+  kl: number;
+  /** greedy steps compared (near-ties not counted) and the first mismatch, if any */
+  compared: number;
+  mismatch?: string;
+}
+
+/**
+ * Compare llama.cpp on `file` with pare's forward of `model`: distribution after the prompt, and llama.cpp's greedy
+ * continuation teacher-forced through pare (each token must be pare's argmax unless pare's top-2 logit margin is
+ * below `tie`; such steps are not counted).
+ */
+async function parity(model: Model, file: string, prompt: number[], tie: number, n = 32): Promise<Parity> {
+  const V = model.dims.vocab;
+  const lc = await llamaCppRun(file, prompt, n, V);
+  const seq = [...prompt, ...lc.greedy];
+  const logits = await pareLogits(model, seq);
+  const p = softmax(logits.subarray((prompt.length - 1) * V, prompt.length * V));
+  const order = [...lc.probs.keys()].sort((a, b) => lc.probs[b] - lc.probs[a]).slice(0, 10);
+  const top10 = Math.max(...order.map((t) => Math.abs(p[t] - lc.probs[t])));
+  let kl = 0;
+  for (let t = 0; t < V; t++) if (p[t] > 0) kl += p[t] * Math.log(p[t] / Math.max(lc.probs[t], 1e-30));
+  let compared = 0;
+  let mismatch: string | undefined;
+  for (let k = 0; k < lc.greedy.length; k++) {
+    const row = logits.subarray((prompt.length - 1 + k) * V, (prompt.length + k) * V);
+    let a = 0;
+    for (let t = 1; t < V; t++) if (row[t] > row[a]) a = t;
+    let b = a === 0 ? 1 : 0;
+    for (let t = 0; t < V; t++) if (t !== a && row[t] > row[b]) b = t;
+    // a near-tie: llama.cpp (f16 KV cache, flash attention, quantized weights) may pick either; the prefix is
+    // llama.cpp's own continuation, so later steps are still compared
+    if (row[a] - row[b] < tie) continue;
+    if (a !== lc.greedy[k]) {
+      mismatch = `step ${k}: pare ${a} (margin ${(row[a] - row[b]).toFixed(4)}), llama.cpp ${lc.greedy[k]}`;
+      break;
+    }
+    compared++;
+  }
+  return { top10, kl, compared, mismatch };
+}
+
+/** Bounds: top-10 |Δp| for f32; KL for the rest (measured on these models, about 10× headroom). */
+const BOUND = {
+  f32: { top10: 1e-3, kl: 1e-5, tie: 2e-3, minCompared: 20 },
+  f16: { top10: 5e-3, kl: 1e-4, tie: 1e-2, minCompared: 12 },
+  bf16: { top10: 2e-2, kl: 1e-3, tie: 5e-2, minCompared: 8 },
+  q8_0: { top10: 2e-2, kl: 2e-3, tie: 5e-2, minCompared: 8 },
+} as const;
+
+function write(name: string, tiny: TinyModel, tok: object = makeByteBpeTokenizerJson(300)): string {
+  const dir = path.join(ROOT, name);
+  writeTinyModel(dir, tiny, tok);
+  return dir;
+}
+
+async function checkModel(label: string, dir: string, outtypes: GgufOuttype[]): Promise<void> {
+  const model = loadModel(dir);
+  try {
+    const tok = loadTokenizer(dir);
+    const prompt = tok.encode(PROMPT);
+    for (const outtype of outtypes) {
+      const file = path.join(ROOT, `${path.basename(dir)}.${outtype}.gguf`);
+      const r = exportGguf(model, file, { outtype, force: true });
+      const got = await parity(model, file, prompt, BOUND[outtype].tie);
+      observed[`${label} ${outtype}`] = { arch: r.arch, ...got };
+      expect(got.mismatch, `${label} ${outtype}`).toBeUndefined();
+      expect(got.compared, `${label} ${outtype}: greedy steps compared`).toBeGreaterThanOrEqual(
+        BOUND[outtype].minCompared,
+      );
+      if (outtype === "f32") expect(got.top10, `${label} f32 top-10`).toBeLessThan(BOUND.f32.top10);
+      expect(got.top10, `${label} ${outtype} top-10`).toBeLessThan(BOUND[outtype].top10);
+      expect(got.kl, `${label} ${outtype} KL`).toBeLessThan(BOUND[outtype].kl);
+    }
+  } finally {
+    model.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// format units (no llama.cpp needed)
+
+describe("GGUF format", () => {
+  it("header: magic, version 3, counts, typed key/values, tensor infos with reversed dims, aligned offsets", () => {
+    const meta = new GgufMetadata().str("general.architecture", "llama").u32("a.b", 7).arrU32("a.c", [1, 2]);
+    const t = (name: string, shape: number[]) => ({
+      name,
+      shape,
+      type: "F32" as const,
+      encode: () => new Uint8Array(0),
+    });
+    const { header, offsets, dataBytes } = ggufHeader(meta, [t("x", [3, 5]), t("y", [7])]);
+    const v = new DataView(header.buffer, header.byteOffset, header.length);
+    expect(header.subarray(0, 4).toString("latin1")).toBe("GGUF");
+    expect(v.getUint32(4, true)).toBe(3);
+    expect(Number(v.getBigUint64(8, true))).toBe(2);
+    expect(Number(v.getBigUint64(16, true))).toBe(3);
+    expect(header.length % 32).toBe(0);
+    expect(offsets).toEqual([0, 64]); // 60 bytes padded to 64
+    expect(dataBytes).toBe(64 + 32);
+    // tensor "x": n_dims 2, ne0 = 5 (row length) first
+    const at = header.indexOf(Buffer.from("x", "latin1"), 24 + 100);
+    expect(v.getUint32(at + 1, true)).toBe(2);
+    expect(Number(v.getBigUint64(at + 5, true))).toBe(5);
+    expect(Number(v.getBigUint64(at + 13, true))).toBe(3);
+  });
+
+  it("Q8_0 blocks: f16 scale max|x|/127, int8 round-half-away, dequantize within half a step", () => {
+    const x = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 0.7) * (i < 32 ? 3 : 0.01));
+    x[5] = 0;
+    const q = quantizeQ8_0(x);
+    expect(q.length).toBe(2 * 34);
+    const v = new DataView(q.buffer);
+    for (let b = 0; b < 2; b++) {
+      const d = f16BitsToF32(v.getUint16(b * 34, true));
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]));
+      expect(Math.abs(d - amax / 127)).toBeLessThan(1e-3 * d);
+      for (let j = 0; j < 32; j++) {
+        const qj = v.getInt8(b * 34 + 2 + j);
+        expect(Math.abs(qj * d - x[b * 32 + j])).toBeLessThanOrEqual(0.5 * d + 1e-3 * d * 127);
+      }
+    }
+    expect(quantizeQ8_0(new Float32Array(32)).every((b) => b === 0)).toBe(true);
+  });
+
+  it("Q/K permutation: each head's rotate-half halves become interleaved pairs (llama.cpp's LlamaModel.permute)", () => {
+    // 2 heads of head_dim 4, 1 column: rows [a0 a1 b0 b1] → [a0 b0 a1 b1]
+    const x = Float32Array.from([10, 11, 20, 21, 30, 31, 40, 41]);
+    expect([...permuteRope(x, 8, 4)]).toEqual([10, 20, 11, 21, 30, 40, 31, 41]);
+    const y = Float32Array.from({ length: 16 }, (_, i) => i); // 8 rows × 2 columns
+    expect([...permuteRope(y, 8, 4)].slice(0, 8)).toEqual([0, 1, 4, 5, 2, 3, 6, 7]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// refusals: before writing, coded, nothing left
+
+describe("GGUF export refuses what llama.cpp cannot run, before writing", () => {
+  const leftovers = (dir: string) => fs.readdirSync(dir).filter((f) => f.includes(".tmp-"));
+
+  it("an encoder (BERT) and an unsupported tokenizer: coded errors, no file", async () => {
+    const bert = write("bert", makeTinyBert({ seed: 4 }), makeWordPieceTokenizerJson(["the", "cat"]));
+    const out = path.join(ROOT, "bert.gguf");
+    const r = await runCli(["export", bert, "--format", "gguf", "--out", out, "--json"]);
+    expect(r.code).not.toBe(0);
+    expect(JSON.parse(r.stdout).error.code).toBe("E_ARCH_UNSUPPORTED");
+    expect(fs.existsSync(out)).toBe(false);
+
+    const wp = write(
+      "llama-wordpiece",
+      makeTinyLlama({ seed: 5, vocab: 300 }),
+      makeWordPieceTokenizerJson(["the"]),
+    );
+    const m = loadModel(wp);
+    try {
+      expect(() => exportGguf(m, path.join(ROOT, "wp.gguf"))).toThrow(/llama\.cpp cannot tokenize/);
+      try {
+        exportGguf(m, path.join(ROOT, "wp.gguf"));
+      } catch (e) {
+        expect((e as { code: string }).code).toBe("E_TOKENIZER_INVALID");
+      }
+    } finally {
+      m.close();
+    }
+    expect(fs.existsSync(path.join(ROOT, "wp.gguf"))).toBe(false);
+    expect(leftovers(ROOT)).toEqual([]);
+  });
+
+  it("SentencePiece-style merges llama.cpp would apply differently: refused with the pieces named", () => {
+    // merges learned by plain BPE: "▁t" + "he" = "▁the" is in the vocab but not a listed merge
+    const files = phi3Tokenizer("legacy");
+    const tj = files["tokenizer.json"] as { model: { vocab: Record<string, number> } };
+    const V = Math.max(...Object.values(tj.model.vocab)) + 10;
+    const dir = write("llama-learned-spm", makeTinyLlama({ seed: 6, vocab: V }), tj);
+    fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(files["tokenizer_config.json"]));
+    const m = loadModel(dir);
+    try {
+      expect(() => prepareGguf(m, "f16")).toThrow(/would merge .* which tokenizer\.json's merges never do/);
+    } finally {
+      m.close();
+    }
+  });
+
+  it("non-uniform Qwen3 (llama.cpp's qwen3 has one width): E_ARCH_UNSUPPORTED with the --allocation uniform hint", async () => {
+    const dir = write(
+      "qwen3-varying",
+      makeTinyQwen3({ seed: 7, perLayer: { heads: [4, 2], kvHeads: [2, 1], intermediate: [48, 21] } }),
+    );
+    const out = path.join(ROOT, "qwen3-varying.gguf");
+    const r = await runCli(["export", dir, "--format", "gguf", "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/error\[E_ARCH_UNSUPPORTED\]/);
+    expect(r.stderr).toMatch(/--allocation uniform/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it("an existing output needs --force; a bad --outtype is a usage error; a failed write leaves nothing", async () => {
+    const dir = write("llama-exists", makeTinyLlama({ seed: 8 }));
+    const out = path.join(ROOT, "exists.gguf");
+    fs.writeFileSync(out, "keep me");
+    const r = await runCli(["export", dir, "--format", "gguf", "--out", out]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/E_OUTPUT_EXISTS/);
+    expect(fs.readFileSync(out, "utf8")).toBe("keep me");
+    const bad = await runCli([
+      "export",
+      dir,
+      "--format",
+      "gguf",
+      "--out",
+      out,
+      "--outtype",
+      "q4_0",
+      "--force",
+    ]);
+    expect(bad.stderr).toMatch(/E_USAGE/);
+    expect(fs.readFileSync(out, "utf8")).toBe("keep me");
+    const ok = await runCli(["export", dir, "--format", "gguf", "--out", out, "--force", "--json"]);
+    expect(ok.code).toBe(0);
+    const res = JSON.parse(ok.stdout);
+    expect(res.arch).toBe("llama");
+    expect(fs.statSync(out).size).toBe(res.bytes);
+    expect(fs.readFileSync(out).subarray(0, 4).toString("latin1")).toBe("GGUF");
+
+    // a tensor that fails while being written: the temporary file is removed, the old output is kept
+    const m = loadModel(dir);
+    try {
+      const w = m.weights;
+      const broken = {
+        ...m,
+        weights: {
+          ...w,
+          names: () => w.names(),
+          has: (n: string) => w.has(n),
+          shape: (n: string) => w.shape(n),
+          get: (n: string) => {
+            if (n.includes("layers.1.mlp")) throw new Error("disk gone");
+            return w.get(n);
+          },
+        },
+      };
+      expect(() => exportGguf(broken, out, { force: true })).toThrow();
+    } finally {
+      m.close();
+    }
+    expect(fs.statSync(out).size).toBe(res.bytes);
+    expect(leftovers(ROOT)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// llama.cpp parity on tiny seeded models
+
+/** A llama whose created o/down biases are declared as pare's prune declares them (attention_bias / mlp_bias). */
+function uniformShape(t: TinyModel): TinyModel {
+  t.config.mlp_bias = true;
+  t.config.attention_bias = true;
+  for (let l = 0; l < Number(t.config.num_hidden_layers); l++) {
+    const o = t.tensors.find((x) => x.name === `model.layers.${l}.self_attn.o_proj.bias`);
+    if (!o) continue;
+    for (const [n, rows] of [
+      ["q_proj", Number(t.config.num_attention_heads) * Number(t.config.head_dim)],
+      ["k_proj", Number(t.config.num_key_value_heads) * Number(t.config.head_dim)],
+      ["v_proj", Number(t.config.num_key_value_heads) * Number(t.config.head_dim)],
+    ] as const)
+      t.tensors.push({
+        name: `model.layers.${l}.self_attn.${n}.bias`,
+        shape: [rows],
+        data: new Float32Array(rows),
+      });
+    for (const n of ["gate_proj", "up_proj"]) {
+      const rows = Number(t.config.intermediate_size);
+      t.tensors.push({
+        name: `model.layers.${l}.mlp.${n}.bias`,
+        shape: [rows],
+        data: new Float32Array(rows),
+      });
+    }
+  }
+  return t;
+}
+
+const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: GgufOuttype[] }[] = [
+  {
+    label: "llama dense untied",
+    tiny: () => makeTinyLlama({ seed: 11 }),
+    arch: "llama",
+    outtypes: ["f32", "f16", "bf16", "q8_0"],
+  },
+  {
+    label: "llama dense tied",
+    tiny: () => makeTinyLlama({ seed: 12, tie: true }),
+    arch: "llama",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "llama uniform-pruned shape (heads·head_dim ≠ hidden) with created o/down biases",
+    tiny: () =>
+      uniformShape(
+        makeTinyLlama({ seed: 13, headDim: 16, heads: 1, kvHeads: 1, intermediate: 32, consumerBias: true }),
+      ),
+    arch: "llama",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "llama per-layer widths (global allocation)",
+    tiny: () => nonUniformLlama(14),
+    arch: "deci",
+    outtypes: ["f32", "f16", "q8_0"],
+  },
+  {
+    label: "llama per-layer widths with created biases, tied",
+    tiny: () => {
+      const t = makeTinyLlama({
+        seed: 15,
+        layers: 3,
+        tie: true,
+        consumerBias: true,
+        perLayer: { heads: [4, 2, 2], kvHeads: [2, 1, 2], intermediate: [48, 20, 33] },
+      });
+      t.config.pare_layer_widths = [4, 2, 2].map((h, i) => ({
+        num_attention_heads: h,
+        num_key_value_heads: [2, 1, 2][i],
+        intermediate_size: [48, 20, 33][i],
+      }));
+      return t;
+    },
+    arch: "deci",
+    outtypes: ["f32"],
+  },
+  {
+    label: "llama linear rope scaling",
+    tiny: () => {
+      const t = makeTinyLlama({ seed: 16 });
+      t.config.rope_scaling = { rope_type: "linear", factor: 2.0 };
+      return t;
+    },
+    arch: "llama",
+    outtypes: ["f32"],
+  },
+  {
+    label: "llama llama3 rope scaling",
+    tiny: () => {
+      const t = makeTinyLlama({ seed: 17, headDim: 16, heads: 2, kvHeads: 1 });
+      t.config.rope_theta = 500000;
+      t.config.rope_scaling = {
+        rope_type: "llama3",
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8,
+      };
+      return t;
+    },
+    arch: "llama",
+    outtypes: ["f32"],
+  },
+  {
+    label: "mistral",
+    tiny: () => makeTinyLlama({ seed: 18, modelType: "mistral" }),
+    arch: "llama",
+    outtypes: ["f32"],
+  },
+  {
+    label: "qwen2 dense (q/k/v biases)",
+    tiny: () => makeTinyLlama({ seed: 19, modelType: "qwen2", heads: 4, kvHeads: 2, headDim: 8 }),
+    arch: "qwen2",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "qwen2 uniform-pruned shape → llama with permuted q/k biases",
+    tiny: () =>
+      makeTinyLlama({
+        seed: 20,
+        modelType: "qwen2",
+        heads: 2,
+        kvHeads: 1,
+        intermediate: 20,
+      }),
+    arch: "llama",
+    outtypes: ["f32"],
+  },
+  {
+    label: "qwen2 per-layer widths → deci",
+    tiny: () => {
+      const t = makeTinyLlama({
+        seed: 21,
+        modelType: "qwen2",
+        perLayer: { heads: [4, 2], kvHeads: [2, 1], intermediate: [48, 20] },
+      });
+      t.config.pare_layer_widths = [
+        { num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 48 },
+        { num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 20 },
+      ];
+      return t;
+    },
+    arch: "deci",
+    outtypes: ["f32"],
+  },
+  {
+    label: "qwen3 dense untied",
+    tiny: () => makeTinyQwen3({ seed: 22 }),
+    arch: "qwen3",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "qwen3 uniform-pruned shape, tied",
+    tiny: () =>
+      makeTinyQwen3({
+        seed: 23,
+        tie: true,
+        heads: 2,
+        kvHeads: 1,
+        intermediate: 24,
+      }),
+    arch: "qwen3",
+    outtypes: ["f32"],
+  },
+  {
+    label: "gemma2 (soft-caps, query_pre_attn_scalar, sliding window 4 on alternate layers)",
+    tiny: () => makeTinyGemma2({ seed: 24 }),
+    arch: "gemma2",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "gemma3 (q/k norms, local RoPE base, linear scaling on global layers, window 4)",
+    tiny: () => makeTinyGemma3({ seed: 25 }),
+    arch: "gemma3",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "gemma3 untied, uniform-pruned shape",
+    tiny: () => makeTinyGemma3({ seed: 26, tie: false, heads: 2, kvHeads: 1, intermediate: 40 }),
+    arch: "gemma3",
+    outtypes: ["f32"],
+  },
+];
+
+describe.skipIf(!LC.llama).each(TINY)("llama.cpp runs pare's GGUF of the tiny $label", (c) => {
+  let dir: string;
+  beforeAll(() => {
+    dir = write(`tiny-${c.label.replace(/[^a-z0-9]+/gi, "-")}`, c.tiny());
+  });
+  it(`architecture ${c.arch}; greedy 32 tokens and next-token distribution equal pare's (${c.outtypes.join(", ")})`, async () => {
+    const m = loadModel(dir);
+    try {
+      expect(prepareGguf(m, "f32").plan.arch).toBe(c.arch);
+    } finally {
+      m.close();
+    }
+    await checkModel(c.label, dir, c.outtypes);
+  });
+});
+
+describe.skipIf(!LC.llama)("llama.cpp on models pruned by pare (tiny, runPrune)", () => {
+  it.each([
+    { allocation: "uniform" as const, arch: "llama" },
+    { allocation: "global" as const, arch: "deci" },
+  ])(
+    "$allocation allocation at 0.4 with liar reconstruction (created biases) → $arch",
+    async ({ allocation, arch }) => {
+      const { runPrune } = await import("../../src/pipeline/prune.ts");
+      const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
+      const src = write(
+        `prune-src-${allocation}`,
+        makeTinyLlama({ seed: 31, layers: 3, heads: 4, kvHeads: 4, intermediate: 64 }),
+      );
+      const calib = path.join(ROOT, "calib.txt");
+      fs.writeFileSync(calib, exampleLines().slice(0, 80).join("\n"));
+      const out = path.join(ROOT, `pruned-${allocation}`);
+      await runPrune(
+        resolveRecipe({
+          model: src,
+          out,
+          calib: [calib],
+          ratio: 0.4,
+          allocation,
+          samples: 6,
+          seqLen: 16,
+          threads: 1,
+        }),
+      );
+      const m = loadModel(out);
+      try {
+        expect(prepareGguf(m, "f32").plan.arch).toBe(arch);
+        if (allocation === "global") expect(new Set(m.dims.layers.map((l) => l.ffn)).size).toBeGreaterThan(1);
+      } finally {
+        m.close();
+      }
+      await checkModel(`tiny pruned ${allocation}`, out, ["f32", "q8_0"]);
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// the shared trained decoder and corpora
+
+const SHARED_LLAMA = path.join(SHARED, "models/llama-gqa-6l");
+
+describe.skipIf(!LC.llama || !HAVE_SHARED)(
+  "llama.cpp on the shared llama-gqa-6l (dense and pruned by pare)",
+  () => {
+    it("tokenization: llama.cpp's ids for 300 lines each of wikitext-2, SST-2 and PIQA equal pare's", async () => {
+      const file = path.join(ROOT, "shared-vocab.gguf");
+      const m = loadModel(SHARED_LLAMA);
+      try {
+        exportGguf(m, file, { outtype: "q8_0", force: true });
+      } finally {
+        m.close();
+      }
+      const tok = loadTokenizer(SHARED_LLAMA);
+      const lm = await (LC.llama as Llama).loadModel({ modelPath: file, vocabOnly: true });
+      try {
+        let lines = 0;
+        for (const f of [
+          "data/wikitext-2/raw-v1/wiki.test.raw",
+          "data/sst2/stsa.binary.dev",
+          "data/piqa/valid.jsonl",
+        ]) {
+          const p = path.join(SHARED, f);
+          if (!fs.existsSync(p)) continue;
+          const texts = fs
+            .readFileSync(p, "utf8")
+            .split("\n")
+            .filter((l) => l.trim())
+            .slice(0, 300);
+          for (const t of texts) {
+            expect([...lm.tokenize(t)], t.slice(0, 80)).toEqual(tok.encode(t, { addSpecialTokens: false }));
+            lines++;
+          }
+        }
+        observed["shared tokenization lines"] = lines;
+        expect(lines).toBeGreaterThanOrEqual(600);
+        // BOS added as the tokenizer config says
+        expect(lm.tokens.bos).toBe(1);
+        expect(lm.tokens.eos).toBe(2);
+      } finally {
+        await lm.dispose();
+      }
+    });
+
+    it("dense: f32, f16 and q8_0", async () => {
+      await checkModel("shared llama-gqa-6l dense", SHARED_LLAMA, ["f32", "f16", "q8_0"]);
+    });
+
+    it.each([
+      { ratio: 0.3, allocation: "global" as const },
+      { ratio: 0.5, allocation: "global" as const },
+      { ratio: 0.3, allocation: "uniform" as const },
+      { ratio: 0.5, allocation: "uniform" as const },
+    ])("pruned $ratio $allocation: f32 and q8_0", async ({ ratio, allocation }) => {
+      const { runPrune } = await import("../../src/pipeline/prune.ts");
+      const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
+      const out = path.join(ROOT, `shared-${allocation}-${ratio}`);
+      const calib = path.join(REPO_ROOT, "examples/data/calib-wikitext2-valid.txt");
+      await runPrune(
+        resolveRecipe({
+          model: SHARED_LLAMA,
+          out,
+          calib: [calib],
+          ratio,
+          allocation,
+          samples: 16,
+          seqLen: 64,
+          threads: 1,
+        }),
+      );
+      await checkModel(`shared llama-gqa-6l ${allocation} ${ratio}`, out, ["f32", "q8_0"]);
+    });
+  },
+);
