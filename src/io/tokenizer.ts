@@ -1,8 +1,15 @@
 /**
- * Tokenizer adapter over @huggingface/tokenizers (pure JS, reads tokenizer.json), made to encode and decode as the
- * reference library (Rust Hugging Face `tokenizers`) does where the JS library differs: the WordLevel model (which
- * the JS library lacks) and the ByteFallback decoder are pare's own (see the classes below), and decoding skips
- * ids that are not in the vocabulary.
+ * Tokenizer adapter over @huggingface/tokenizers (pure JS, reads tokenizer.json), made to encode and decode exactly
+ * as the reference library, Rust Hugging Face `tokenizers` (what transformers' fast tokenizers run), does. Where the
+ * JS library differs, pare does the step itself (test/io/tokenizer-families.test.ts compares the two):
+ * - the WordLevel model, which the JS library lacks;
+ * - finding added tokens in the text (single_word, lstrip / rstrip with Unicode whitespace, normalized tokens by
+ *   their normalized form) and the ids added tokens get (the reference ignores the ids written in the file);
+ * - the pre-tokenizers Whitespace, WhitespaceSplit, Digits (Unicode \w, \s and digits; JavaScript's are ASCII)
+ *   and Metaspace (split, prepend_scheme), the Lowercase normalizer (no final-sigma rule), the ByteFallback and
+ *   Metaspace decoders;
+ * - TemplateProcessing (the listed special-token ids), lone surrogates (U+FFFD), decoding of unknown ids (skipped).
+ * Known limit: characters assigned in Unicode versions newer than the reference's tables can split differently.
  */
 import path from "node:path";
 import * as tokenizersJs from "@huggingface/tokenizers";
@@ -97,12 +104,19 @@ function validateTokenizerJson(file: string, tok: Record<string, unknown>): void
     if (type === "BPE" || (type === undefined && "merges" in model)) {
       const merges = model.merges;
       if (!Array.isArray(merges)) throw bad("model.merges is not a list");
+      const prefix =
+        typeof model.continuing_subword_prefix === "string" ? model.continuing_subword_prefix : "";
       merges.forEach((m, i) => {
-        const ok =
-          (typeof m === "string" && m.split(" ").length === 2) ||
-          (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string"));
+        const pair = typeof m === "string" ? m.split(" ") : m;
+        const ok = Array.isArray(pair) && pair.length === 2 && pair.every((x) => typeof x === "string");
         if (!ok)
           throw bad(`merge ${i} (${String(JSON.stringify(m)).slice(0, 60)}) is not "a b" or ["a", "b"]`);
+        // as the reference library refuses to load: both parts and the merged token must be in the vocab
+        const [a, b] = pair as [string, string];
+        for (const t of [a, b, a + b.slice(prefix.length)]) {
+          if (!Object.hasOwn(vocab, t))
+            throw bad(`merge ${i} (${q(`${a} ${b}`)}) uses ${q(t)}, which is not in the vocab`);
+        }
       });
     }
     const unk = model.unk_token;
@@ -266,6 +280,7 @@ class DecoderChain extends lib.Decoder {
 /** Decoders pare implements itself, by tokenizer.json type. */
 const OWN_DECODERS: Record<string, (config: Config) => LibDecoder> = {
   ByteFallback: (config) => new ByteFallbackDecoder(config),
+  Metaspace: (config) => new MetaspaceDecoder(config),
 };
 
 /** The decoder for `config`: pare's own where it has one, the library's otherwise. */
@@ -315,10 +330,76 @@ const OWN_PRE_TOKENIZERS: Record<string, (config: Config) => LibPreTokenizer> = 
   Whitespace: () => new MatchPreTokenizer(new RegExp(`[${WORD}]+|[^${WORD}\\p{White_Space}]+`, "gu")),
   // split at char::is_whitespace, which drops it
   WhitespaceSplit: () => new MatchPreTokenizer(/\P{White_Space}+/gu),
+  Metaspace: (config) => new MetaspacePreTokenizer(config),
   // char::is_numeric (Nd, Nl, No) one by one, or runs of them, and the runs of other characters
   Digits: (config) =>
     new MatchPreTokenizer(config.individual_digits === true ? /\P{N}+|\p{N}/gu : /\P{N}+|\p{N}+/gu),
 };
+
+/** Metaspace's prepend_scheme; a file from before it existed says add_prefix_space (true: "always"). */
+const prependScheme = (config: Config): string =>
+  typeof config.prepend_scheme === "string"
+    ? config.prepend_scheme
+    : config.add_prefix_space === false
+      ? "never"
+      : "always";
+/** The replacement character of a Metaspace config (one character; "▁" by default). */
+const metaspaceChar = (config: Config): string =>
+  typeof config.replacement === "string" && Array.from(config.replacement).length === 1
+    ? config.replacement
+    : "\u2581";
+
+/**
+ * The Metaspace pre-tokenizer as the reference library has it: spaces become the replacement character, which is
+ * prepended to a piece that does not start with it (every piece for prepend_scheme "always"; for "first", the
+ * piece at the start of the text: the first piece of the first part between added tokens); with split (the
+ * default) each piece is then cut before every replacement character. (The JS library ignores split and
+ * add_prefix_space.)
+ */
+class MetaspacePreTokenizer extends lib.PreTokenizer {
+  private readonly replacement: string;
+  private readonly scheme: string;
+  private readonly splitter: RegExp | null;
+  constructor(config: Config) {
+    super();
+    this.replacement = metaspaceChar(config);
+    this.scheme = prependScheme(config);
+    const r = this.replacement.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&");
+    this.splitter = config.split === false ? null : new RegExp(`${r}[^${r}]*|[^${r}]+`, "gu");
+  }
+  override pre_tokenize(text: string | string[], options?: PreTokenizeOptions): string[] {
+    const pieces = Array.isArray(text) ? text : [text];
+    return pieces.flatMap((piece, i) => this.piece(piece, options?.section_index === 0 && i === 0));
+  }
+  override pre_tokenize_text(text: string, options?: PreTokenizeOptions): string[] {
+    return this.pre_tokenize([text], options);
+  }
+  private piece(text: string, atStart: boolean): string[] {
+    let t = text.replaceAll(" ", this.replacement);
+    const prepend = this.scheme === "always" || (this.scheme === "first" && atStart);
+    if (prepend && !t.startsWith(this.replacement)) t = this.replacement + t;
+    if (this.splitter === null) return t === "" ? [] : [t];
+    return t.match(this.splitter) ?? [];
+  }
+}
+
+/**
+ * The Metaspace decoder as the reference library has it: the replacement character becomes a space, except in
+ * the first token, where it is dropped (unless prepend_scheme is "never"). (The JS library drops just one leading
+ * space of the first token, whatever the scheme.)
+ */
+class MetaspaceDecoder extends lib.Decoder {
+  private readonly replacement: string;
+  private readonly dropInFirst: boolean;
+  constructor(config: Config) {
+    super(config);
+    this.replacement = metaspaceChar(config);
+    this.dropInFirst = prependScheme(config) !== "never";
+  }
+  override decode_chain(tokens: string[]): string[] {
+    return tokens.map((t, i) => t.replaceAll(this.replacement, i === 0 && this.dropInFirst ? "" : " "));
+  }
+}
 
 /** A normalizer from a function of the text. */
 class FnNormalizer extends lib.Normalizer {
@@ -365,32 +446,281 @@ function buildNormalizer(config: Config): LibNormalizer {
   return new lib.SequenceNormalizer({ type: "Sequence", normalizers: [config] });
 }
 
-/** The library's added-token bookkeeping (private there), redone when pare replaces the normalizer. */
+/** An added token as the library keeps it (AddedToken). */
+interface LibAddedToken {
+  content: string;
+  id: number;
+  normalized: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  single_word: boolean;
+}
+/** The library's added-token bookkeeping (private there). */
 interface AddedTokenState {
-  added_tokens: { content: string; normalized: boolean }[];
-  added_tokens_map: Map<string, unknown>;
-  splitter_normalized: object;
+  added_tokens: LibAddedToken[];
+  added_tokens_map: Map<string, LibAddedToken>;
+}
+
+const isSpace = (c: string) => /\p{White_Space}/u.test(c);
+/** Rust's char::is_alphanumeric, or "_": what single_word tokens must not touch */
+const isWordChar = (c: string) => c === "_" || /[\p{Alphabetic}\p{N}]/u.test(c);
+
+/** One part of a text split at added tokens: text, or an added token (`key`: how the library names it). */
+type AddedSplit = { start: number; text: string; key?: string };
+
+/**
+ * Finds added tokens in a text as the reference library's AddedVocabulary does: leftmost-longest matches, left to
+ * right; a single_word token only where no word character (alphanumeric or "_") touches it (else it is text); an
+ * lstrip / rstrip token also takes the whitespace (Unicode White_Space) on its left / right. (The library's own
+ * splitting uses JavaScript's whitespace, which takes U+FEFF and misses U+0085, and ignores single_word.)
+ */
+class AddedTokenFinder {
+  /** a trie of the patterns by UTF-16 unit; a node's `end`: the pattern that ends there */
+  private readonly root: TrieNode = { next: new Map() };
+
+  constructor(patterns: AddedPattern[]) {
+    for (const p of patterns) {
+      let node = this.root;
+      for (let k = 0; k < p.pattern.length; k++) {
+        let child = node.next.get(p.pattern[k]);
+        if (child === undefined) {
+          child = { next: new Map() };
+          node.next.set(p.pattern[k], child);
+        }
+        node = child;
+      }
+      node.end = p;
+    }
+  }
+
+  split(text: string): AddedSplit[] {
+    const out: AddedSplit[] = [];
+    let done = 0; // the end of the last token taken
+    let i = 0;
+    while (i < text.length) {
+      // the longest pattern starting at i
+      let match: { stop: number; p: AddedPattern } | undefined;
+      let node: TrieNode | undefined = this.root;
+      for (let j = i; j < text.length && node !== undefined; j++) {
+        node = node.next.get(text[j]);
+        if (node?.end !== undefined) match = { stop: j + 1, p: node.end };
+      }
+      if (match === undefined) {
+        i++;
+        continue;
+      }
+      let start = i;
+      let stop = match.stop;
+      i = stop;
+      const t = match.p.token;
+      if (
+        t.single_word &&
+        ((start > 0 && isWordChar(charBefore(text, start))) ||
+          (stop < text.length && isWordChar(String.fromCodePoint(text.codePointAt(stop) as number))))
+      ) {
+        continue;
+      }
+      if (t.lstrip) while (start > done && isSpace(text[start - 1])) start--;
+      if (t.rstrip) while (stop < text.length && isSpace(text[stop])) stop++;
+      i = stop;
+      if (done < start) out.push({ start: done, text: text.slice(done, start) });
+      out.push({ start, text: text.slice(start, stop), key: match.p.key });
+      done = stop;
+    }
+    if (done < text.length) out.push({ start: done, text: text.slice(done) });
+    return out;
+  }
+}
+type AddedPattern = { pattern: string; key: string; token: LibAddedToken };
+interface TrieNode {
+  next: Map<string, TrieNode>;
+  end?: AddedPattern;
+}
+/** The character (code point) that ends at index i of s. */
+function charBefore(s: string, i: number): string {
+  const low = s.charCodeAt(i - 1);
+  const high = i >= 2 ? s.charCodeAt(i - 2) : 0;
+  return low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff ? s.slice(i - 2, i) : s[i - 1];
 }
 
 /**
- * Replaces the library's normalizer by `normalizer`: the contents of the normalized added tokens, which the
- * library matched in normalized text by their normalized form, are normalized again with it.
+ * Replaces the library's first encoding steps (added tokens, normalizer, pre-tokenizer, model) by the reference
+ * library's: the added tokens that are not normalized (normalized: false) are found in the text; each part between
+ * them is normalized, and the normalized added tokens are found in it by their normalized form; each remaining part
+ * is pre-tokenized (the part at the very start of the text is the first, for Metaspace's prepend_scheme "first")
+ * and each pre-token goes through the model on its own (fuse_unk fuses unknown pieces of one word only). The
+ * normalized form is also what a normalized added token's id decodes to, as in the reference library (a special
+ * one is then not skipped by skip_special_tokens there either).
  */
-function setNormalizer(tok: LibTokenizer, normalizer: LibNormalizer): void {
+function useReferenceSplitting(tok: LibTokenizer): void {
   const state = tok as unknown as AddedTokenState;
-  const contents = new Set(state.added_tokens.map((t) => t.content));
-  for (const key of [...state.added_tokens_map.keys()])
-    if (!contents.has(key)) state.added_tokens_map.delete(key);
-  const normalized: string[] = [];
+  const normalizer = tok.normalizer;
+  const raw: AddedPattern[] = [];
+  const normalized: AddedPattern[] = [];
   for (const t of state.added_tokens) {
-    if (!t.normalized) continue;
-    const n = normalizer.normalize(t.content);
-    normalized.push(n);
-    state.added_tokens_map.set(n, t);
+    if (!t.normalized) {
+      raw.push({ pattern: t.content, key: t.content, token: t });
+      continue;
+    }
+    const form = normalizer === null ? t.content : normalizer.normalize(t.content);
+    if (form === "") continue;
+    normalized.push({ pattern: form, key: form, token: t });
+    // the library maps the key to the token's id
+    state.added_tokens_map.set(form, t);
+    tok.model.vocab[t.id] = form;
   }
-  const Splitter = state.splitter_normalized.constructor as new (words: string[]) => object;
-  state.splitter_normalized = new Splitter(normalized);
-  tok.normalizer = normalizer;
+  const rawFinder = new AddedTokenFinder(raw);
+  const normalizedFinder = new AddedTokenFinder(normalized);
+  const model = tok.model as unknown as (pieces: string[]) => string[];
+  const encodeText = (text: string | null): string[] | null => {
+    if (text === null) return null;
+    const tokens: string[] = [];
+    for (const part of rawFinder.split(text)) {
+      if (part.key !== undefined) {
+        tokens.push(part.key);
+        continue;
+      }
+      const norm = normalizer === null ? part.text : normalizer.normalize(part.text);
+      for (const sub of normalizedFinder.split(norm)) {
+        if (sub.key !== undefined) {
+          tokens.push(sub.key);
+          continue;
+        }
+        const atStart = part.start === 0 && sub.start === 0;
+        const pieces = tok.pre_tokenizer
+          ? tok.pre_tokenizer.pre_tokenize(sub.text, { section_index: atStart ? 0 : 1 })
+          : [sub.text];
+        for (const piece of pieces) if (piece !== "") tokens.push(...model([piece]));
+      }
+    }
+    return tokens;
+  };
+  (tok as unknown as { encode_text: typeof encodeText }).encode_text = encodeText;
+}
+
+/**
+ * The added tokens with the ids the reference library gives them: it ignores the ids written in tokenizer.json
+ * and gives each added token, in order, the id its content already has (in the model's vocab, or from an earlier
+ * added token), else the next free id: the model's vocab size (its number of entries), or one past the largest id
+ * given so far when that is larger. Files the reference library wrote agree; the JS library would take the
+ * written ids of a file that does not (a token inside the vocab's range, a gap after it).
+ */
+function referenceAddedTokens(tokJson: Config): Config[] {
+  const added = tokJson.added_tokens as Config[];
+  const vocab = (tokJson.model as Config).vocab;
+  const modelIds = new Map<string, number>();
+  const entries: [string, number][] = Array.isArray(vocab)
+    ? (vocab as [string, number][]).map(([piece], i) => [piece, i])
+    : Object.entries(vocab as Record<string, number>);
+  for (const [piece, id] of entries) modelIds.set(piece, id);
+  const modelSize = Array.isArray(vocab) ? vocab.length : modelIds.size;
+  const given = new Map<string, number>();
+  let largest = -1;
+  return added.map((t) => {
+    const content = t.content as string;
+    let id = given.get(content) ?? modelIds.get(content);
+    if (id === undefined)
+      id = largest < 0 || (largest < modelSize && modelSize > 0) ? modelSize : largest + 1;
+    given.set(content, id);
+    largest = Math.max(largest, id);
+    return id === t.id ? t : { ...t, id };
+  });
+}
+
+/** One piece of a TemplateProcessing template: a sequence (A: the text, B: the pair) or a special token. */
+type TemplatePiece = { sequence: "A" | "B"; typeId: number } | { special: string; typeId: number };
+/** A TemplateProcessing post-processor: its templates and the ids of its special tokens (by key). */
+interface Template {
+  single: TemplatePiece[];
+  pair: TemplatePiece[];
+  specialIds: Map<string, number[]>;
+}
+
+/**
+ * The TemplateProcessing that adds the special tokens: the post-processor itself, or the one in a Sequence whose
+ * other processors are ByteLevel ones (which move offsets only; Llama 3 has one). undefined for other
+ * post-processors, which the library applies.
+ */
+function templateConfig(postProcessor: unknown): Config | undefined {
+  if (!isObject(postProcessor)) return undefined;
+  if (postProcessor.type === "TemplateProcessing") return postProcessor;
+  const parts = postProcessor.processors;
+  if (postProcessor.type !== "Sequence" || !Array.isArray(parts)) return undefined;
+  const templates = parts.filter((p) => isObject(p) && p.type === "TemplateProcessing");
+  const others = parts.filter((p) => !(isObject(p) && p.type === "TemplateProcessing"));
+  return templates.length === 1 && others.every((p) => isObject(p) && p.type === "ByteLevel")
+    ? (templates[0] as Config)
+    : undefined;
+}
+
+/**
+ * The template, checked as the reference library needs it: pieces {Sequence: {id: "A" | "B", type_id}} or
+ * {SpecialToken: {id, type_id}}, every special token listed in special_tokens with its ids (the reference library
+ * panics when encoding with one that is not), no B in the single template (the same).
+ */
+function parseTemplate(config: Config, bad: (what: string) => PareError): Template {
+  const specialIds = new Map<string, number[]>();
+  const specials = config.special_tokens;
+  if (!isObject(specials)) throw bad("TemplateProcessing.special_tokens is not an object");
+  for (const [key, v] of Object.entries(specials)) {
+    const ids = isObject(v) ? v.ids : undefined;
+    if (!Array.isArray(ids) || !ids.every(isId)) {
+      throw bad(`TemplateProcessing special token ${q(key)} needs ids, a list of integers in [0, 2^24)`);
+    }
+    specialIds.set(key, ids as number[]);
+  }
+  const pieces = (which: "single" | "pair"): TemplatePiece[] => {
+    const list = config[which];
+    if (!Array.isArray(list)) throw bad(`TemplateProcessing.${which} is not a list`);
+    return list.map((p, i) => {
+      const where = `TemplateProcessing.${which}[${i}]`;
+      const seq = isObject(p) ? p.Sequence : undefined;
+      const st = isObject(p) ? p.SpecialToken : undefined;
+      const body = isObject(seq) ? seq : isObject(st) ? st : undefined;
+      if (body === undefined || !isId(body.type_id)) {
+        throw bad(`${where} is not {Sequence: {id, type_id}} or {SpecialToken: {id, type_id}}`);
+      }
+      if (body === seq) {
+        const id = body.id;
+        if (id !== "A" && (id !== "B" || which === "single")) {
+          throw bad(
+            `${where} names the sequence ${q(String(id))}, not ${which === "single" ? "A" : "A or B"}`,
+          );
+        }
+        return { sequence: id, typeId: body.type_id };
+      }
+      if (typeof body.id !== "string" || !specialIds.has(body.id)) {
+        throw bad(
+          `${where} uses the special token ${q(String(body.id))}, which special_tokens does not list`,
+        );
+      }
+      return { special: body.id, typeId: body.type_id };
+    });
+  };
+  return { single: pieces("single"), pair: pieces("pair"), specialIds };
+}
+
+/**
+ * The template applied as the reference library does: its pieces in order, a special token's ids as listed; without
+ * special tokens, the sequence pieces alone (so a pair template "$A $A" repeats the text even then).
+ */
+function applyTemplate(
+  t: Template,
+  a: number[],
+  b: number[] | null,
+  addSpecialTokens: boolean,
+): { ids: number[]; typeIds: number[] } {
+  const ids: number[] = [];
+  const typeIds: number[] = [];
+  for (const p of b === null ? t.single : t.pair) {
+    if ("special" in p && !addSpecialTokens) continue;
+    const part = "special" in p ? (t.specialIds.get(p.special) ?? []) : p.sequence === "A" ? a : (b ?? []);
+    for (const id of part) {
+      ids.push(id);
+      typeIds.push(p.typeId);
+    }
+  }
+  return { ids, typeIds };
 }
 
 export function loadTokenizer(dir: string): PareTokenizer {
@@ -409,6 +739,12 @@ export function loadTokenizer(dir: string): PareTokenizer {
   const specialMap = readOptional(dir, "special_tokens_map.json", "E_TOKENIZER_INVALID");
   const modelConfig = readOptional(dir, "config.json", "E_CONFIG_INVALID");
   validateTokenizerJson(jsonPath, tokJson);
+  const badJson = (what: string) =>
+    new PareError("E_TOKENIZER_INVALID", `${jsonPath}: ${what}`, TOKENIZER_HINT, { file: jsonPath });
+  const templateJson = templateConfig(tokJson.post_processor);
+  // pare applies TemplateProcessing itself: the library looks its special tokens up by name instead of taking
+  // the listed ids, and takes at most one id per special token
+  const template = templateJson === undefined ? undefined : parseTemplate(templateJson, badJson);
 
   const broken = (e: unknown, what: string) =>
     new PareError(
@@ -420,10 +756,22 @@ export function loadTokenizer(dir: string): PareTokenizer {
   let tok: LibTokenizer;
   let vocabSize = 0;
   try {
-    tok = new lib.Tokenizer(tokJson, tokConfig);
+    // tokenizer_config.json's remove_space and do_lowercase_and_remove_accent are options of transformers' slow
+    // tokenizers, which the library applies but the reference library (which reads tokenizer.json alone) does
+    // not; clean_up_tokenization_spaces (transformers' clean-up of " ." etc. after decoding) is off unless the
+    // file turns it on, as in transformers today (the library defaults it to on)
+    const { remove_space: _rs, do_lowercase_and_remove_accent: _dl, ...rest } = tokConfig;
+    const libConfig = {
+      ...rest,
+      clean_up_tokenization_spaces: tokConfig.clean_up_tokenization_spaces === true,
+    };
+    const added = Array.isArray(tokJson.added_tokens) ? referenceAddedTokens(tokJson) : tokJson.added_tokens;
     const model = tokJson.model as Config;
+    // WordLevel: the library gets an empty stand-in model, replaced below
+    const libModel = model.type === "WordLevel" ? { type: "BPE", vocab: {}, merges: [] } : model;
+    tok = new lib.Tokenizer({ ...tokJson, added_tokens: added, model: libModel }, libConfig);
     if (model.type === "WordLevel") {
-      // the library made a stand-in model; the added tokens go into the real one as the library would add them
+      // the added tokens go into the real model as the library adds them to its own
       const wordLevel = new WordLevelModel(
         model as { vocab: Record<string, number>; unk_token: string },
         jsonPath,
@@ -435,11 +783,12 @@ export function loadTokenizer(dir: string): PareTokenizer {
       tok.model = wordLevel;
     }
     if (usesOwn(tokJson.normalizer, OWN_NORMALIZERS, "normalizers")) {
-      setNormalizer(tok, buildNormalizer(tokJson.normalizer as Config));
+      tok.normalizer = buildNormalizer(tokJson.normalizer as Config);
     }
     if (usesOwn(tokJson.pre_tokenizer, OWN_PRE_TOKENIZERS, "pretokenizers")) {
       tok.pre_tokenizer = buildPreTokenizer(tokJson.pre_tokenizer as Config);
     }
+    useReferenceSplitting(tok);
     if (usesOwn(tokJson.decoder, OWN_DECODERS, "decoders")) {
       const decoder = buildDecoder(tokJson.decoder as Config);
       // what the library gives its decoder (the ByteLevel decoder keeps added tokens whole)
@@ -447,6 +796,7 @@ export function loadTokenizer(dir: string): PareTokenizer {
       decoder.end_of_word_suffix = tok.model?.end_of_word_suffix ?? null;
       tok.decoder = decoder;
     }
+    if (template !== undefined) (tok as unknown as { post_processor: null }).post_processor = null;
     for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
   } catch (e) {
     throw broken(e, "loading");
@@ -486,7 +836,8 @@ export function loadTokenizer(dir: string): PareTokenizer {
     }
     return ids as number[];
   };
-  const rawEncode = (text: string, addSpecialTokens: boolean, textPair: string | null): number[] => {
+  /** The library's ids for a text (or a text and its pair, one after the other), checked. */
+  const libEncode = (text: string, addSpecialTokens: boolean, textPair: string | null): number[] => {
     let ids: unknown;
     try {
       ids = tok.encode(text, { add_special_tokens: addSpecialTokens, text_pair: textPair }).ids;
@@ -496,6 +847,24 @@ export function loadTokenizer(dir: string): PareTokenizer {
     }
     return checkIds(ids, textPair === null ? text : `${text} | ${textPair}`);
   };
+  /** ids and type ids (0 for the text, 1 for the pair, or as the template says) */
+  const encodeTyped = (
+    text: string,
+    addSpecialTokens: boolean,
+    textPair: string | null,
+  ): { ids: number[]; typeIds: number[] } | { ids: number[]; typeIds?: undefined } => {
+    // a lone surrogate reaches the reference library (through Node's UTF-8 conversion) as U+FFFD
+    text = text.replace(/\p{Cs}/gu, "\uFFFD");
+    if (textPair !== null) textPair = textPair.replace(/\p{Cs}/gu, "\uFFFD");
+    if (template === undefined) return { ids: libEncode(text, addSpecialTokens, textPair) };
+    const a = libEncode(text, false, null);
+    const b = textPair === null ? null : libEncode(textPair, false, null);
+    const out = applyTemplate(template, a, b, addSpecialTokens);
+    checkIds(out.ids, textPair === null ? text : `${text} | ${textPair}`);
+    return out;
+  };
+  const rawEncode = (text: string, addSpecialTokens: boolean, textPair: string | null): number[] =>
+    encodeTyped(text, addSpecialTokens, textPair).ids;
   const decodeIds = (ids: number[], skipSpecialTokens: boolean): string => {
     // ids outside the vocabulary are skipped, as the reference library does (the JS library decodes them as
     // unk_token, or fails)
@@ -543,29 +912,14 @@ export function loadTokenizer(dir: string): PareTokenizer {
 
   const encode = (text: string, opts: { addSpecialTokens?: boolean; textPair?: string } = {}) =>
     rawEncode(text, opts.addSpecialTokens ?? true, opts.textPair ?? null);
-  const template =
-    (tokJson.post_processor as { type?: string; pair?: unknown[]; single?: unknown[] } | null | undefined) ??
-    null;
-
   return {
     encode,
     encodeWithTypes(text, textPair) {
-      const ids = encode(text, { textPair });
+      const out = encodeTyped(text, true, textPair ?? null);
+      if (out.typeIds !== undefined) return out;
+      const { ids } = out;
       if (textPair === undefined) return { ids, typeIds: ids.map(() => 0) };
-      // walk the TemplateProcessing pair template: pieces are special tokens or sequences A / B, each with a type_id
-      const pieces =
-        template?.type === "TemplateProcessing" && Array.isArray(template.pair) ? template.pair : null;
-      if (pieces) {
-        const a = encode(text, { addSpecialTokens: false });
-        const b = encode(textPair, { addSpecialTokens: false });
-        const typeIds: number[] = [];
-        for (const p of pieces as Record<string, { id: string; type_id: number }>[]) {
-          if (p.Sequence) typeIds.push(...(p.Sequence.id === "A" ? a : b).map(() => p.Sequence.type_id));
-          else if (p.SpecialToken) typeIds.push(p.SpecialToken.type_id);
-        }
-        if (typeIds.length === ids.length) return { ids, typeIds };
-      }
-      // fallback: the tokens of the first text (with its special tokens) are segment 0, the rest segment 1
+      // another post-processor: the tokens of the first text (with its special tokens) are segment 0, the rest 1
       const nA = encode(text).length;
       return { ids, typeIds: ids.map((_: number, i: number) => (i < nA ? 0 : 1)) };
     },
