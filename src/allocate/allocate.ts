@@ -1,5 +1,5 @@
 /**
- * Allocation (METHODS §3): scores → which units each (layer, module) keeps.
+ * Allocation (docs/methods.md §3): scores → which units each (layer, module) keeps.
  * uniform: every module removes the same fraction of its units (FLAP's UL-UM).
  * global: scores standardized per module, ranked together, removed lowest first while
  * weighing each unit by its parameter cost (FLAP's AL-AM).

@@ -1,4 +1,4 @@
-/** Parameter counts per module, from weight shapes (METHODS §0: ratios count attention+MLP). */
+/** Parameter counts per module, from weight shapes (docs/methods.md §0: ratios count attention+MLP). */
 import { groupRoles } from "./groups.ts";
 import type { Model } from "./model.ts";
 

@@ -1,6 +1,12 @@
 /**
  * Calibration samples: seeded random windows of `seqLen` tokens from the calibration token
  * stream (decoders), or seeded random lines truncated to `seqLen` (encoders).
+ *
+ * Decoders, long texts: a text of more than PIECE_CHARS characters is cut at line ends into pieces of at
+ * most PIECE_CHARS, and a window is drawn from a piece drawn by its length: only the pieces that hold a
+ * window are tokenized (tokenizing a long text whole is slow, and a Llama-style tokenizer without a
+ * pre-tokenizer cannot take a megabyte at once). Shorter texts are tokenized whole, as one piece, and give
+ * the windows `decoderCalibration` gives for their token stream.
  */
 import { PareError } from "../errors.ts";
 import type { PareTokenizer } from "../io/tokenizer.ts";
@@ -73,6 +79,89 @@ export function decoderCalibration(
     sequences: samples,
     tokens: samples * seqLen,
     protocol: `${samples} random windows × ${seqLen} tokens (seed ${seed}) from ${ids.length} calibration tokens`,
+  };
+}
+
+/** Texts longer than this (characters) are tokenized piece by piece, only where a window is drawn. */
+export const PIECE_CHARS = 1 << 18;
+
+/** `text` cut after line ends into pieces of at most `max` characters (a longer line is cut at whitespace). */
+export function textPieces(text: string, max = PIECE_CHARS): string[] {
+  const pieces: string[] = [];
+  let start = 0;
+  while (start < text.length) {
+    if (text.length - start <= max) {
+      pieces.push(text.slice(start));
+      break;
+    }
+    let end = text.lastIndexOf("\n", start + max - 1) + 1;
+    if (end <= start) {
+      const ws = text.slice(start, start + max).search(/\s\S*$/);
+      end = ws > 0 ? start + ws + 1 : start + max;
+    }
+    pieces.push(text.slice(start, end));
+    start = end;
+  }
+  return pieces;
+}
+
+/**
+ * Decoder calibration from text (see the file comment): the text's windows, tokenizing only what is drawn
+ * from. Up to PIECE_CHARS characters, exactly `decoderCalibration(tok.encode(text), …)`.
+ */
+export function decoderCalibrationFromText(
+  text: string,
+  tok: PareTokenizer,
+  samples: number,
+  seqLen: number,
+  seed: number,
+  batchSize: number,
+): CalibSet {
+  if (text.length <= PIECE_CHARS)
+    return decoderCalibration(tok.encode(text), samples, seqLen, seed, batchSize);
+  const pieces = textPieces(text);
+  // the first piece starts the text (with the tokenizer's special tokens, e.g. BOS); the others continue it
+  const tokens = new Map<number, number[]>();
+  const tokensOf = (p: number) => {
+    let ids = tokens.get(p);
+    if (!ids) {
+      ids = tok.encode(pieces[p], { addSpecialTokens: p === 0 });
+      tokens.set(p, ids);
+    }
+    return ids;
+  };
+  const ends: number[] = [];
+  pieces.reduce((at, p) => {
+    ends.push(at + p.length);
+    return at + p.length;
+  }, 0);
+  const rnd = seededRandom(seed);
+  const seqs: number[][] = [];
+  for (let s = 0; s < samples; s++) {
+    let window: number[] | undefined;
+    for (let tries = 0; !window && tries < 64 * pieces.length; tries++) {
+      const at = Math.floor(rnd() * text.length);
+      let p = 0;
+      while (ends[p] <= at) p++;
+      const ids = tokensOf(p);
+      if (ids.length < seqLen) continue; // a short last piece: draw again
+      const start = Math.floor(rnd() * (ids.length - seqLen + 1));
+      window = ids.slice(start, start + seqLen);
+    }
+    if (!window) {
+      throw new PareError(
+        "E_DATA_TOO_SHORT",
+        `no piece of the calibration text holds a window of ${seqLen} tokens`,
+        "give a longer --calib text or a smaller --seq-len",
+      );
+    }
+    seqs.push(window);
+  }
+  return {
+    batches: batchesOf(seqs, batchSize, 0),
+    sequences: samples,
+    tokens: samples * seqLen,
+    protocol: `${samples} random windows × ${seqLen} tokens (seed ${seed}) from ${pieces.length} pieces of the calibration text (${text.length} characters; piece drawn by length, window uniform in its tokens; ${tokens.size} pieces tokenized)`,
   };
 }
 

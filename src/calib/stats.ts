@@ -1,105 +1,41 @@
 /**
- * Streaming statistics of a tap X [N, d] (METHODS §1), accumulated in float64 inside ONNX
+ * Streaming statistics of a tap X [N, d] (docs/methods.md §1), accumulated in float64 inside ONNX
  * graphs: moments (count, Σx, Σx²) and, when a plugin needs it, the Gram matrix of
  * X̃ = [X, 1] (its last row/column hold the sums and the count). The cross-Gram
  * X̃_aᵀ X̃_b of two taps serves liar-seq. Rows are buffered into chunks; each chunk is
- * one ORT call (`Gemm` with beta = 1 adds it to the running matrix).
+ * one ORT call (src/ops/gram.ts; `Gemm` with beta = 1 adds it to the running matrix).
  *
  * Precision of the Gram: "f64" multiplies in float64 (≈ 27 GFLOP/s here); "mixed" multiplies each
  * chunk in float32 (≈ 150–200 GFLOP/s) and adds the chunk products into a float64 total in
  * JavaScript, computing only the lower block triangle (X̃ᵀX̃ is symmetric: with B column blocks,
  * (B+1)/2B of the full product). "auto" = f64 up to GRAM_F64_MAX_WIDTH channels, mixed above.
  */
-import { GraphBuilder } from "../onnx/graph.ts";
-import { f32, f64, Session } from "../runtime/ort.ts";
+import { type Ops, sharedOps } from "../ops/index.ts";
 
+export { gramBlocks } from "../ops/index.ts";
 export { mean, type StatKind, type TapStats, variance } from "./moments.ts";
 
 import type { StatKind, TapStats } from "./moments.ts";
 
-const sessions = new Map<string, Promise<Session>>();
-
-function cached(key: string, build: () => Uint8Array): Promise<Session> {
-  let s = sessions.get(key);
-  if (!s) {
-    // f64 graphs need level "basic" (ENVIRONMENT.md: QuickGelu fusion breaks f64 graphs)
-    s = Session.create(build(), { optLevel: "basic" });
-    sessions.set(key, s);
-  }
-  return s;
-}
-
-/** X [n, d] f32 → X̃ [n, d+1] f64 with a ones column. */
-function augmented(g: GraphBuilder, x: string): string {
-  const xd = g.op("Cast", [x], { to: 11 });
-  const rows = g.op("Slice", [g.op("Shape", [x]), g.constI64([0]), g.constI64([1])]); // [1]
-  const shape = g.op("Concat", [rows, g.constI64([1])], { axis: 0 });
-  const ones = g.op("Expand", [g.scalar(1, "float64"), shape]); // [n,1]
-  return g.op("Concat", [xd, ones], { axis: 1 });
-}
-
-function momentsGraph(d: number): Uint8Array {
-  const g = new GraphBuilder("pare-moments");
-  const x = g.input("x", "float32", ["n", d]);
-  const xd = g.op("Cast", [x], { to: 11 });
-  g.output(g.op("ReduceSum", [xd, g.constI64([0])], { keepdims: 0 }, "sum"), "float64", [d]);
-  g.output(g.op("ReduceSum", [g.op("Mul", [xd, xd]), g.constI64([0])], { keepdims: 0 }, "sumsq"), "float64", [
-    d,
-  ]);
-  return g.toModel();
-}
-
-function gramGraph(da: number, db: number | null): Uint8Array {
-  const g = new GraphBuilder("pare-gram");
-  const a = augmented(g, g.input("a", "float32", ["n", da]));
-  const b = db === null ? a : augmented(g, g.input("b", "float32", ["n", db]));
-  const prev = g.input("prev", "float64", [da + 1, (db ?? da) + 1]);
-  g.output(g.op("Gemm", [a, b, prev], { transA: 1, beta: { float: 1 } }, "gram"), "float64", [
-    da + 1,
-    (db ?? da) + 1,
-  ]);
-  return g.toModel();
-}
-
 export type GramPrecision = "auto" | "f64" | "mixed";
 /** widths up to this use the f64 Gram under "auto" (cheap there; every shared model's taps) */
 export const GRAM_F64_MAX_WIDTH = 1024;
-const BLOCK_WIDTH = 1024;
-
 /** Is the Gram of a d-channel tap computed in mixed precision (f32 products, f64 sums)? */
 export function gramIsMixed(precision: GramPrecision, d: number): boolean {
   return precision === "mixed" || (precision === "auto" && d > GRAM_F64_MAX_WIDTH);
 }
 
-/** Column blocks [start, width) of X̃ [n, D] for the mixed Gram: ⌈D / 1024⌉ near-equal blocks. */
-export function gramBlocks(D: number): [number, number][] {
-  const B = Math.max(1, Math.ceil(D / BLOCK_WIDTH));
-  const out: [number, number][] = [];
-  for (let b = 0, at = 0; b < B; b++) {
-    const w = Math.floor(D / B) + (b < D % B ? 1 : 0);
-    out.push([at, w]);
-    at += w;
-  }
-  return out;
-}
-
-/** X [n, d] f32 → the lower block triangle of X̃ᵀX̃ in f32: outputs g_i_j = X̃_iᵀ X̃_j (i ≥ j), [w_i, w_j]. */
-function mixedGramGraph(d: number): Uint8Array {
-  const g = new GraphBuilder("pare-gram-mixed");
-  const x = g.input("x", "float32", ["n", d]);
-  const rows = g.op("Slice", [g.op("Shape", [x]), g.constI64([0]), g.constI64([1])]); // [1]
-  const ones = g.op("Expand", [g.scalar(1, "float32"), g.op("Concat", [rows, g.constI64([1])], { axis: 0 })]);
-  const xt = g.op("Concat", [x, ones], { axis: 1 }); // [n, d+1]
-  const blocks = gramBlocks(d + 1);
-  const cols = blocks.map(([s, w]) =>
-    blocks.length === 1 ? xt : g.op("Slice", [xt, g.constI64([s]), g.constI64([s + w]), g.constI64([1])]),
-  );
-  blocks.forEach(([, wi], i) => {
-    for (let j = 0; j <= i; j++) {
-      g.output(g.op("Gemm", [cols[i], cols[j]], { transA: 1 }, `g_${i}_${j}`), "float32", [wi, blocks[j][1]]);
-    }
+/** Rows of a [b·T, d] tap where mask = 1 (padding excluded); the input itself when nothing is padded. */
+export function validRows(x: Float32Array, d: number, mask: number[]): { rows: Float32Array; n: number } {
+  let n = 0;
+  for (const m of mask) n += m;
+  if (n === mask.length) return { rows: x, n };
+  const rows = new Float32Array(n * d);
+  let r = 0;
+  mask.forEach((m, t) => {
+    if (m) rows.set(x.subarray(t * d, (t + 1) * d), r++ * d);
   });
-  return g.toModel();
+  return { rows, n };
 }
 
 /** Buffers rows of a [·, d] tap (and optionally a second tap for a cross-Gram). */
@@ -147,6 +83,7 @@ export class TapAccumulator {
     readonly kinds: ReadonlySet<StatKind>,
     chunkRows?: number,
     precision: GramPrecision = "f64",
+    private readonly ops: Ops = sharedOps(),
   ) {
     this.sum = new Float64Array(d);
     this.sumsq = new Float64Array(d);
@@ -167,36 +104,14 @@ export class TapAccumulator {
   private async flush(): Promise<void> {
     const r = this.buffer.rows;
     if (r === 0) return;
-    const x = f32([r, this.d], this.buffer.view());
-    if (this.gram && this.mixed) {
-      const s = await cached(`gram-mixed:${this.d}`, () => mixedGramGraph(this.d));
-      const out = await s.run({ x });
-      const G = this.gram;
-      const D = this.d + 1;
-      const blocks = gramBlocks(D);
-      blocks.forEach(([si, wi], i) => {
-        for (let j = 0; j <= i; j++) {
-          const [sj, wj] = blocks[j];
-          const part = out[`g_${i}_${j}`].data as Float32Array; // [wi, wj]
-          for (let a = 0; a < wi; a++) {
-            const o = (si + a) * D + sj;
-            const p = a * wj;
-            for (let b = 0; b < wj; b++) G[o + b] += part[p + b];
-          }
-        }
-      });
-    } else if (this.gram) {
-      const s = await cached(`gram:${this.d}`, () => gramGraph(this.d, null));
-      const out = await s.run({ a: x, prev: f64([this.d + 1, this.d + 1], this.gram) });
-      this.gram = out.gram.data as Float64Array;
-    } else {
-      const s = await cached(`moments:${this.d}`, () => momentsGraph(this.d));
-      const out = await s.run({ x });
-      const a = out.sum.data as Float64Array;
-      const b = out.sumsq.data as Float64Array;
+    const x = this.buffer.view(); // [r, d]
+    if (this.gram && this.mixed) await this.ops.stats.gramMixedAdd(x, this.d, this.gram);
+    else if (this.gram) this.gram = await this.ops.stats.gramAdd(x, this.d, this.gram);
+    else {
+      const m = await this.ops.stats.moments(x, this.d);
       for (let j = 0; j < this.d; j++) {
-        this.sum[j] += a[j];
-        this.sumsq[j] += b[j];
+        this.sum[j] += m.sum[j];
+        this.sumsq[j] += m.sumsq[j];
       }
     }
     this.n += r;
@@ -235,6 +150,7 @@ export class CrossAccumulator {
     readonly da: number,
     readonly db: number,
     chunkRows = chunkRowsFor(Math.max(da, db)),
+    private readonly ops: Ops = sharedOps(),
   ) {
     this.c = new Float64Array((da + 1) * (db + 1));
     this.a = new RowBuffer(da, chunkRows);
@@ -252,13 +168,7 @@ export class CrossAccumulator {
   private async flush(): Promise<void> {
     const r = this.a.rows;
     if (r === 0) return;
-    const s = await cached(`cross:${this.da}:${this.db}`, () => gramGraph(this.da, this.db));
-    const out = await s.run({
-      a: f32([r, this.da], this.a.view()),
-      b: f32([r, this.db], this.b.view()),
-      prev: f64([this.da + 1, this.db + 1], this.c),
-    });
-    this.c = out.gram.data as Float64Array;
+    this.c = await this.ops.stats.crossAdd(this.a.view(), this.da, this.b.view(), this.db, this.c);
     this.a.rows = 0;
     this.b.rows = 0;
   }

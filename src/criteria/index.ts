@@ -1,5 +1,5 @@
 /**
- * Pruning criteria (METHODS §2): a score per input channel j of the consumer layer
+ * Pruning criteria (docs/methods.md §2): a score per input channel j of the consumer layer
  * (W [d_out, d_in], column j); higher = keep. A plain registry; each entry names its paper.
  */
 import { type StatKind, type TapStats, variance } from "../calib/moments.ts";

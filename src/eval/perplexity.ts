@@ -1,5 +1,5 @@
 /**
- * Perplexity (METHODS §5): the whole text tokenized once (special tokens as the
+ * Perplexity (docs/methods.md §5): the whole text tokenized once (special tokens as the
  * tokenizer adds them, e.g. one leading <s>), cut into ⌊T/L⌋ non-overlapping windows of
  * L tokens (tail dropped); each window starts fresh and its first token is context only.
  * PPL = exp(mean token NLL over all predicted tokens).

@@ -6,15 +6,14 @@
 import os from "node:os";
 import { layerLinearElems } from "../arch/groups.ts";
 import type { Model } from "../arch/model.ts";
-import { countParams } from "../arch/params.ts";
 import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
-import { GraphBuilder } from "../onnx/graph.ts";
+import { matmulRate, SPD_BASE } from "../ops/index.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
-import { f32, f64, Session } from "../runtime/ort.ts";
-import { SPD_BASE } from "../tensor/spd.ts";
 import type { Recipe } from "./recipe.ts";
+
+export { matmulRate } from "../ops/index.ts";
 
 /** This machine's ORT MatMul rates, FLOP/s. */
 export interface Rates {
@@ -24,7 +23,10 @@ export interface Rates {
 
 export interface PrunePlan {
   calibrationTokens: number;
-  /** forward passes of one layer over all calibration tokens */
+  /**
+   * layer forwards over all calibration tokens, in whole-layer equivalents (FLOPs of the layer parts run ÷
+   * FLOPs of a whole unpruned layer, summed over layers; 2 decimals): a dense pass counts 1 per layer
+   */
   layerPasses: number;
   /** FLOPs actually computed; statistics split by precision (f32 = mixed Gram products) */
   flops: {
@@ -72,6 +74,60 @@ function gramFlops(N: number, D: number, mixed: boolean): number {
  *   calibration) kept in memory; the rest is spilled. Default: what --max-memory leaves beyond the
  *   rest of the plan, else a quarter of RAM.
  */
+/**
+ * FLOPs per token of the parts of a layer (src/ops/layers.ts) with these widths: the attention (q/k/v
+ * projections, q·kᵀ and the weighted values over T positions), o_proj, the MLP's gate/up (up) projections,
+ * down_proj.
+ */
+function partFlops(model: Model, nHeads: number, nKv: number, ffn: number, T: number) {
+  const { hidden: D, headDim: hd } = model.dims;
+  const gated = model.spec.block.mlp === "gated" ? 2 : 1;
+  return {
+    attention: 2 * D * hd * (nHeads + 2 * nKv) + 4 * T * nHeads * hd,
+    o: 2 * nHeads * hd * D,
+    up: 2 * D * ffn * gated,
+    down: 2 * ffn * D,
+  };
+}
+
+/**
+ * Forward FLOPs per token of the calibration passes over one layer, and of one whole unpruned layer.
+ * Sequential (src/pipeline/sequential.ts): the attention taps (the layer's attention, whole), the MLP taps
+ * after the attention cut (cut attention, o_proj, whole gate/up), the rest of the cut layer (cut gate/up,
+ * down_proj); widths after the cut estimated as (1 − ratio) of the whole. liar-seq adds the unpruned layer
+ * once, global allocation a dense scoring pass; dense calibration runs each layer once, whole. Blocks whose
+ * parts after attention ONNX Runtime computes differently from the whole layer (post-norm: BERT) run those
+ * passes as whole layers: the layer with its attention cut, the cut layer (liar-seq: the unpruned layer twice).
+ */
+function layerPassFlops(
+  model: Model,
+  i: number,
+  T: number,
+  r: number,
+  sequential: boolean,
+  cross: boolean,
+  scoring: boolean,
+): { passes: number; whole: number } {
+  const L = model.dims.layers[i];
+  const full = partFlops(model, L.nHeads, L.nKv, L.ffn, T);
+  const cut = partFlops(model, L.nHeads * (1 - r), L.nKv * (1 - r), L.ffn * (1 - r), T);
+  const sum = (f: typeof full) => f.attention + f.o + f.up + f.down;
+  const whole = sum(full);
+  if (!sequential) return { passes: whole, whole };
+  const split = model.spec.block.placement === "pre";
+  let passes = split
+    ? full.attention + cut.attention + cut.o + full.up + cut.up + cut.down
+    : full.attention + cut.attention + cut.o + full.up + full.down + sum(cut);
+  if (cross) passes += split ? whole : 2 * whole;
+  if (scoring) passes += whole;
+  return { passes, whole };
+}
+
+/**
+ * @param heldBudget bytes of waiting calibration data (activations of a dense pass, Grams under dense
+ *   calibration) kept in memory; the rest is spilled. Default: what --max-memory leaves beyond the
+ *   rest of the plan, else a quarter of RAM.
+ */
 export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): PrunePlan {
   const d = model.dims;
   const crit = CRITERIA[recipe.criterion];
@@ -82,13 +138,17 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const T = Math.min(recipe.seqLen, d.maxPos);
   const sequential = recipe.calibration === "sequential" && calibrated;
   const scoringPass = recipe.allocation === "global" && crit.needs.length > 0 && sequential;
-  // per layer: sequential = attention taps, MLP taps, propagate (+2 dense runs for liar-seq); dense = 1 run
-  const perLayer = sequential ? 3 + (rec.needsCross ? 2 : 0) : calibrated ? 1 : 0;
-  const layerPasses = d.nLayers * (perLayer + (scoringPass ? 1 : 0));
-  const p = countParams(model);
-  const attnFlops = d.layers.reduce((s, L) => s + 4 * T * L.nHeads * d.headDim, 0) / d.nLayers;
-  const layerFlopsPerToken = (2 * p.prunable) / d.nLayers + attnFlops;
-  const forward = N * layerFlopsPerToken * layerPasses;
+  let perToken = 0;
+  let wholeLayers = 0;
+  if (calibrated) {
+    for (let i = 0; i < d.nLayers; i++) {
+      const f = layerPassFlops(model, i, T, recipe.ratio, sequential, rec.needsCross, scoringPass);
+      perToken += f.passes;
+      wholeLayers += f.passes / f.whole;
+    }
+  }
+  const layerPasses = Math.round(100 * wholeLayers) / 100;
+  const forward = N * perToken;
   let statisticsF32 = 0;
   let statisticsF64 = 0;
   let solve = 0;
@@ -104,7 +164,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
         if (!sequential) waiting += 8 * (din + 1) ** 2;
       } else if (needs.size) statisticsF64 += 3 * N * din;
       if (rec.needs.includes("gram")) {
-        // ORT float64 (src/tensor/spd.ts): blocked Cholesky (≈ 0.42 u³), two triangular solves with m
+        // ORT float64 (src/ops/spd.ts): blocked Cholesky (≈ 0.42 u³), two triangular solves with m
         // right-hand sides (u²·m + 2·u·256·m each), the consumer update W_m·Qᵀ (2·d_out·m·u)
         const u = (1 - r) * din + 1;
         const m = rec.needsCross ? d.hidden : r * din;
@@ -120,9 +180,10 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const maxIn = Math.max(...d.layers.map((L) => Math.max(L.nHeads * d.headDim, L.ffn)));
   const weightsCache = Math.max(64 << 20, 3 * largestLayer) + 4 * d.vocab * d.hidden;
   const prunedWeights = largestLayer;
-  // calibration streams between layers, all in the spill store: the model's (liar-seq: + the dense model's
-  // and its next output) and, in a dense pass (dense calibration, global scoring), the next layer's input
-  const streams = calibrated ? 4 * N * d.hidden * (rec.needsCross ? 3 : 1) : 0;
+  // calibration streams between layers, all in the spill store: the model's input of the layer being pruned
+  // (sequential: + its stream between attention and MLP; liar-seq: + both of the unpruned model) and, in a
+  // dense pass (dense calibration, global scoring), the next layer's input
+  const streams = calibrated ? 4 * N * d.hidden * (sequential ? (rec.needsCross ? 4 : 2) : 1) : 0;
   waiting += streams + (calibrated && (!sequential || scoringPass) ? 4 * N * d.hidden : 0);
   // one calibration batch in flight: ORT's working set of the layer graph (attention scores and their
   // softmax, q/k/v and attention output, the MLP's gate/up/product), its three outputs (in ORT and as
@@ -163,36 +224,6 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
       peak: base + held,
     },
   };
-}
-
-/** ORT MatMul [m, k]·[k, n] rate in FLOP/s: the best of `reps` runs after a warm-up. */
-export async function matmulRate(
-  type: "float32" | "float64",
-  m: number,
-  k: number,
-  n: number,
-  opts: { threads?: number; reps?: number } = {},
-): Promise<number> {
-  const g = new GraphBuilder("rate");
-  const a = g.input("a", type, [m, k]);
-  const b = g.input("b", type, [k, n]);
-  g.output(g.op("MatMul", [a, b], {}, "y"), type, [m, n]);
-  const s = await Session.create(g.toModel(), { threads: opts.threads, optLevel: "basic" });
-  const fill = (len: number) => Array.from({ length: len }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
-  const t = (dims: number[]) =>
-    type === "float32"
-      ? f32(dims, Float32Array.from(fill(dims[0] * dims[1])))
-      : f64(dims, Float64Array.from(fill(dims[0] * dims[1])));
-  const feeds = { a: t([m, k]), b: t([k, n]) };
-  await s.run(feeds);
-  let best = Infinity;
-  for (let i = 0; i < (opts.reps ?? 4); i++) {
-    const t0 = performance.now();
-    await s.run(feeds);
-    best = Math.min(best, (performance.now() - t0) / 1000);
-  }
-  await s.release();
-  return (2 * m * k * n) / best;
 }
 
 /** This machine's ORT MatMul rates (f32, f64; 1024³, best of 4), in FLOP/s (≈0.3 s). */
@@ -243,7 +274,7 @@ export function describePlan(plan: PrunePlan): string[] {
   const tf = (f: number) => `${(f / 1e9).toFixed(1)} GFLOP`;
   const m = plan.memoryBytes;
   const lines = [
-    `plan: ${plan.calibrationTokens.toLocaleString("en-US")} calibration tokens, ${plan.layerPasses} layer passes`,
+    `plan: ${plan.calibrationTokens.toLocaleString("en-US")} calibration tokens, ${plan.layerPasses} layer passes (whole-layer equivalents)`,
     `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)}`,
     `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Grams ${g(m.gram)}, waiting calibration data ${g(m.held)})${m.spilled > 0 ? `; ${g(m.spilled)} spilled to a temporary file` : ""}`,
   ];

@@ -5,6 +5,9 @@
  * stays in memory while the held arrays fit the byte budget and is otherwise written to a temporary
  * file in `dir`, read back (and the file removed) when it is taken. Raw bytes go out and come back:
  * spilling changes no number.
+ *
+ * The pipeline sees typed views: `Streams` (one `BatchStream` per kind of activation, one array per
+ * calibration batch) and `WaitingGrams` (per layer and module); the keys below are this file's business.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -20,7 +23,7 @@ interface Held {
   length: number;
 }
 
-export class SpillStore {
+class SpillStore {
   private held = new Map<string, Held>();
   private inMemory = 0;
   /** bytes written to disk so far */
@@ -79,14 +82,6 @@ export class SpillStore {
     this.held.delete(key);
     if (h.data) this.inMemory -= h.data.byteLength;
     else fs.rmSync(h.file!, { force: true });
-  }
-
-  /** Store under `to` what is stored under `from` (no copy, no I/O). */
-  rename(from: string, to: string): void {
-    const h = this.entry(from);
-    this.drop(to);
-    this.held.delete(from);
-    this.held.set(to, h);
   }
 
   /** The array stored under `key` (read back from disk if it was spilled); the store forgets it. */
@@ -151,4 +146,115 @@ function spillError(dir: string, e: unknown): PareError {
       ? "free disk space next to the output folder, or raise --max-memory so that it stays in memory"
       : "check that the output's parent folder is writable",
   );
+}
+
+/** One array per calibration batch (activations [b, T, D]) in a spill store. */
+export class BatchStream {
+  constructor(
+    private readonly store: SpillStore,
+    readonly name: string,
+    readonly batches: number,
+  ) {}
+
+  private key(b: number): string {
+    return `${this.name}:${b}`;
+  }
+
+  put(b: number, x: Float32Array): void {
+    this.store.put(this.key(b), x);
+  }
+
+  /** batch b's array (stays stored) */
+  peek(b: number): Float32Array {
+    return this.store.peek(this.key(b));
+  }
+
+  /** batch b's array, which the stream forgets */
+  take(b: number): Float32Array {
+    return this.store.take(this.key(b));
+  }
+
+  has(b: number): boolean {
+    return this.store.has(this.key(b));
+  }
+
+  /** every batch's array (spilled ones read back) */
+  all(): Float32Array[] {
+    return Array.from({ length: this.batches }, (_, b) => this.peek(b));
+  }
+
+  /** store these arrays, one per batch */
+  fill(xs: Float32Array[]): void {
+    xs.forEach((x, b) => {
+      this.put(b, x);
+    });
+  }
+
+  /** store a copy of each of `other`'s arrays */
+  copyFrom(other: BatchStream): void {
+    for (let b = 0; b < this.batches; b++) this.put(b, other.peek(b).slice());
+  }
+
+  clear(): void {
+    for (let b = 0; b < this.batches; b++) this.store.drop(this.key(b));
+  }
+}
+
+/** Gram matrices computed ahead of their layer's reconstruction (dense calibration). */
+export class WaitingGrams {
+  constructor(private readonly store: SpillStore) {}
+
+  private key(layer: number, module: "attn" | "mlp"): string {
+    return `gram:${layer}:${module}`;
+  }
+
+  put(layer: number, module: "attn" | "mlp", gram: Float64Array): void {
+    this.store.put(this.key(layer, module), gram);
+  }
+
+  /** the layer's Gram (forgotten by the store), or undefined when none was computed */
+  take(layer: number, module: "attn" | "mlp"): Float64Array | undefined {
+    const k = this.key(layer, module);
+    return this.store.has(k) ? this.store.take<Float64Array>(k) : undefined;
+  }
+}
+
+/**
+ * The calibration data of a prune that waits between steps, batch by batch (one budget, one temporary
+ * folder for what does not fit):
+ *   model     the input of the next layer to prune: the embeddings, then the outputs of the pruned layers
+ *   modelMid  the pruned model's stream between attention and MLP of the layer being pruned
+ *   dense     liar-seq: the unpruned model's input of that layer (targets)
+ *   denseMid  liar-seq: the unpruned model's stream between its attention and MLP
+ *   next      a dense pass: the next layer's input
+ *   grams     dense calibration: every layer's Gram matrices until its reconstruction
+ */
+export class Streams {
+  private readonly store: SpillStore;
+  readonly model: BatchStream;
+  readonly modelMid: BatchStream;
+  readonly dense: BatchStream;
+  readonly denseMid: BatchStream;
+  readonly next: BatchStream;
+  readonly grams: WaitingGrams;
+
+  constructor(dir: string, budgetBytes: number, batches: number) {
+    this.store = new SpillStore(dir, budgetBytes);
+    this.model = new BatchStream(this.store, "model", batches);
+    this.modelMid = new BatchStream(this.store, "model-mid", batches);
+    this.dense = new BatchStream(this.store, "dense", batches);
+    this.denseMid = new BatchStream(this.store, "dense-mid", batches);
+    this.next = new BatchStream(this.store, "next", batches);
+    this.grams = new WaitingGrams(this.store);
+  }
+
+  /** bytes written to the temporary file so far */
+  get spilledBytes(): number {
+    return this.store.spilledBytes;
+  }
+
+  /** Forget everything and remove the temporary folder. */
+  close(): void {
+    this.store.close();
+  }
 }

@@ -1,18 +1,18 @@
 /**
  * Reconstruction of a consumer layer after its input channels `m` are removed
- * (METHODS §4). W [dOut, dIn] row-major, b [dOut] (absent = zeros). Kept channels `u`.
+ * (docs/methods.md §4). W [dOut, dIn] row-major, b [dOut] (absent = zeros). Kept channels `u`.
  *  none:     W' = W_u, b' = b
  *  bias:     W' = W_u, b' = b + W_m·mean(X_m)                    (FLAP / mean replacement)
  *  liar:     [Q; pᵀ] = (X̃_uᵀX̃_u + λĨ)⁻¹ X̃_uᵀX_m;  W' = W_u + W_m Qᵀ,  b' = b + W_m p
  *  liar-seq: Θ = (X̃ₚ_uᵀX̃ₚ_u + λĨ)⁻¹ (X̃ₚ_uᵀ X̃_d [Wᵀ; bᵀ] + λĨ [W_uᵀ; bᵀ]);  [W'ᵀ; b'ᵀ] = Θ
  * with λ = α · mean(diag(X_uᵀX_u)); the Cholesky solve retries with α×10 when it fails.
- * The solves and the W_m·Qᵀ update run in ONNX Runtime (float64, src/tensor/spd.ts); JavaScript
+ * The solves and the W_m·Qᵀ update run in ONNX Runtime (float64, src/ops/spd.ts); JavaScript
  * only gathers the sub-matrices.
  */
 import type { StatKind, TapStats } from "../calib/moments.ts";
 import { PareError } from "../errors.ts";
+import { type Ops, sharedOps } from "../ops/index.ts";
 import { gather2d } from "../tensor/linalg.ts";
-import { gemm64, spdSolve } from "../tensor/spd.ts";
 
 export interface ReconInput {
   W: Float32Array; // [dOut, dIn]
@@ -30,6 +30,8 @@ export interface ReconInput {
    * created bias (e.g. Qwen2's o_proj/down_proj): liar then fits without an intercept.
    */
   intercept?: boolean;
+  /** where the float64 products run (default: the shared Ops) */
+  ops?: Ops;
 }
 
 export interface ReconResult {
@@ -88,6 +90,7 @@ function needStats(x: ReconInput, what: string): TapStats {
 
 /** Solve (A + λĨ) Z = B with A [n,n] (last row/col = intercept, not regularized), retrying with larger α. */
 async function ridgeSolve(
+  ops: Ops,
   A: Float64Array,
   n: number,
   B: Float64Array,
@@ -111,7 +114,7 @@ async function ridgeSolve(
       rhs = B.slice();
       addToRhs(lambda, rhs);
     }
-    const Z = await spdSolve(M, n, rhs, m); // null: not positive definite
+    const Z = await ops.spdSolve(M, n, rhs, m); // null: not positive definite
     if (Z?.every(Number.isFinite)) return { Z, alphaUsed: a, retries };
     a = a > 0 ? a * 10 : 1e-6;
   }
@@ -151,7 +154,7 @@ const bias: Reconstructor = {
 const liar: Reconstructor = {
   name: "liar",
   paper:
-    "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, METHODS §4)",
+    "Wang et al. 2024, LIAR: Reconstruct the Pruned Model without Any Retraining (derived least-squares form, docs/methods.md §4)",
   needs: ["gram"],
   needsCross: false,
   reconstruct: async (x) => {
@@ -165,7 +168,9 @@ const liar: Reconstructor = {
     const u1 = icpt ? Int32Array.from([...u, x.dIn]) : u; // kept channels (+ intercept)
     const A = gather2d(G, D, u1, u1); // [(|u|+1)², ] X̃_uᵀX̃_u
     const B = gather2d(G, D, u1, m); // [|u|+1, |m|] X̃_uᵀX_m
+    const ops = x.ops ?? sharedOps();
     const { Z, alphaUsed, retries } = await ridgeSolve(
+      ops,
       A,
       u1.length,
       B,
@@ -177,7 +182,7 @@ const liar: Reconstructor = {
     );
     // W' = W_u + W_m Qᵀ where Q = Z[0:|u|] ([|u|, |m|]); b' = b + W_m p, p = Z[|u|]
     const Wm = cols64(x.W, x.dOut, x.dIn, m); // [dOut, |m|]
-    const upd = await gemm64(Wm, Z, x.dOut, m.length, u1.length, { transB: true }); // [dOut, |u|+1] = W_m Zᵀ
+    const upd = await ops.gemm64(Wm, Z, x.dOut, m.length, u1.length, { transB: true }); // [dOut, |u|+1] = W_m Zᵀ
     const W = new Float32Array(x.dOut * u.length);
     const b = new Float32Array(x.dOut);
     for (let i = 0; i < x.dOut; i++) {
@@ -190,7 +195,7 @@ const liar: Reconstructor = {
 
 const liarSeq: Reconstructor = {
   name: "liar-seq",
-  paper: "LIAR's sequential variant: pruned-model inputs, dense-model targets (METHODS §4)",
+  paper: "LIAR's sequential variant: pruned-model inputs, dense-model targets (docs/methods.md §4)",
   needs: ["gram"],
   needsCross: true,
   reconstruct: async (x) => {
@@ -211,8 +216,10 @@ const liarSeq: Reconstructor = {
     }
     const all = Int32Array.from({ length: D }, (_, j) => j);
     const Cu = gather2d(x.cross, D, u1, all); // [n, D]
-    const rhs = await gemm64(Cu, Th, n, D, x.dOut); // [n, dOut]
+    const ops = x.ops ?? sharedOps();
+    const rhs = await ops.gemm64(Cu, Th, n, D, x.dOut); // [n, dOut]
     const { Z, alphaUsed, retries } = await ridgeSolve(
+      ops,
       A,
       n,
       rhs,
@@ -235,4 +242,7 @@ const liarSeq: Reconstructor = {
   },
 };
 
-export const RECONSTRUCTORS = { none, bias, liar, "liar-seq": liarSeq } satisfies Record<string, Reconstructor>;
+export const RECONSTRUCTORS = { none, bias, liar, "liar-seq": liarSeq } satisfies Record<
+  string,
+  Reconstructor
+>;

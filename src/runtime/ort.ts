@@ -30,7 +30,7 @@ export interface HostTensor {
 export interface SessionOptions {
   /** intra-op threads; default: ORT's choice (all cores). */
   threads?: number;
-  /** graph optimization level; f64 graphs need "basic" (see ENVIRONMENT.md: QuickGelu fusion). */
+  /** graph optimization level; f64 graphs need "basic" (see docs/runtime-notes.md: QuickGelu fusion). */
   optLevel?: "disabled" | "basic" | "extended" | "all";
   /** write ORT's per-node profile (JSON) under this file prefix; `endProfiling` returns the file */
   profilePrefix?: string;
@@ -66,7 +66,16 @@ const ORT_TYPE: Record<ElemType, OrtModule.Tensor.Type> = {
   float16: "float16",
 };
 
+let live = 0;
+
+/** ORT sessions created and not yet released in this process (tests: a finished prune holds none). */
+export function liveSessions(): number {
+  return live;
+}
+
 export class Session {
+  private released = false;
+
   private constructor(
     private readonly s: OrtModule.InferenceSession,
     readonly inputNames: readonly string[],
@@ -91,6 +100,7 @@ export class Session {
         typeof model === "string"
           ? await ort.InferenceSession.create(model, o)
           : await ort.InferenceSession.create(model, o);
+      live++;
       return new Session(s, s.inputNames, s.outputNames);
     } catch (e) {
       throw new PareError(
@@ -129,6 +139,9 @@ export class Session {
   }
 
   async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    live--;
     await this.s.release();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Allocation (METHODS §3) against slow references on small random problems: uniform (coarse module rounds
+ * Allocation (docs/methods.md §3) against slow references on small random problems: uniform (coarse module rounds
  * r·n, the finest module's count found by brute-force search), global (per-module standardized scores, lowest
  * first, cost-weighted greedy), the guards (minimum units, skipped layers, roundTo), preflight errors, and the
  * accuracy guarantees as fast-check properties.

@@ -3,7 +3,14 @@
  * padding masks.
  */
 import { describe, expect, it } from "vitest";
-import { decoderCalibration, encoderCalibration, seededRandom } from "../../src/calib/sampling.ts";
+import {
+  decoderCalibration,
+  decoderCalibrationFromText,
+  encoderCalibration,
+  PIECE_CHARS,
+  seededRandom,
+  textPieces,
+} from "../../src/calib/sampling.ts";
 import type { PareTokenizer } from "../../src/io/tokenizer.ts";
 
 /** a tokenizer stand-in: [CLS]=2, one id per word (its length + 10), [SEP]=3 */
@@ -115,5 +122,67 @@ describe("encoderCalibration", () => {
     expect(() => encoderCalibration(" \n\n  \n", fakeTok, 4, 8, 0, 2)).toThrow(
       expect.objectContaining({ code: "E_DATA_TOO_SHORT" }),
     );
+  });
+});
+
+describe("decoder calibration from text: only the pieces windows are drawn from are tokenized", () => {
+  /** a counting stand-in: one id per character (its code), BOS = 1 when special tokens are added */
+  const counting = () => {
+    const calls: { chars: number; special: boolean }[] = [];
+    const tok: PareTokenizer = {
+      ...fakeTok,
+      encode: (text, opts = {}) => {
+        const special = opts.addSpecialTokens ?? true;
+        calls.push({ chars: text.length, special });
+        return [...(special ? [1] : []), ...Array.from(text, (c) => c.charCodeAt(0))];
+      },
+    };
+    return { tok, calls };
+  };
+  const line = (k: number) => `${String(k).padStart(6, "0")} ${"abcdefghij".repeat(5)}\n`;
+
+  it("textPieces: cut after line ends, at most the limit, concatenating to the text", () => {
+    const text = Array.from({ length: 400 }, (_, k) => line(k)).join("");
+    const pieces = textPieces(text, 1000);
+    expect(pieces.join("")).toBe(text);
+    expect(pieces.every((p) => p.length <= 1000 && p.endsWith("\n"))).toBe(true);
+    expect(pieces.length).toBe(Math.ceil(text.length / (Math.floor(1000 / line(0).length) * line(0).length)));
+    // a line longer than the limit is cut at whitespace, else hard
+    expect(textPieces("aaaa bbbb cccc dddd", 10).join("")).toBe("aaaa bbbb cccc dddd");
+    expect(textPieces("aaaa bbbb cccc dddd", 10)).toEqual(["aaaa bbbb ", "cccc dddd"]);
+    expect(textPieces("aaaa bbbbbbcccc", 10)).toEqual(["aaaa ", "bbbbbbcccc"]);
+    expect(textPieces("x".repeat(25), 10)).toEqual(["x".repeat(10), "x".repeat(10), "x".repeat(5)]);
+  });
+
+  it("a text up to PIECE_CHARS gives exactly decoderCalibration of its whole token stream", () => {
+    const text = Array.from({ length: 300 }, (_, k) => line(k)).join("");
+    expect(text.length).toBeLessThanOrEqual(PIECE_CHARS);
+    const { tok, calls } = counting();
+    const got = decoderCalibrationFromText(text, tok, 9, 40, 5, 4);
+    expect(got).toEqual(decoderCalibration(tok.encode(text), 9, 40, 5, 4));
+    expect(calls[0]).toEqual({ chars: text.length, special: true });
+  });
+
+  it("a longer text: windows lie inside one piece's tokens; only drawn pieces are tokenized; seeded", () => {
+    const text = Array.from({ length: Math.ceil((40 * PIECE_CHARS) / line(0).length) }, (_, k) =>
+      line(k),
+    ).join("");
+    const pieces = textPieces(text);
+    expect(pieces.length).toBeGreaterThanOrEqual(40);
+    const { tok, calls } = counting();
+    const c = decoderCalibrationFromText(text, tok, 6, 32, 11, 4);
+    expect(c.sequences).toBe(6);
+    expect(c.tokens).toBe(6 * 32);
+    expect(calls.length).toBeLessThanOrEqual(6);
+    expect(calls.every((k) => k.chars <= PIECE_CHARS)).toBe(true);
+    expect(calls.filter((k) => k.special).length).toBeLessThanOrEqual(1); // only the first piece starts with BOS
+    expect(c.protocol).toMatch(/pieces tokenized/);
+    for (const b of c.batches) {
+      for (let r = 0; r < b.b; r++) {
+        const w = String.fromCharCode(...b.ids.slice(r * b.T, (r + 1) * b.T).filter((x) => x !== 1));
+        expect(text).toContain(w);
+      }
+    }
+    expect(decoderCalibrationFromText(text, counting().tok, 6, 32, 11, 4)).toEqual(c);
   });
 });

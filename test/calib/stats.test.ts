@@ -1,10 +1,9 @@
 /**
- * Streaming tap statistics (METHODS §1) against plain float64 loops: TapAccumulator's moments and Gram of [X, 1]
+ * Streaming tap statistics (docs/methods.md §1) against plain float64 loops: TapAccumulator's moments and Gram of [X, 1]
  * (accumulated in ONNX graphs, chunk by chunk), CrossAccumulator's X̃_aᵀX̃_b, padding excluded through validRows,
  * and the mean / unbiased variance helpers.
  */
 import { describe, expect, it } from "vitest";
-import { validRows } from "../../src/calib/layers.ts";
 import {
   CrossAccumulator,
   GRAM_F64_MAX_WIDTH,
@@ -12,6 +11,7 @@ import {
   mean,
   type StatKind,
   TapAccumulator,
+  validRows,
   variance,
 } from "../../src/calib/stats.ts";
 import { Rng } from "../helpers/rng.ts";

@@ -1,5 +1,5 @@
 /**
- * Every criterion in the registry against a direct float64 implementation of its METHODS §2 formula (statistics
+ * Every criterion in the registry against a direct float64 implementation of its docs/methods.md §2 formula (statistics
  * computed two-pass from the raw rows), and the head / KV-group aggregation with grouped-query attention.
  */
 import { describe, expect, it } from "vitest";
@@ -49,7 +49,7 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
 }
 
 describe("criteria registry", () => {
-  it("holds the METHODS §2 criteria, each under its own name and citing a paper", () => {
+  it("holds the docs/methods.md §2 criteria, each under its own name and citing a paper", () => {
     expect(Object.keys(CRITERIA).sort()).toEqual(
       ["flap-ifv", "flap-wifn", "flap-wifv", "magnitude-l1", "magnitude-l2", "wanda-sp"].sort(),
     );

@@ -1,5 +1,5 @@
 /**
- * The cost model (issue 5): layer passes per calibration mode, FLOPs that follow from them, the memory split into
+ * The cost model (issues 5, 11): layer passes per calibration mode, FLOPs that follow from them, the memory split into
  * what must fit and what may spill, the --max-memory refusal before any work (with the number needed), and the
  * --dry-run / plan output of the CLI.
  */
@@ -51,13 +51,17 @@ const recipe = (extra: Partial<Recipe> = {}) =>
 const rates = { matmulF32: 100e9, matmulF64: 25e9 };
 
 describe("layer passes and FLOPs", () => {
-  it("sequential = 3 passes per layer (+1 dense scoring pass for global); dense = 1; liar-seq +2; weights-only 0", () => {
-    expect(planPrune(model, recipe({ allocation: "global" })).layerPasses).toBe(4 * nL);
-    expect(planPrune(model, recipe({ allocation: "uniform" })).layerPasses).toBe(3 * nL);
+  it("in whole-layer equivalents: dense = 1 per layer; sequential = the layer's parts (between 1 and 2 per layer), +1 dense scoring pass for global, +1 unpruned layer for liar-seq; weights-only 0", () => {
     expect(planPrune(model, recipe({ calibration: "dense" })).layerPasses).toBe(nL);
-    expect(planPrune(model, recipe({ reconstruct: "liar-seq", allocation: "uniform" })).layerPasses).toBe(
-      5 * nL,
-    );
+    const uniform = planPrune(model, recipe({ allocation: "uniform" })).layerPasses;
+    expect(uniform).toBeGreaterThan(nL);
+    expect(uniform).toBeLessThan(2 * nL);
+    expect(planPrune(model, recipe({ allocation: "global" })).layerPasses).toBeCloseTo(uniform + nL, 1);
+    expect(
+      planPrune(model, recipe({ reconstruct: "liar-seq", allocation: "uniform" })).layerPasses,
+    ).toBeCloseTo(uniform + nL, 1);
+    // the cut parts shrink with the ratio
+    expect(planPrune(model, recipe({ allocation: "uniform", ratio: 0.6 })).layerPasses).toBeLessThan(uniform);
     const w = planPrune(model, recipe({ criterion: "magnitude-l2", reconstruct: "none" }));
     expect(w.layerPasses).toBe(0);
     expect(w.calibrationTokens).toBe(0);
@@ -68,7 +72,7 @@ describe("layer passes and FLOPs", () => {
     const seq = planPrune(model, recipe());
     const dense = planPrune(model, recipe({ calibration: "dense" }));
     expect(seq.calibrationTokens).toBe(8 * 32);
-    expect(seq.flops.forward / dense.flops.forward).toBeCloseTo(seq.layerPasses / dense.layerPasses, 10);
+    expect(seq.flops.forward / dense.flops.forward).toBeCloseTo(seq.layerPasses / dense.layerPasses, 2);
     expect(seq.flops.total).toBeCloseTo(seq.flops.forward + seq.flops.statistics + seq.flops.solve, 0);
   });
 
@@ -159,7 +163,7 @@ describe("estimates and the printed plan", () => {
       "--dry-run",
     ]);
     expect(r.code).toBe(0);
-    expect(r.stdout + r.stderr).toMatch(/plan: 256 calibration tokens, 12 layer passes/);
+    expect(r.stdout + r.stderr).toMatch(/plan: 256 calibration tokens, [\d.]+ layer passes/);
     expect(r.stdout + r.stderr).toMatch(/peak ≈/);
     expect(fs.existsSync(out)).toBe(false);
   });

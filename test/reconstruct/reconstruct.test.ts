@@ -1,5 +1,5 @@
 /**
- * Reconstruction identities (METHODS §4) on random X [n, d] and a random consumer W [dOut, d], b:
+ * Reconstruction identities (docs/methods.md §4) on random X [n, d] and a random consumer W [dOut, d], b:
  *  (a) liar with α = 0 restores the dense output exactly when the removed channels are linear in the kept ones
  *      (plus a constant), and in general is the least-squares fit of the dense output from [X_u, 1];
  *      with α > 0 it is the ridge solution with λ = α·mean(diag(X_uᵀX_u)) and an unregularized intercept;

@@ -1,5 +1,5 @@
 /**
- * A naive float64 reference of pare's pruning pipeline (METHODS §1–4), written from the spec with plain loops:
+ * A naive float64 reference of pare's pruning pipeline (docs/methods.md §1–4), written from the spec with plain loops:
  * taps from the reference forward passes (`forward.ts`), statistics (mean, unbiased variance, squared norm, Gram of
  * [X, 1]) in float64 loops over stored rows, criteria from their formulas, uniform / global allocation, none / bias /
  * liar reconstruction by a Gaussian-elimination ridge solve, and surgery by plain slicing.
@@ -133,7 +133,7 @@ export function refStats(r: Rows): RefStats {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// criteria (METHODS §2), per consumer input channel j; W [dOut, dIn]
+// criteria (docs/methods.md §2), per consumer input channel j; W [dOut, dIn]
 
 export type RefCriterion =
   | "magnitude-l1"
@@ -217,7 +217,7 @@ export function refGroupScores(
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// allocation (METHODS §3)
+// allocation (docs/methods.md §3)
 
 export interface RefModule {
   layer: number;
@@ -311,7 +311,7 @@ export function refGlobalCounts(mods: RefModule[], z: Float64Array[], ratio: num
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// reconstruction (METHODS §4)
+// reconstruction (docs/methods.md §4)
 
 export type RefReconstruct = "none" | "bias" | "liar";
 
@@ -549,7 +549,7 @@ export function referencePrune(
   /**
    * Global (FLAP's AL-AM): channel scores (squared for attention under FLAP criteria) standardized over the
    * module's channels; a KV group scores the mean of its g·hd channels ("mean-of-channels"), or — the literal
-   * reading of METHODS §2, "head = mean over its head_dim channels, group = sum over its query heads" — g times
+   * reading of docs/methods.md §2, "head = mean over its head_dim channels, group = sum over its query heads" — g times
    * that ("sum-of-head-means").
    */
   const globalScores = (i: number, module: "attn" | "mlp", st?: RefStats): Float64Array => {

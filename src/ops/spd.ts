@@ -1,5 +1,5 @@
 /**
- * Float64 SPD solves for large systems (n ≈ 4000), with the O(n³) work in ONNX Runtime.
+ * Float64 SPD solves for large systems (n ≈ 4000), with the O(n³) work in ONNX Runtime (gemm.ts).
  *
  * The JS kernels in linalg.ts (`cholesky`, `choleskySolve`, `matmul`) run at ~0.5 GFLOP/s; an ORT
  * f64 `Gemm` runs at tens of GFLOP/s. So the factorizations are arranged as matrix products.
@@ -23,7 +23,7 @@
  *   Flops: the factor ≈ 0.42·n³ (the Schur update skips the block above the next split, not the whole
  *   upper triangle), each solve ≈ n²·m + 2·n·b·m: for n = 3943, m = 1690, base 256 ≈ 84 GFLOP against
  *   4/3·n³ + 4·n²·m ≈ 187 GFLOP when L⁻¹ is formed and applied explicitly. Every product is the one
- *   Gemm variant C − A·B (see `gemmSub`: one ORT session, one thread pool).
+ *   Gemm variant C − A·B (`Gemm64.sub`: one ORT session, one thread pool).
  *
  * choleskyInverse(A) returns Linv = L⁻¹ by the recursive 2×2 block algorithm
  *
@@ -44,164 +44,14 @@
  * (whose S-diagonal is only rounding noise) is refused exactly as the non-blocked `cholesky` would.
  * Only the lower triangle of A is read (as with `cholesky`); A (and B) are never modified.
  */
-import { GraphBuilder } from "../onnx/graph.ts";
-import { f64, Session } from "../runtime/ort.ts";
-import { cholesky } from "./linalg.ts";
+import { cholesky } from "../tensor/linalg.ts";
+import { checkLength, type Gemm64 } from "./gemm.ts";
 
 /**
  * Default base: the size at and below which choleskyInverse runs in JS, and the largest diagonal block
  * that spdSolve keeps as an explicit inverse (its JS runs at ≤ base/4).
  */
 export const SPD_BASE = 256;
-
-// ---------------------------------------------------------------------------------------------------------
-// gemm64: one cached ORT session per variant
-
-const sessions = new Map<string, Promise<Session>>();
-
-function cached(key: string, build: () => Uint8Array): Promise<Session> {
-  let s = sessions.get(key);
-  if (!s) {
-    // f64 graphs need level "basic" (ENVIRONMENT.md: QuickGelu fusion breaks f64 graphs)
-    s = Session.create(build(), { optLevel: "basic" });
-    s.catch(() => sessions.delete(key)); // a failed creation is not cached
-    sessions.set(key, s);
-  }
-  return s;
-}
-
-/** A coefficient ORT can take as a (float32) Gemm attribute without rounding. */
-function f32Exact(v: number): boolean {
-  return Math.fround(v) === v;
-}
-
-/**
- * y = alpha·op(a)·op(b) [+ beta·c]. With `scaled`, alpha and beta are f64 scalar inputs applied after a
- * plain Gemm (ORT's Gemm attributes are float32, which would round e.g. 0.1).
- */
-function gemmGraph(
-  transA: boolean,
-  transB: boolean,
-  alpha: number,
-  beta: number,
-  hasC: boolean,
-  scaled: boolean,
-) {
-  const g = new GraphBuilder("pare-gemm64");
-  const a = g.input("a", "float64", transA ? ["k", "n"] : ["n", "k"]);
-  const b = g.input("b", "float64", transB ? ["p", "k"] : ["k", "p"]);
-  const c = hasC ? g.input("c", "float64", ["n", "p"]) : null;
-  const attrs: Record<string, { float: number } | number> = {};
-  if (transA) attrs.transA = 1;
-  if (transB) attrs.transB = 1;
-  let y: string;
-  if (!scaled) {
-    if (alpha !== 1) attrs.alpha = { float: alpha };
-    if (c) attrs.beta = { float: beta };
-    y = g.op("Gemm", c ? [a, b, c] : [a, b], attrs, "y");
-  } else {
-    const ab = g.op("Gemm", [a, b], attrs); // [n, p]
-    const scaledAb = g.op("Mul", [ab, g.input("alpha", "float64", [])]);
-    y = c
-      ? g.op("Add", [scaledAb, g.op("Mul", [c, g.input("beta", "float64", [])])], {}, "y")
-      : g.alias(scaledAb, "y");
-  }
-  g.output(y, "float64", ["n", "p"]);
-  return g.toModel();
-}
-
-function checkLength(what: string, arr: Float64Array, want: number): void {
-  if (arr.length !== want) throw new Error(`${what} has ${arr.length} values, expected ${want}`);
-}
-
-/**
- * C = op(A)·op(B) in float64 through ORT (Gemm; op = transpose when asked). A is [n,k] (or [k,n] if
- * transA), B [k,p] (or [p,k] if transB). Optional C0 [n,p] with alpha/beta: alpha·op(A)op(B) + beta·C0.
- * Returns a new [n, p] array; the inputs are not modified.
- */
-export async function gemm64(
-  A: Float64Array,
-  B: Float64Array,
-  n: number,
-  k: number,
-  p: number,
-  opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number; C?: Float64Array } = {},
-): Promise<Float64Array> {
-  const transA = opts.transA ?? false;
-  const transB = opts.transB ?? false;
-  const alpha = opts.alpha ?? 1;
-  const beta = opts.beta ?? 1;
-  checkLength("gemm64: A", A, n * k);
-  checkLength("gemm64: B", B, k * p);
-  if (opts.C) checkLength("gemm64: C", opts.C, n * p);
-  const C0 = opts.C && beta !== 0 ? opts.C : undefined; // [n, p]
-
-  if (n === 0 || p === 0) return new Float64Array(0);
-  if (k === 0) {
-    // op(A)·op(B) is the zero matrix
-    const out = new Float64Array(n * p);
-    if (C0) for (let i = 0; i < out.length; i++) out[i] = beta * C0[i];
-    return out;
-  }
-
-  const scaled = !f32Exact(alpha) || (C0 !== undefined && !f32Exact(beta));
-  const key = scaled
-    ? `s:${+transA}${+transB}:${+!!C0}`
-    : `a:${+transA}${+transB}:${alpha}:${C0 ? beta : 0}:${+!!C0}`;
-  const s = await cached(key, () => gemmGraph(transA, transB, alpha, beta, C0 !== undefined, scaled));
-  const feeds = {
-    a: f64(transA ? [k, n] : [n, k], A),
-    b: f64(transB ? [p, k] : [k, p], B),
-    ...(C0 ? { c: f64([n, p], C0) } : {}),
-    ...(scaled ? { alpha: f64([], Float64Array.of(alpha)) } : {}),
-    ...(scaled && C0 ? { beta: f64([], Float64Array.of(beta)) } : {}),
-  };
-  const out = await s.run(feeds, ["y"]);
-  return out.y.data as Float64Array;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// gemmSub: the one Gemm variant of the factorizations
-
-/**
- * Y = C − A·B for A [n, k], B [k, p] and C [n, p] or broadcast [1, 1] (a zero C gives −A·B) through ONE
- * cached ORT session (Gemm alpha = −1, beta = 1, no transposes).
- *
- * Every product of `spdSolve` and `choleskyInverse` goes through this one variant, and that matters:
- * each ORT session has its own intra-op thread pool, whose threads keep spinning for a while after a
- * run; alternating between two sessions (say a plain and a transposed Gemm) makes the two pools fight
- * for the cores, which halved the throughput on a 2-core machine.
- */
-async function gemmSub(
-  C: Float64Array,
-  cDims: [number, number],
-  A: Float64Array,
-  B: Float64Array,
-  n: number,
-  k: number,
-  p: number,
-): Promise<Float64Array> {
-  const s = await cached("sub", () => {
-    const g = new GraphBuilder("pare-gemm64-sub");
-    const a = g.input("a", "float64", ["n", "k"]);
-    const b = g.input("b", "float64", ["k", "p"]);
-    const c = g.input("c", "float64", ["cn", "cp"]);
-    g.output(g.op("Gemm", [a, b, c], { alpha: { float: -1 }, beta: { float: 1 } }, "y"), "float64", [
-      "n",
-      "p",
-    ]);
-    return g.toModel();
-  });
-  const out = await s.run({ a: f64([n, k], A), b: f64([k, p], B), c: f64(cDims, C) }, ["y"]);
-  return out.y.data as Float64Array;
-}
-
-const ZERO = new Float64Array(1); // broadcast [1, 1] C of gemmSub: Y = −A·B
-
-/** −A·B for A [n, k], B [k, p] (n, k, p ≥ 1). */
-function gemmNeg(A: Float64Array, B: Float64Array, n: number, k: number, p: number): Promise<Float64Array> {
-  return gemmSub(ZERO, [1, 1], A, B, n, k, p);
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Blocks, views and transposes
@@ -327,6 +177,7 @@ function negUpperInverse(L: Float64Array, n: number): Float64Array {
  *   N21 = −(L⁻¹)21 = L22⁻¹·L21·L11⁻¹ = N22·L21·N11
  */
 async function negInverseFactor(
+  g: Gemm64,
   M: Float64Array,
   n: number,
   diag0: Float64Array | null,
@@ -348,25 +199,26 @@ async function negInverseFactor(
   const n1 = splitPoint(n);
   const n2 = n - n1;
   const n11 = await negInverseFactor(
+    g,
     block(M, n, 0, n1, 0, n1),
     n1,
     diag0 ? diag0.subarray(0, n1) : null,
     base,
   ); // [n1, n1]
   if (!n11) return null;
-  const l21 = await gemmNeg(block(M, n, n1, n, 0, n1), transposed(n11, n1, n1), n2, n1, n1); // [n2, n1]
+  const l21 = await g.neg(block(M, n, n1, n, 0, n1), transposed(n11, n1, n1), n2, n1, n1); // [n2, n1]
   // S = A22 − L21·L21ᵀ (Schur complement) [n2, n2]
-  const s = await gemmSub(block(M, n, n1, n, n1, n), [n2, n2], l21, transposed(l21, n2, n1), n2, n1, n2);
+  const s = await g.sub(block(M, n, n1, n, n1, n), [n2, n2], l21, transposed(l21, n2, n1), n2, n1, n2);
   let d2: Float64Array; // original diagonal at indices n1..n [n2]
   if (diag0) d2 = diag0.subarray(n1);
   else {
     d2 = new Float64Array(n2);
     for (let i = 0; i < n2; i++) d2[i] = M[(n1 + i) * n + n1 + i];
   }
-  const n22 = await negInverseFactor(s, n2, d2, base); // [n2, n2]
+  const n22 = await negInverseFactor(g, s, n2, d2, base); // [n2, n2]
   if (!n22) return null;
-  const p = await gemmNeg(l21, n11, n2, n1, n1); // −L21·N11 [n2, n1]
-  const n21 = await gemmNeg(n22, p, n2, n2, n1); // N22·L21·N11 [n2, n1]
+  const p = await g.neg(l21, n11, n2, n1, n1); // −L21·N11 [n2, n1]
+  const n21 = await g.neg(n22, p, n2, n2, n1); // N22·L21·N11 [n2, n1]
 
   const out = new Float64Array(n * n); // [n, n]
   for (let i = 0; i < n1; i++) out.set(n11.subarray(i * n1, (i + 1) * n1), i * n);
@@ -384,6 +236,7 @@ async function negInverseFactor(
  * A is read; A is not modified. ≈ 4/3·n³ flops, all but the n ≤ base blocks in ORT.
  */
 export async function choleskyInverse(
+  g: Gemm64,
   A: Float64Array,
   n: number,
   base = SPD_BASE,
@@ -391,7 +244,7 @@ export async function choleskyInverse(
   checkLength("choleskyInverse: A", A, n * n);
   checkBase(base);
   if (n === 0) return new Float64Array(0);
-  const N = await negInverseFactor(A, n, null, base);
+  const N = await negInverseFactor(g, A, n, null, base);
   if (!N) return null;
   for (let i = 0; i < N.length; i++) N[i] = 0 - N[i]; // 0 − x: the zeros above the diagonal stay +0
   return N;
@@ -428,12 +281,13 @@ function leafJsBase(base: number): number {
 
 /** Leaf of the factor tree for the block M [n, n] (read-only, lower triangle only); `diag0` as in `factor`. */
 async function leafFactor(
+  g: Gemm64,
   M: Float64Array,
   n: number,
   diag0: Float64Array | null,
   base: number,
 ): Promise<Factor | null> {
-  const nlinv = await negInverseFactor(M, n, diag0, leafJsBase(base));
+  const nlinv = await negInverseFactor(g, M, n, diag0, leafJsBase(base));
   return nlinv && { leaf: true, n, nlinv, nlinvT: transposed(nlinv, n, n) };
 }
 
@@ -442,10 +296,16 @@ async function leafFactor(
  * diagonal of the original matrix at these indices (for the relative pivot test), or null when `v`
  * is itself a principal block of the original matrix. Null when not positive definite.
  */
-function factor(v: View, n: number, diag0: Float64Array | null, base: number): Promise<Factor | null> {
-  if (n <= base) return leafFactor(copyOf(v, n, n), n, diag0, base);
+function factor(
+  g: Gemm64,
+  v: View,
+  n: number,
+  diag0: Float64Array | null,
+  base: number,
+): Promise<Factor | null> {
+  if (n <= base) return leafFactor(g, copyOf(v, n, n), n, diag0, base);
   const n1 = splitPoint(n);
-  return factorParts(v, { d: v.d, ld: v.ld, r: v.r + n1, c: v.c }, n, n1, diag0, base);
+  return factorParts(g, v, { d: v.d, ld: v.ld, r: v.r + n1, c: v.c }, n, n1, diag0, base);
 }
 
 /**
@@ -457,6 +317,7 @@ function factor(v: View, n: number, diag0: Float64Array | null, base: number): P
  * which skips the p × q block above the diagonal (a quarter of the product's flops at each level).
  */
 async function factorParts(
+  g: Gemm64,
   top: View,
   bot: View,
   n: number,
@@ -465,11 +326,11 @@ async function factorParts(
   base: number,
 ): Promise<Factor | null> {
   const n2 = n - n1;
-  const t11 = await factor(top, n1, diag0 ? diag0.subarray(0, n1) : null, base);
+  const t11 = await factor(g, top, n1, diag0 ? diag0.subarray(0, n1) : null, base);
   if (!t11) return null;
   // U12 = L11⁻¹ A21ᵀ [n1, n2] (A21ᵀ from the lower triangle), L21 = U12ᵀ [n2, n1]
   const u12 = transposedOf(bot, n2, n1);
-  await solveLower(t11, u12, n2);
+  await solveLower(g, t11, u12, n2);
   const l21 = transposed(u12, n1, n2);
   let d2: Float64Array; // original diagonal at indices n1..n [n2]
   if (diag0) d2 = diag0.subarray(n1);
@@ -480,13 +341,13 @@ async function factorParts(
   const a22: View = { d: bot.d, ld: bot.ld, r: bot.r, c: bot.c + n1 };
   let t22: Factor | null;
   if (n2 <= base) {
-    const s = await gemmSub(copyOf(a22, n2, n2), [n2, n2], l21, u12, n2, n1, n2); // [n2, n2]
-    t22 = await leafFactor(s, n2, d2, base);
+    const s = await g.sub(copyOf(a22, n2, n2), [n2, n2], l21, u12, n2, n1, n2); // [n2, n2]
+    t22 = await leafFactor(g, s, n2, d2, base);
   } else {
     const p = splitPoint(n2);
     const q = n2 - p;
     // S11 = A22[0:p, 0:p] − L21[0:p, :]·U12[:, 0:p]  [p, p]
-    const s11 = await gemmSub(
+    const s11 = await g.sub(
       copyOf(a22, p, p),
       [p, p],
       l21.subarray(0, p * n1),
@@ -496,7 +357,7 @@ async function factorParts(
       p,
     );
     // [S21 S22] = A22[p:n2, :] − L21[p:n2, :]·U12  [q, n2]
-    const sBot = await gemmSub(
+    const sBot = await g.sub(
       copyOf({ ...a22, r: a22.r + p }, q, n2),
       [q, n2],
       l21.subarray(p * n1),
@@ -505,40 +366,48 @@ async function factorParts(
       n1,
       n2,
     );
-    t22 = await factorParts({ d: s11, ld: p, r: 0, c: 0 }, { d: sBot, ld: n2, r: 0, c: 0 }, n2, p, d2, base);
+    t22 = await factorParts(
+      g,
+      { d: s11, ld: p, r: 0, c: 0 },
+      { d: sBot, ld: n2, r: 0, c: 0 },
+      n2,
+      p,
+      d2,
+      base,
+    );
   }
   if (!t22) return null;
   return { leaf: false, n, n1, t11, l21, u12, t22 };
 }
 
 /** Solves L X = B in place for B [t.n, m] (row-major; a subarray view is fine). */
-async function solveLower(t: Factor, B: Float64Array, m: number): Promise<void> {
+async function solveLower(g: Gemm64, t: Factor, B: Float64Array, m: number): Promise<void> {
   if (t.leaf) {
-    B.set(await gemmNeg(t.nlinv, B, t.n, t.n, m)); // L⁻¹ B
+    B.set(await g.neg(t.nlinv, B, t.n, t.n, m)); // L⁻¹ B
     return;
   }
   const { n, n1 } = t;
   const n2 = n - n1;
   const B1 = B.subarray(0, n1 * m);
   const B2 = B.subarray(n1 * m, n * m);
-  await solveLower(t.t11, B1, m);
-  B2.set(await gemmSub(B2, [n2, m], t.l21, B1, n2, n1, m)); // B2 − L21 X1
-  await solveLower(t.t22, B2, m);
+  await solveLower(g, t.t11, B1, m);
+  B2.set(await g.sub(B2, [n2, m], t.l21, B1, n2, n1, m)); // B2 − L21 X1
+  await solveLower(g, t.t22, B2, m);
 }
 
 /** Solves Lᵀ X = Y in place for Y [t.n, m] (row-major; a subarray view is fine). */
-async function solveUpper(t: Factor, Y: Float64Array, m: number): Promise<void> {
+async function solveUpper(g: Gemm64, t: Factor, Y: Float64Array, m: number): Promise<void> {
   if (t.leaf) {
-    Y.set(await gemmNeg(t.nlinvT, Y, t.n, t.n, m)); // L⁻ᵀ Y
+    Y.set(await g.neg(t.nlinvT, Y, t.n, t.n, m)); // L⁻ᵀ Y
     return;
   }
   const { n, n1 } = t;
   const n2 = n - n1;
   const Y1 = Y.subarray(0, n1 * m);
   const Y2 = Y.subarray(n1 * m, n * m);
-  await solveUpper(t.t22, Y2, m);
-  Y1.set(await gemmSub(Y1, [n1, m], t.u12, Y2, n1, n2, m)); // Y1 − L21ᵀ X2
-  await solveUpper(t.t11, Y1, m);
+  await solveUpper(g, t.t22, Y2, m);
+  Y1.set(await g.sub(Y1, [n1, m], t.u12, Y2, n1, n2, m)); // Y1 − L21ᵀ X2
+  await solveUpper(g, t.t11, Y1, m);
 }
 
 /**
@@ -548,6 +417,7 @@ async function solveUpper(t: Factor, Y: Float64Array, m: number): Promise<void> 
  * ≤ base/4). Only the lower triangle of A is read; A and B are not modified.
  */
 export async function spdSolve(
+  g: Gemm64,
   A: Float64Array,
   n: number,
   B: Float64Array,
@@ -558,11 +428,11 @@ export async function spdSolve(
   checkLength("spdSolve: B", B, n * m);
   checkBase(base);
   if (n === 0) return new Float64Array(0);
-  const t = await factor({ d: A, ld: n, r: 0, c: 0 }, n, null, base);
+  const t = await factor(g, { d: A, ld: n, r: 0, c: 0 }, n, null, base);
   if (!t) return null;
   const Z = B.slice(); // [n, m]
   if (m === 0) return Z;
-  await solveLower(t, Z, m);
-  await solveUpper(t, Z, m);
+  await solveLower(g, t, Z, m);
+  await solveUpper(g, t, Z, m);
   return Z;
 }

@@ -5,12 +5,18 @@
  * Cholesky + triangular solves) against Gaussian elimination and the JS Cholesky solve, and the refusal of
  * matrices that are not positive definite, at the base case and at recursive levels.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { closeSharedOps, sharedOps } from "../../src/ops/index.ts";
 import { cholesky, choleskySolve } from "../../src/tensor/linalg.ts";
-import { choleskyInverse, gemm64, spdSolve } from "../../src/tensor/spd.ts";
 import { maxAbs, maxDiff, randMat, randSpd } from "../helpers/matrices.ts";
 import { Rng } from "../helpers/rng.ts";
 import { gaussSolve, naiveMatmul } from "../reference/pipeline.ts";
+
+const ops = sharedOps();
+const gemm64 = ops.gemm64.bind(ops);
+const spdSolve = ops.spdSolve.bind(ops);
+const choleskyInverse = ops.choleskyInverse.bind(ops);
+afterAll(closeSharedOps);
 
 /** Mᵀ of M [r, c]. */
 function transpose(M: ArrayLike<number>, r: number, c: number): Float64Array {

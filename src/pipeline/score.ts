@@ -1,0 +1,65 @@
+/**
+ * The score stage: the criterion's scores of the units of one module (attention KV groups or FFN channels),
+ * from the consumer's weights and the statistics of its input.
+ */
+import { standardize } from "../allocate/allocate.ts";
+import type { Model } from "../arch/model.ts";
+import type { TapStats } from "../calib/moments.ts";
+import { attentionUnitScores, type Criterion } from "../criteria/index.ts";
+import { PareError } from "../errors.ts";
+import { consumer } from "./prepare.ts";
+import type { Module } from "./types.ts";
+
+/** Per input channel of the consumer (o_proj / down_proj); E_NUMERIC on NaN or Inf. */
+function channelScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+  const { mod, dIn } = consumer(model, i, m);
+  const ch = crit.channelScores(model.weights.get(`${mod}.weight`), model.dims.hidden, dIn, stats);
+  for (const v of ch) {
+    if (!Number.isFinite(v)) {
+      throw new PareError(
+        "E_NUMERIC",
+        `layer ${i} ${m}: the ${crit.name} scores contain NaN or Inf`,
+        "check the weights (NaN/Inf) and the calibration text",
+      );
+    }
+  }
+  return ch;
+}
+
+/** Unit scores within one module (uniform allocation): a KV group sums its channels' scores. */
+export function unitScores(
+  model: Model,
+  i: number,
+  m: Module,
+  crit: Criterion,
+  stats?: TapStats,
+): Float64Array {
+  const ch = channelScores(model, i, m, crit, stats);
+  const L = model.dims.layers[i];
+  return m === "attn"
+    ? attentionUnitScores(ch, L.nHeads, L.nKv, model.dims.headDim, crit.squareAttention)
+    : ch;
+}
+
+/**
+ * Unit scores comparable across modules (global allocation, FLAP's AL-AM): channel scores
+ * (squared for attention under FLAP criteria) standardized over the module's channels, then
+ * averaged over each unit's channels.
+ */
+export function globalUnitScores(
+  model: Model,
+  i: number,
+  m: Module,
+  crit: Criterion,
+  stats?: TapStats,
+): Float64Array {
+  let ch = channelScores(model, i, m, crit, stats);
+  if (m === "mlp") return standardize(ch);
+  if (crit.squareAttention) ch = ch.map((v) => v * v);
+  const z = standardize(ch);
+  const L = model.dims.layers[i];
+  // a head scores the mean of its standardized channels, a KV group the sum over its heads (docs/methods.md §2)
+  return attentionUnitScores(z, L.nHeads, L.nKv, model.dims.headDim, false).map(
+    (s) => s / model.dims.headDim,
+  );
+}

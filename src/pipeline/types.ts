@@ -1,0 +1,59 @@
+/** What a prune reports: progress events while it runs, and the report it returns (also pare-pruning.json). */
+import type { ParamCounts } from "../arch/params.ts";
+import type { PrunePlan } from "./plan.ts";
+import type { Recipe } from "./recipe.ts";
+
+export type PruneEvent =
+  | { type: "phase"; phase: string; detail?: string }
+  | { type: "layer"; layer: number; layers: number; step: string }
+  | { type: "note"; message: string }
+  | { type: "plan"; plan: PrunePlan };
+
+export interface LayerReport {
+  layer: number;
+  heads: [number, number];
+  kvHeads: [number, number];
+  ffn: [number, number];
+  keptKvGroups: number[];
+  keptHeads: number[];
+  keptChannels: number[];
+  skipped: boolean;
+  /** the unit scores the keep decision used (global: standardized), 4 significant digits */
+  scores?: { attn: number[]; mlp: number[] };
+  ridge?: { attn?: number; mlp?: number; retries: number };
+}
+
+export interface PruneReport {
+  pare: string;
+  versions: Record<string, string>;
+  created: string;
+  recipe: Recipe;
+  input: { dir: string; family: string; files: Record<string, string> };
+  output: string;
+  calibration?: { sequences: number; tokens: number; protocol: string };
+  params: { before: Omit<ParamCounts, "perLayer">; after: Omit<ParamCounts, "perLayer"> };
+  requestedRatio: number;
+  achievedRatio: number;
+  plan?: PrunePlan;
+  layers: LayerReport[];
+  timings: Record<string, number>;
+  /** seconds spent in layer forwards, statistics (moments/Gram), solves and writing the output */
+  busySeconds?: { forward: number; statistics: number; solve: number; output: number };
+  notes: string[];
+}
+
+/** How to run a prune (all optional). */
+export interface PruneOptions {
+  /** progress events (nothing is printed) */
+  onEvent?: (e: PruneEvent) => void;
+  /**
+   * Stops the prune between batches and layers with E_ABORTED: no output folder and no temporary files are
+   * left; the per-layer checkpoints stay for `--resume`.
+   */
+  signal?: AbortSignal;
+  /** tests: the in-memory budget of waiting calibration data (bytes; beyond it, data goes to a temporary file) */
+  heldBudgetBytes?: number;
+}
+
+/** The modules of a layer that lose units: attention (KV groups) and MLP (FFN channels). */
+export type Module = "attn" | "mlp";
