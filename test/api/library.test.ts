@@ -71,7 +71,9 @@ describe("library API", () => {
 
   it("bad settings fail before any work with coded errors (nothing written)", async () => {
     expect(await codeOf(prune({ ...settings("bad1"), ratio: 1.5 }))).toBe("E_RATIO_INVALID");
-    expect(await codeOf(prune({ ...settings("bad2"), criterion: "nope" as never }))).toBe("E_CRITERION_UNKNOWN");
+    expect(await codeOf(prune({ ...settings("bad2"), criterion: "nope" as never }))).toBe(
+      "E_CRITERION_UNKNOWN",
+    );
     expect(await codeOf(prune({ ...settings("bad3"), ["colour" as never]: 1 }))).toBe("E_RECIPE_INVALID");
     for (const d of ["bad1", "bad2", "bad3"]) expect(fs.existsSync(path.join(root, d))).toBe(false);
   });
@@ -117,8 +119,8 @@ describe("library API", () => {
     expect(streamed).toBe(g.text);
     const e = exportModel(model, { format: "onnx", out: path.join(root, "onnx") });
     expect(e.files).toContain("onnx/model.onnx");
-    expect(await codeOf(() => exportModel(model, { format: "tflite" as never, out: path.join(root, "x") }))).toBe(
-      "E_USAGE",
-    );
+    expect(
+      await codeOf(() => exportModel(model, { format: "tflite" as never, out: path.join(root, "x") })),
+    ).toBe("E_USAGE");
   });
 });

@@ -391,7 +391,8 @@ describe.each([
 
 // the families added as specs (Qwen3, Gemma 2, Gemma 3, Phi-3): the dense tiny model and a pare-pruned one
 // (global allocation: per-layer widths, read by transformers.js from the graph's KV shapes)
-const FAMILY_CALIB = `${TINY_TEXTS.join(" ")} The birds looked back at the cat in the garden, and nobody knew why.\n`.repeat(6);
+const FAMILY_CALIB =
+  `${TINY_TEXTS.join(" ")} The birds looked back at the cat in the garden, and nobody knew why.\n`.repeat(6);
 
 describe.each(
   FAMILY_CASES.filter((c, i) => FAMILY_CASES.findIndex((d) => d.family === c.family) === i).flatMap((c) => [
