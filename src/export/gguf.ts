@@ -149,7 +149,7 @@ export function planGguf(model: Model): GgufPlan {
     if (anyBias("o") || anyBias("gate") || anyBias("up") || anyBias("down")) {
       throw unsupported(
         "llama.cpp's qwen3 has no attn_output / MLP biases, and this model has some (created by reconstruction)",
-        "prune with --reconstruct none, or use --format onnx",
+        "prune with --create-bias never (liar then fits without an intercept), or use --format onnx",
       );
     }
     if (dims.ropeScaling?.type === "llama3")
@@ -168,7 +168,7 @@ export function planGguf(model: Model): GgufPlan {
     if (anyBias("o") || anyBias("gate") || anyBias("up") || anyBias("down")) {
       throw unsupported(
         `llama.cpp's ${arch} has no attn_output / MLP biases, and this model has some (created by reconstruction)`,
-        "prune with --reconstruct none, or use --format onnx",
+        "prune with --create-bias never (liar then fits without an intercept), or use --format onnx",
       );
     }
     if (arch === "gemma2" && !dims.tiedHead) {

@@ -96,11 +96,20 @@ export function consumer(model: Model, i: number, m: Module): { mod: string; dIn
   };
 }
 
-/** Can this consumer carry a bias in a config stock loaders read? (it has one, or the family has a flag for it) */
-export function canHoldBias(model: Model, i: number, m: Module): boolean {
+/**
+ * Can this consumer carry a bias in a config stock loaders read? (it has one, or the family has a flag for it and
+ * the recipe lets reconstruction create biases)
+ */
+export function canHoldBias(
+  model: Model,
+  i: number,
+  m: Module,
+  createBias: Recipe["createBias"] = "auto",
+): boolean {
   const L = model.dims.layers[i];
   const has = L.bias[model.spec.groups[m].consumer];
-  return has || model.spec.biasFlags?.[m === "attn" ? "attention" : "mlp"] !== undefined;
+  const flag = model.spec.biasFlags?.[m === "attn" ? "attention" : "mlp"] !== undefined;
+  return has || (createBias === "auto" && flag);
 }
 
 function sha256(file: string): string {
@@ -147,7 +156,7 @@ function checkSettings(model: Model, recipe: Recipe, run: RunContext): void {
   }
   if (recipe.reconstruct === "bias" && recipe.ratio > 0) {
     const cannot = [0, 1].flatMap((i) =>
-      i < nL ? (["attn", "mlp"] as Module[]).filter((m) => !canHoldBias(model, i, m)) : [],
+      i < nL ? (["attn", "mlp"] as Module[]).filter((m) => !canHoldBias(model, i, m, recipe.createBias)) : [],
     );
     if (cannot.length) {
       throw new PareError(
@@ -157,7 +166,11 @@ function checkSettings(model: Model, recipe: Recipe, run: RunContext): void {
       );
     }
   }
-  if (!canHoldBias(model, 0, "attn") || !canHoldBias(model, 0, "mlp")) {
+  if (recipe.createBias === "never") {
+    run.notes.push(
+      "--create-bias never: reconstruction fits without an intercept where a consumer has no bias, so no new biases are created",
+    );
+  } else if (!canHoldBias(model, 0, "attn") || !canHoldBias(model, 0, "mlp")) {
     run.notes.push(
       `${model.spec.family}'s config cannot declare created o_proj/down_proj biases: reconstruction fits without an intercept so that stock loaders read the model exactly`,
     );

@@ -103,6 +103,11 @@ export const RECIPE_SCHEMA = {
     help: "none | bias | liar | liar-seq",
     code: "E_METHOD_UNKNOWN",
   }),
+  createBias: enumOf(["auto", "never"] as const, {
+    flag: "--create-bias <mode>",
+    help: "auto: reconstruction may give a consumer a bias where the family's config can declare it | never: no new biases (fits without an intercept), for runtimes without them such as llama.cpp's qwen3 / gemma",
+    code: "E_METHOD_UNKNOWN",
+  }),
   calibration: enumOf(["sequential", "dense"] as const, {
     flag: "--calibration <mode>",
     help: "sequential | dense",
@@ -202,6 +207,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   criterion: "flap-wifv",
   allocation: "global",
   reconstruct: "liar",
+  createBias: "auto",
   calibration: "sequential",
   gramPrecision: "auto",
   samples: 128,

@@ -29,7 +29,7 @@ export function reconstructModule(
   const w = model.weights;
   return run.timed("solve", () =>
     job.reconstructor.reconstruct({
-      intercept: canHoldBias(model, i, m),
+      intercept: canHoldBias(model, i, m, job.recipe.createBias),
       W: w.get(`${mod}.weight`),
       dOut: model.dims.hidden,
       dIn,

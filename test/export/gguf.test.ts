@@ -639,6 +639,49 @@ describe.skipIf(!LC.llama)("llama.cpp on models pruned by pare (tiny, runPrune)"
   );
 });
 
+describe.skipIf(!LC.llama)("llama.cpp on Qwen3 / Gemma 3 pruned by pare with --create-bias never", () => {
+  it.each([
+    { family: "qwen3", tiny: () => makeTinyQwen3({ seed: 41, heads: 4, kvHeads: 2 }), arch: "qwen3" },
+    { family: "gemma3", tiny: () => makeTinyGemma3({ seed: 42 }), arch: "gemma3" },
+  ])(
+    "uniform 0.4, liar without created biases → $arch runs with pare's parity",
+    async ({ family, tiny, arch }) => {
+      const { runPrune } = await import("../../src/pipeline/prune.ts");
+      const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
+      const src = write(`nobias-src-${family}`, tiny());
+      const calib = path.join(ROOT, "calib.txt");
+      fs.writeFileSync(calib, exampleLines().slice(0, 80).join("\n"));
+      const recipe = {
+        model: src,
+        calib: [calib],
+        ratio: 0.4,
+        allocation: "uniform" as const,
+        samples: 6,
+        seqLen: 16,
+        threads: 1,
+      };
+      // the default creates an o_proj bias (attention_bias), which llama.cpp's graph cannot hold: refused with the hint
+      const withBias = path.join(ROOT, `bias-${family}`);
+      await runPrune(resolveRecipe({ ...recipe, out: withBias }));
+      const mb = loadModel(withBias);
+      try {
+        expect(() => prepareGguf(mb, "f32")).toThrow(/create-bias never|attn_output/);
+      } finally {
+        mb.close();
+      }
+      const out = path.join(ROOT, `nobias-${family}`);
+      await runPrune(resolveRecipe({ ...recipe, out, createBias: "never" }));
+      const m = loadModel(out);
+      try {
+        expect(prepareGguf(m, "f32").plan.arch).toBe(arch);
+      } finally {
+        m.close();
+      }
+      await checkModel(`${family} pruned, no created biases`, out, ["f32"]);
+    },
+  );
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // the shared trained decoder and corpora
 

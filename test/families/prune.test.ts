@@ -157,6 +157,25 @@ describe.each(PER_FAMILY)("prune $family", (c) => {
     expect(r.notes.join("\n")).toMatch(/without an intercept/);
   });
 
+  it("--create-bias never: no new biases (config flags unchanged), read like the reference; auto may create them", async () => {
+    const never = path.join(root, `${c.family}-nobias`);
+    const r = await prune(input, `${c.family}-nobias`, { createBias: "never", calibration: "dense" });
+    expect(r.notes.join("\n")).toMatch(/--create-bias never/);
+    const store = TensorStore.openFolder(never);
+    try {
+      expect(store.names().filter((n) => n.endsWith(".bias"))).toEqual([]);
+    } finally {
+      store.close();
+    }
+    const cfg = JSON.parse(fs.readFileSync(path.join(never, "config.json"), "utf8"));
+    expect(cfg.attention_bias ?? false).toBe(false);
+    await checkReadsLikeReference(never);
+    // the default lets reconstruction give o_proj a bias where the family's config can declare it
+    const auto = await prune(input, `${c.family}-autobias`, { calibration: "dense" });
+    const created = JSON.parse(fs.readFileSync(path.join(auto.output, "config.json"), "utf8")).attention_bias;
+    expect(created === true).toBe(c.family !== "phi3");
+  });
+
   it("a second prune of the pruned model", async () => {
     const first = `${c.family}-first`;
     await prune(input, first, { ratio: 0.3 });
