@@ -3,7 +3,7 @@
  * context and one continuation per choice (WinoGrande: one context per option, shared continuation).
  * Formats: generic JSONL {context, choices, label}; PIQA (X.jsonl + X-labels.lst); ARC and
  * OpenBookQA (original JSONL or Hugging Face rows); WinoGrande; HellaSwag; and the instruction-style
- * JSON of ../shared/data/commonsense ({instruction, answer: "answer2" | "option1"}).
+ * JSON of LLM-Adapters' commonsense sets ({instruction, answer: "answer2" | "option1"}; see docs/cli.md).
  */
 import fs from "node:fs";
 import path from "node:path";

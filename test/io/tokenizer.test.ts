@@ -214,26 +214,29 @@ const haveModels = fs.existsSync(path.join(models, "llama-gqa-6l"));
 
 describe("real fixture models (../shared/models)", () => {
   // Skipped when ../shared is absent: users of pare do not have the fixture models.
-  it.skipIf(!haveModels)("encode matches the documented ids and every reference.json input", () => {
-    const expected: Record<string, number[]> = {
-      "llama-gqa-6l": [1, 468, 1063, 691, 261, 586],
-      "bert-sst2-4l": [2, 322, 259, 43, 224, 3],
-    };
-    for (const [name, ids] of Object.entries(expected)) {
-      const dir = path.join(models, name);
-      const tok = loadTokenizer(dir);
-      expect(tok.encode("Once upon a time"), name).toEqual(ids);
-      const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference", "reference.json"), "utf8")) as {
-        inputs: { text: string; input_ids: number[] }[];
+  it.skipIf(!haveModels)(
+    `encode matches the documented ids and every reference.json input${haveModels ? "" : " (SKIPPED: ../shared/models not found)"}`,
+    () => {
+      const expected: Record<string, number[]> = {
+        "llama-gqa-6l": [1, 468, 1063, 691, 261, 586],
+        "bert-sst2-4l": [2, 322, 259, 43, 224, 3],
       };
-      expect(ref.inputs.length).toBeGreaterThan(0);
-      for (const input of ref.inputs)
-        expect(tok.encode(input.text), `${name}: ${input.text}`).toEqual(input.input_ids);
-    }
-    const llama = loadTokenizer(path.join(models, "llama-gqa-6l"));
-    expect([llama.bosId, llama.eosId, llama.padId, llama.vocabSize]).toEqual([1, 2, undefined, 4096]);
-    expect(llama.decode(llama.encode("Once upon a time"), true)).toBe("Once upon a time");
-    const bert = loadTokenizer(path.join(models, "bert-sst2-4l"));
-    expect([bert.padId, bert.vocabSize]).toEqual([0, 6000]);
-  });
+      for (const [name, ids] of Object.entries(expected)) {
+        const dir = path.join(models, name);
+        const tok = loadTokenizer(dir);
+        expect(tok.encode("Once upon a time"), name).toEqual(ids);
+        const ref = JSON.parse(fs.readFileSync(path.join(dir, "reference", "reference.json"), "utf8")) as {
+          inputs: { text: string; input_ids: number[] }[];
+        };
+        expect(ref.inputs.length).toBeGreaterThan(0);
+        for (const input of ref.inputs)
+          expect(tok.encode(input.text), `${name}: ${input.text}`).toEqual(input.input_ids);
+      }
+      const llama = loadTokenizer(path.join(models, "llama-gqa-6l"));
+      expect([llama.bosId, llama.eosId, llama.padId, llama.vocabSize]).toEqual([1, 2, undefined, 4096]);
+      expect(llama.decode(llama.encode("Once upon a time"), true)).toBe("Once upon a time");
+      const bert = loadTokenizer(path.join(models, "bert-sst2-4l"));
+      expect([bert.padId, bert.vocabSize]).toEqual([0, 6000]);
+    },
+  );
 });
