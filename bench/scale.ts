@@ -10,85 +10,16 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { loadModel } from "../src/arch/load.ts";
-import { type NamedTensor, writeShardedSafetensors } from "../src/io/safetensors.ts";
 import { describePlan, type PrunePlan } from "../src/pipeline/plan.ts";
 import { dryRun } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
-import { makeByteBpeTokenizerJson } from "../test/helpers/tinyModels.ts";
 import { machineInfo, REPO_ROOT, writeResults } from "./lib.ts";
+import { ensureTinyLlamaShaped, tinyLlamaShapedConfig } from "./tinyllama.ts";
 
 const dir = path.join(REPO_ROOT, "bench", "cache", "tinyllama-shaped-bf16");
-const cfg = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
-  hidden_size: 2048,
-  intermediate_size: 5632,
-  num_attention_heads: 32,
-  num_key_value_heads: 4,
-  num_hidden_layers: 22,
-  vocab_size: 32000,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  bos_token_id: 1,
-  eos_token_id: 2,
-  torch_dtype: "bfloat16",
-};
+const cfg = tinyLlamaShapedConfig(22);
 
-function generate(): void {
-  const t0 = Date.now();
-  let s = 12345 >>> 0;
-  const rand = (n: number, scale: number) => {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      a[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale; // uniform, std = scale/√3
-    }
-    return a;
-  };
-  const D = cfg.hidden_size;
-  const F = cfg.intermediate_size;
-  const kv = (D / cfg.num_attention_heads) * cfg.num_key_value_heads;
-  const w = 0.035; // std ≈ 0.02
-  const tensors: NamedTensor[] = [
-    {
-      name: "model.embed_tokens.weight",
-      shape: [cfg.vocab_size, D],
-      data: rand(cfg.vocab_size * D, w),
-      dtype: "BF16",
-    },
-    { name: "lm_head.weight", shape: [cfg.vocab_size, D], data: rand(cfg.vocab_size * D, w), dtype: "BF16" },
-    { name: "model.norm.weight", shape: [D], data: new Float32Array(D).fill(1), dtype: "BF16" },
-  ];
-  for (let i = 0; i < cfg.num_hidden_layers; i++) {
-    const p = `model.layers.${i}`;
-    const add = (n: string, shape: number[], data: Float32Array) =>
-      tensors.push({ name: `${p}.${n}`, shape, data, dtype: "BF16" });
-    add("input_layernorm.weight", [D], new Float32Array(D).fill(1));
-    add("post_attention_layernorm.weight", [D], new Float32Array(D).fill(1));
-    add("self_attn.q_proj.weight", [D, D], rand(D * D, w));
-    add("self_attn.k_proj.weight", [kv, D], rand(kv * D, w));
-    add("self_attn.v_proj.weight", [kv, D], rand(kv * D, w));
-    add("self_attn.o_proj.weight", [D, D], rand(D * D, w));
-    add("mlp.gate_proj.weight", [F, D], rand(F * D, w));
-    add("mlp.up_proj.weight", [F, D], rand(F * D, w));
-    add("mlp.down_proj.weight", [D, F], rand(D * F, w));
-  }
-  const tmp = `${dir}.tmp`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  writeShardedSafetensors(tmp, tensors, 1 << 30);
-  fs.writeFileSync(path.join(tmp, "config.json"), JSON.stringify(cfg, null, 2));
-  fs.writeFileSync(path.join(tmp, "tokenizer.json"), JSON.stringify(makeByteBpeTokenizerJson(300)));
-  fs.renameSync(tmp, dir);
-  process.stderr.write(`generated ${dir} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
-}
-
-if (!fs.existsSync(path.join(dir, "config.json"))) generate();
+ensureTinyLlamaShaped(dir, cfg.num_hidden_layers);
 const argSamples = process.argv.indexOf("--samples");
 const samples = argSamples > 0 ? Number(process.argv[argSamples + 1]) : 64;
 const calib = path.join(REPO_ROOT, "examples", "data", "calib-wikitext2-valid.txt");
