@@ -13,7 +13,12 @@ import type { PareTokenizer } from "../io/tokenizer.ts";
 
 /** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
 export function seededRandom(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
+  return mulberry32((seed >>> 0) ^ 0x9e3779b9);
+}
+
+/** The mulberry32 generator from a 32-bit state (uniform in [0, 1)). */
+export function mulberry32(state: number): () => number {
+  let a = state >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;

@@ -7,6 +7,7 @@
  * declares each layer's KV-head count). Prints nothing; the ORT session is released before it returns.
  */
 import type { Model } from "../arch/model.ts";
+import { mulberry32 } from "../calib/sampling.ts";
 import { PareError } from "../errors.ts";
 import type { PareTokenizer } from "../io/tokenizer.ts";
 import { emitCachedDecoderGraph } from "../onnx/emit.ts";
@@ -109,14 +110,7 @@ export function seededRng(seed: number): () => number {
   let z = (lo ^ Math.imul(hi, 0x27d4eb2d) ^ 0x9e3779b9) >>> 0;
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
   z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  let a = (z ^ (z >>> 16)) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32((z ^ (z >>> 16)) >>> 0);
 }
 
 /** Index of the largest value (the first of equal ones). */
