@@ -89,7 +89,7 @@ function needStats(x: ReconInput, what: string): TapStats {
 }
 
 /** Solve (A + λĨ) Z = B with A [n,n] (last row/col = intercept, not regularized), retrying with larger α. */
-async function ridgeSolve(
+export async function ridgeSolve(
   ops: Ops,
   A: Float64Array,
   n: number,
