@@ -36,6 +36,9 @@ export type ErrorCode =
   | "E_ABORTED"
   | "E_MODEL_NOT_FOUND"
   | "E_MEMORY_BUDGET"
+  | "E_NO_SPACE"
+  | "E_OUTPUT_LOCKED"
+  | "E_CHECKPOINT_INVALID"
   | "E_INTERNAL";
 
 /** Longest message kept (a hostile file name or tensor name could otherwise flood the terminal). */
