@@ -12,11 +12,15 @@
  * Shards are filled greedily in arrival order (writeShardedSafetensors fills them in name order): a new shard
  * starts when the next tensor would push the current one over maxShardBytes; a tensor larger than
  * maxShardBytes gets a shard of its own. Values are encoded exactly like writeShardedSafetensors (encodeTensor).
+ *
+ * Durability (docs/reliability.md): each shard is fsynced before it is closed and renamed, the folder after the
+ * renames. A full disk gives E_NO_SPACE with the bytes written so far and the bytes the failed write needed.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
 import { bytesPerElement } from "../tensor/dtype.ts";
+import { diskFailure, errnoOf, fsyncDir } from "./durable.ts";
 import { encodeTensor, invalid, ioError, q, writeAtomic } from "./safetensors.ts";
 
 export interface ShardWriterOptions {
@@ -143,7 +147,7 @@ export class ShardWriter {
     try {
       writeAt(shard.fd, encoded, 8 + shard.reserved + shard.size);
     } catch (e) {
-      throw ioError(shard.tmp, e);
+      throw this.failure(shard.tmp, e, bytes);
     }
     shard.entries.push({ name, shape: [...shape], begin: shard.size, end: shard.size + bytes });
     shard.size += bytes;
@@ -182,6 +186,7 @@ export class ShardWriter {
         }
         this.created.delete(s.tmp);
       });
+      fsyncDir(this.dir);
       if (n === 1) {
         this.state = "closed";
         this.created.clear();
@@ -199,14 +204,25 @@ export class ShardWriter {
       );
       const indexPath = path.join(this.dir, INDEX_NAME);
       this.created.add(indexPath);
-      writeAtomic(indexPath, (fd) => writeAt(fd, Buffer.from(`${index}\n`), 0));
+      writeAtomic(indexPath, (fd) => {
+        writeAt(fd, Buffer.from(`${index}\n`), 0);
+        fs.fsyncSync(fd);
+      });
+      fsyncDir(this.dir);
       this.state = "closed";
       this.created.clear();
       return [...finals, INDEX_NAME];
     } catch (e) {
       this.abort();
-      throw e instanceof PareError ? e : ioError(this.dir, e);
+      throw this.failure(this.dir, e);
     }
+  }
+
+  /** A failed write: E_NO_SPACE when the disk is full (what was written, what the write needed), else E_IO. */
+  private failure(file: string, e: unknown, pending?: number): unknown {
+    if (errnoOf(e) === "ENOSPC" || errnoOf(e) === "EDQUOT")
+      return diskFailure(e, this.dir, { written: this.written, pending });
+    return e instanceof PareError ? e : ioError(file, e);
   }
 
   /** Closes the open file and removes every file this writer created. Never throws; a no-op after close(). */
@@ -240,7 +256,7 @@ export class ShardWriter {
     try {
       fd = fs.openSync(tmp, "w+");
     } catch (e) {
-      throw ioError(tmp, e);
+      throw this.failure(tmp, e);
     }
     this.created.add(tmp);
     const shard: Shard = { tmp, fd, reserved, size: 0, entries: [] };
@@ -263,12 +279,13 @@ export class ShardWriter {
         json.copy(buf, 8);
         writeAt(s.fd, buf, 0);
         fs.ftruncateSync(s.fd, 8 + s.reserved + s.size); // exactly the data written, nothing after it
+        fs.fsyncSync(s.fd);
       } else {
         this.rewrite(s, json);
       }
       fs.closeSync(s.fd);
     } catch (e) {
-      throw e instanceof PareError ? e : ioError(s.tmp, e);
+      throw this.failure(s.tmp, e);
     }
     s.fd = -1;
   }
@@ -292,6 +309,7 @@ export class ShardWriter {
         writeAt(fd, chunk.subarray(0, got), 8 + n + at);
         at += got;
       }
+      fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }

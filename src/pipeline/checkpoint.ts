@@ -1,14 +1,29 @@
 /**
- * Per-layer checkpoints of a prune, kept in a hidden sibling of the output (`.<out>.partial/`):
- * the cut tensors of every finished layer, the calibration streams after it, and progress.json
- * (written last: the commit point). `pare prune --resume` continues from them and gives the same
- * result as an uninterrupted run; a finished prune removes them; a failed or aborted one keeps them.
+ * Per-layer checkpoints of a prune, kept in a hidden sibling of the output (`.<out>.partial/`): the cut tensors
+ * of every finished layer (`layer-<i>.safetensors`), the calibration streams after the last one
+ * (`streams-<i>.safetensors`), and progress.json — written last, fsynced and renamed into place: the commit
+ * point. progress.json names every file it relies on with its size and SHA-256; a file written for a layer
+ * that progress.json does not name yet is ignored, and the streams of the previous layer are removed only
+ * after the commit, so a run killed at any instant leaves checkpoints that are either the previous or the new
+ * state, never a mix. `pare prune --resume` continues from them and gives the same result as an uninterrupted
+ * run. Checkpoints of other settings or another input (E_RECIPE_INVALID), of another format, or with a
+ * missing, truncated or altered file (E_CHECKPOINT_INVALID) are refused, never trusted. A finished prune
+ * removes them; a failed or aborted one keeps them; a run without --resume removes old ones (reported).
+ *
+ * The prune holds the output's lock (src/io/lock.ts) from the moment its checkpoints are opened until
+ * `releaseCheckpointLock` (runPrune's end), so that a second run cannot remove or overwrite them meanwhile.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
+import { cleanLeftovers, reportLeftovers } from "../export/atomic.ts";
+import { diskFailure, fsyncDir, fsyncFile } from "../io/durable.ts";
+import { acquireLock, isAlive, type OutputLock } from "../io/lock.ts";
 import { type NamedTensor, SafetensorsFile, writeSafetensors } from "../io/safetensors.ts";
+
+/** The checkpoint format; progress.json of another one is refused. */
+const FORMAT = 2;
 
 export function checkpointDir(out: string): string {
   const o = path.resolve(out);
@@ -27,10 +42,20 @@ export interface CheckpointStreams {
   dense?: Float32Array[];
 }
 
+interface FileDigest {
+  size: number;
+  sha256: string;
+}
+
 interface Progress<R> {
+  format: number;
   key: string;
   layerDone: number;
   state: R;
+  /** the streams file of layerDone */
+  streams: string;
+  /** every file the checkpoint relies on: name → size and hash */
+  files: Record<string, FileDigest>;
 }
 
 /** What a resume finds: the last finished layer, its state, and readers for the saved tensors and streams. */
@@ -41,48 +66,136 @@ export interface Restored<R> {
   streams(name: keyof CheckpointStreams, count: number): Float32Array[];
 }
 
+function digest(file: string): FileDigest {
+  const h = crypto.createHash("sha256");
+  const fd = fs.openSync(file, "r");
+  let size = 0;
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      size += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { size, sha256: h.digest("hex") };
+}
+
+const locks = new Map<string, OutputLock>();
+
+/** Release the output lock taken by `Checkpoints.open` for `out` (the end of a prune, whatever its outcome). */
+export function releaseCheckpointLock(out: string): void {
+  const key = path.resolve(out);
+  locks.get(key)?.release();
+  locks.delete(key);
+}
+
 export class Checkpoints<R> {
+  private files: Record<string, FileDigest> = {};
+  private streamsFile?: string;
+
   private constructor(
     readonly dir: string,
     private readonly key: string,
   ) {}
 
   /**
-   * The checkpoints of the prune writing `out`. With `resume`, what a previous run left (undefined when
-   * nothing; E_RECIPE_INVALID when it belongs to other settings); without, old checkpoints are removed.
+   * The checkpoints of the prune writing `out` (takes the output's lock: E_OUTPUT_LOCKED while another process
+   * writes it). With `resume`, what a previous run left (undefined when nothing; E_RECIPE_INVALID when it
+   * belongs to other settings; E_CHECKPOINT_INVALID when damaged); without, old checkpoints are removed.
    */
   static open<R>(
     out: string,
     key: string,
     resume: boolean,
   ): { checkpoints: Checkpoints<R>; restored?: Restored<R> } {
-    const checkpoints = new Checkpoints<R>(checkpointDir(out), key);
-    if (!resume) {
-      checkpoints.remove();
-      return { checkpoints };
+    const target = path.resolve(out);
+    const lock = acquireLock(target);
+    locks.get(target)?.release();
+    locks.set(target, lock);
+    try {
+      cleanLeftovers(target);
+      const checkpoints = new Checkpoints<R>(checkpointDir(out), key);
+      if (!resume) {
+        if (fs.existsSync(checkpoints.dir)) {
+          checkpoints.remove();
+          reportLeftovers([checkpoints.dir]);
+        }
+        return { checkpoints };
+      }
+      return { checkpoints, restored: checkpoints.load() };
+    } catch (e) {
+      releaseCheckpointLock(out);
+      throw e;
     }
-    return { checkpoints, restored: checkpoints.load() };
   }
 
   /** Layer `layer` is done: its cut tensors, the streams after it and the state to resume with. */
   save(layer: number, layerTensors: NamedTensor[], streams: CheckpointStreams, state: R): void {
     const dir = this.dir;
-    fs.mkdirSync(dir, { recursive: true });
-    writeSafetensors(path.join(dir, `layer-${layer}.safetensors`), layerTensors);
-    const st: NamedTensor[] = [];
-    for (const [k, arr] of Object.entries(streams) as [string, Float32Array[] | undefined][])
-      arr?.forEach((a, b) => {
-        st.push({ name: `${k}.${b}`, shape: [a.length], data: a });
-      });
-    writeSafetensors(path.join(dir, "streams.safetensors"), st);
-    const progress: Progress<R> = { key: this.key, layerDone: layer, state };
-    const tmp = path.join(dir, "progress.json.tmp");
-    fs.writeFileSync(tmp, JSON.stringify(progress));
-    fs.renameSync(tmp, path.join(dir, "progress.json"));
+    const need: { written: number } = { written: 0 };
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      const layerName = `layer-${layer}.safetensors`;
+      const streamsName = `streams-${layer}.safetensors`;
+      writeSafetensors(path.join(dir, layerName), layerTensors);
+      fsyncFile(path.join(dir, layerName));
+      const st: NamedTensor[] = [];
+      for (const [k, arr] of Object.entries(streams) as [string, Float32Array[] | undefined][])
+        arr?.forEach((a, b) => {
+          st.push({ name: `${k}.${b}`, shape: [a.length], data: a });
+        });
+      writeSafetensors(path.join(dir, streamsName), st);
+      fsyncFile(path.join(dir, streamsName));
+      const files = { ...this.files };
+      for (const n of Object.keys(files)) if (n.startsWith("streams-")) delete files[n];
+      files[layerName] = digest(path.join(dir, layerName));
+      files[streamsName] = digest(path.join(dir, streamsName));
+      need.written = Object.values(files).reduce((s, f) => s + f.size, 0);
+      const progress: Progress<R> = {
+        format: FORMAT,
+        key: this.key,
+        layerDone: layer,
+        state,
+        streams: streamsName,
+        files,
+      };
+      const tmp = path.join(dir, `progress.json.tmp-${process.pid}`);
+      const fd = fs.openSync(tmp, "w");
+      try {
+        fs.writeFileSync(fd, JSON.stringify(progress));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, path.join(dir, "progress.json")); // the commit point
+      fsyncDir(dir);
+      // the previous streams are no longer named by progress.json
+      if (this.streamsFile && this.streamsFile !== streamsName)
+        fs.rmSync(path.join(dir, this.streamsFile), { force: true });
+      this.files = files;
+      this.streamsFile = streamsName;
+    } catch (e) {
+      for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : [])
+        if (f.includes(`.tmp-${process.pid}`)) fs.rmSync(path.join(dir, f), { force: true });
+      throw diskFailure(e, dir, need);
+    }
   }
 
   remove(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private invalid(what: string): PareError {
+    return new PareError(
+      "E_CHECKPOINT_INVALID",
+      `the checkpoints in ${this.dir} cannot be trusted: ${what}`,
+      "run without --resume to start over (the old checkpoints are then removed)",
+      { dir: this.dir },
+    );
   }
 
   private load(): Restored<R> | undefined {
@@ -93,7 +206,10 @@ export class Checkpoints<R> {
     try {
       progress = JSON.parse(fs.readFileSync(pfile, "utf8"));
     } catch {
-      return undefined;
+      throw this.invalid("progress.json is not valid JSON (damaged)");
+    }
+    if (typeof progress !== "object" || progress === null || progress.format !== FORMAT) {
+      throw this.invalid("progress.json is of another checkpoint format (an older pare?)");
     }
     if (progress.key !== this.key) {
       throw new PareError(
@@ -102,8 +218,32 @@ export class Checkpoints<R> {
         "run without --resume to start over (the old checkpoints are then removed)",
       );
     }
+    const files = progress.files ?? {};
+    const layerDone = progress.layerDone;
+    if (!Number.isSafeInteger(layerDone) || layerDone < 0 || !files[progress.streams])
+      throw this.invalid("progress.json does not describe its files");
+    for (let i = 0; i <= layerDone; i++)
+      if (!files[`layer-${i}.safetensors`]) throw this.invalid(`layer-${i}.safetensors is not recorded`);
+    for (const [name, want] of Object.entries(files)) {
+      const f = path.join(dir, name);
+      if (path.basename(name) !== name || !fs.existsSync(f)) throw this.invalid(`${name} is missing`);
+      const got = digest(f);
+      if (got.size !== want.size)
+        throw this.invalid(`${name} has ${got.size} bytes, ${want.size} were written (truncated?)`);
+      if (got.sha256 !== want.sha256) throw this.invalid(`${name} was altered (SHA-256 differs)`);
+    }
+    // what a killed save left beyond the commit point: files progress.json does not name
+    for (const f of fs.readdirSync(dir)) {
+      if (f === "progress.json" || files[f]) continue;
+      const m = /\.tmp-(\d+)/.exec(f);
+      if (m && Number(m[1]) !== process.pid && isAlive(Number(m[1]))) continue;
+      fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+    }
+    this.files = { ...files };
+    this.streamsFile = progress.streams;
+    const streamsFile = progress.streams;
     return {
-      layerDone: progress.layerDone,
+      layerDone,
       state: progress.state,
       layerTensors(layer) {
         const f = SafetensorsFile.open(path.join(dir, `layer-${layer}.safetensors`));
@@ -118,7 +258,7 @@ export class Checkpoints<R> {
         }
       },
       streams(name, count) {
-        const f = SafetensorsFile.open(path.join(dir, "streams.safetensors"));
+        const f = SafetensorsFile.open(path.join(dir, streamsFile));
         try {
           return Array.from({ length: count }, (_, b) => f.readF32(`${name}.${b}`));
         } finally {

@@ -4,7 +4,9 @@
  * until reconstruction (global allocation needs all scores before the first layer is cut). An array
  * stays in memory while the held arrays fit the byte budget and is otherwise written to a temporary
  * file in `dir`, read back (and the file removed) when it is taken. Raw bytes go out and come back:
- * spilling changes no number.
+ * spilling changes no number. The folder is a hidden sibling of the output named after this process
+ * (`.<out>.spill-<pid>`): a killed run's is removed by the next run writing that output (export/atomic.ts
+ * cleanLeftovers). Spilled data is never published, so it is not fsynced; a full disk gives E_NO_SPACE.
  *
  * The pipeline sees typed views: `Streams` (one `BatchStream` per kind of activation, one array per
  * calibration batch) and `WaitingGrams` (per layer and module); the keys below are this file's business.
@@ -13,6 +15,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
 import { trackTemporary, untrackTemporary } from "../export/atomic.ts";
+import { diskFailure } from "../io/durable.ts";
 
 type Arr = Float32Array | Float64Array;
 
@@ -50,8 +53,13 @@ class SpillStore {
       return;
     }
     if (!this.dirMade) {
-      fs.mkdirSync(this.dir, { recursive: true });
       trackTemporary(this.dir);
+      try {
+        fs.mkdirSync(this.dir, { recursive: true });
+      } catch (e) {
+        untrackTemporary(this.dir);
+        throw spillError(this.dir, e, data.byteLength, 0);
+      }
       this.dirMade = true;
     }
     const file = path.join(this.dir, `${this.seq++}.bin`);
@@ -65,7 +73,8 @@ class SpillStore {
         fs.closeSync(fd);
       }
     } catch (e) {
-      throw spillError(this.dir, e);
+      fs.rmSync(file, { force: true });
+      throw spillError(this.dir, e, data.byteLength, this.spilledBytes);
     }
     this.spilledBytes += data.byteLength;
     this.held.set(key, { file, kind, length: data.length });
@@ -137,14 +146,22 @@ class SpillStore {
   }
 }
 
-function spillError(dir: string, e: unknown): PareError {
+function spillError(dir: string, e: unknown, pending?: number, written?: number): unknown {
   const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    const err = diskFailure(e, dir, { pending, written }) as PareError;
+    return new PareError(
+      err.code,
+      `${err.message} — calibration data spilled beyond the memory budget`,
+      "free disk space next to the output folder, or raise --max-memory so that it stays in memory; nothing partial was left behind",
+      err.context,
+    );
+  }
   return new PareError(
     "E_IO",
     `cannot spill calibration data to ${dir}: ${code}`,
-    code === "ENOSPC"
-      ? "free disk space next to the output folder, or raise --max-memory so that it stays in memory"
-      : "check that the output's parent folder is writable",
+    "check that the output's parent folder is writable",
+    { errno: code },
   );
 }
 

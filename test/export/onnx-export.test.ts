@@ -656,7 +656,7 @@ describe("export errors leave nothing behind", () => {
     expect(snapshotDir(parent)).toEqual(before);
   });
 
-  it("disk full while writing config.json (simulated ENOSPC): E_IO, no output and no temporary folder", () => {
+  it("disk full while writing config.json (simulated ENOSPC): E_NO_SPACE, no output and no temporary folder", () => {
     const parent = path.join(root, "enospc");
     fs.mkdirSync(parent);
     const real = fs.writeFileSync;
@@ -670,7 +670,7 @@ describe("export errors leave nothing behind", () => {
     });
     const model = loadModel(srcDir);
     try {
-      expectCode(() => exportOnnx(model, path.join(parent, "out")), "E_IO");
+      expectCode(() => exportOnnx(model, path.join(parent, "out")), "E_NO_SPACE");
     } finally {
       model.close();
     }
