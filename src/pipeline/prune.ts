@@ -20,7 +20,7 @@ import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { Ops, type TokenBatch } from "../ops/index.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
 import { calibrationWindows } from "./calibrate.ts";
-import { checkpointDir } from "./checkpoint.ts";
+import { checkpointDir, releaseCheckpointLock } from "./checkpoint.ts";
 import { RunContext } from "./context.ts";
 import { densePass } from "./densePass.ts";
 import { LayerPruner } from "./layer.ts";
@@ -60,6 +60,7 @@ export async function runPrune(
   } finally {
     await ops.close();
     input.close();
+    releaseCheckpointLock(recipe.out);
   }
 }
 
