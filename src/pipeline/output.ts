@@ -20,7 +20,7 @@ import type { RunContext } from "./context.ts";
 import type { PrunePlan } from "./plan.ts";
 import type { PrunedModel } from "./prunedModel.ts";
 import type { Recipe } from "./recipe.ts";
-import type { LayerReport, PruneReport } from "./types.ts";
+import type { DepthReport, LayerReport, PruneReport } from "./types.ts";
 
 export { PARE_VERSION };
 
@@ -35,6 +35,7 @@ export interface ReportParts {
   plan: PrunePlan;
   layers: LayerReport[];
   removedHeads: number[][];
+  depth?: DepthReport;
 }
 
 export class PrunedOutput {
@@ -127,6 +128,7 @@ export class PrunedOutput {
       plan: parts.plan,
       achievedRatio: 1 - after.prunable / parts.before.prunable,
       layers: parts.layers,
+      depth: parts.depth,
       timings: run.timings,
       busySeconds: run.busy,
       notes: run.notes,

@@ -199,8 +199,10 @@ export async function prepare(
   const plan = estimatePlan(pruned.dense, recipe, await measureRates(recipe.threads), heldBudgetBytes);
   checkMemory(plan, recipe.maxMemory);
   run.event({ type: "plan", plan });
-  const criterion: Criterion = CRITERIA[recipe.criterion];
-  const reconstructor: Reconstructor = RECONSTRUCTORS[recipe.reconstruct];
+  // nothing to remove by width (e.g. --depth alone): no scores, no reconstruction, no calibration
+  const widthOff = recipe.ratio === 0;
+  const criterion: Criterion = CRITERIA[widthOff ? "magnitude-l2" : recipe.criterion];
+  const reconstructor: Reconstructor = RECONSTRUCTORS[widthOff ? "none" : recipe.reconstruct];
   const crit = new Set<StatKind>(criterion.needs);
   const rec = new Set<StatKind>(reconstructor.needs);
   const all = new Set<StatKind>([...crit, ...rec]);

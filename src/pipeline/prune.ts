@@ -1,6 +1,7 @@
 /**
  * runPrune: the LIAR pipeline, stage by stage.
  *
+ *   depth        (--depth) choose decoder blocks to remove, compensate, renumber the rest      (depth.ts)
  *   plan         check the settings against the model, the units, the cost plan, checkpoints  (prepare.ts)
  *   calibrate    calibration windows and their embeddings                                      (calibrate.ts)
  *                dense calibration: statistics of every layer in one unpruned pass             (densePass.ts)
@@ -15,14 +16,18 @@
  * `onEvent` and stops between batches and layers when its AbortSignal fires (E_ABORTED: no output, no temporary
  * files; checkpoints kept for --resume).
  */
+import os from "node:os";
 import { preflight } from "../allocate/allocate.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
+import { checkFinite } from "../arch/model.ts";
+import { countParams, type ParamCounts } from "../arch/params.ts";
 import { Ops, type TokenBatch } from "../ops/index.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
 import { calibrationWindows } from "./calibrate.ts";
 import { checkpointDir, releaseCheckpointLock } from "./checkpoint.ts";
 import { RunContext } from "./context.ts";
 import { densePass } from "./densePass.ts";
+import { checkDepthSettings, depthCount, depthStage } from "./depth.ts";
 import { LayerPruner } from "./layer.ts";
 import { PrunedOutput } from "./output.ts";
 import { checkMemory, estimatePlan, measureRates, type PrunePlan } from "./plan.ts";
@@ -30,7 +35,7 @@ import { type Job, planUnits, prepare } from "./prepare.ts";
 import type { Recipe } from "./recipe.ts";
 import { SequentialCalibration } from "./sequential.ts";
 import { Streams } from "./spill.ts";
-import type { LayerReport, PruneEvent, PruneOptions, PruneReport } from "./types.ts";
+import type { DepthReport, LayerReport, PruneEvent, PruneOptions, PruneReport } from "./types.ts";
 
 export { PARE_VERSION } from "./output.ts";
 export { canHoldBias, planUnits } from "./prepare.ts";
@@ -56,12 +61,37 @@ export async function runPrune(
   const input = loadModel(recipe.model);
   const ops = new Ops({ threads: recipe.threads });
   try {
-    return await prune(input, recipe, run, ops, opts.heldBudgetBytes);
+    if (depthCount(recipe, input.dims.nLayers) === 0)
+      return await prune(input, recipe, run, ops, opts.heldBudgetBytes);
+    // depth first: the width stages prune a view of the input without the removed blocks
+    checkFinite(input);
+    const before = countParams(input);
+    const budget = recipe.maxMemory !== undefined ? recipe.maxMemory * 1024 ** 3 : os.totalmem() / 4;
+    const depth = await depthStage(input, recipe, run, ops, budget);
+    run.notes.push(...depth.report.notes);
+    // the width stages see the view's layer indices
+    const kept = depth.report.kept;
+    const widthRecipe = {
+      ...recipe,
+      skipLayers: recipe.skipLayers.flatMap((s) => (kept.includes(s) ? [kept.indexOf(s)] : [])),
+    };
+    return await prune(depth.model, widthRecipe, run, ops, opts.heldBudgetBytes, {
+      recipe,
+      before,
+      depth: depth.report,
+    });
   } finally {
     await ops.close();
     input.close();
     releaseCheckpointLock(recipe.out);
   }
+}
+
+/** After a depth stage: the user's recipe, the input's parameter counts and the depth report. */
+interface AfterDepth {
+  recipe: Recipe;
+  before: ParamCounts;
+  depth: DepthReport;
 }
 
 async function prune(
@@ -70,6 +100,7 @@ async function prune(
   run: RunContext,
   ops: Ops,
   heldBudgetBytes?: number,
+  afterDepth?: AfterDepth,
 ): Promise<PruneReport> {
   // plan: settings, units and the cost plan, before any work
   const job = await prepare(input, recipe, run, heldBudgetBytes);
@@ -140,10 +171,11 @@ async function prune(
         `${(streams.spilledBytes / 1024 ** 3).toFixed(2)} GiB of calibration data (activations between layers, Gram matrices) went through a temporary file to stay within the memory budget`,
       );
     run.phase("write", recipe.out);
-    const report = await output.finish(recipe, input, {
+    const report = await output.finish(afterDepth?.recipe ?? recipe, input, {
       inputFiles: job.inputFiles,
       calibration: calib && { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol },
-      before: job.before,
+      before: afterDepth?.before ?? job.before,
+      depth: afterDepth?.depth,
       plan: job.plan,
       layers,
       removedHeads,
@@ -195,14 +227,20 @@ async function select(
   denseStats?: LayerStats,
 ): Promise<Selection> {
   const { recipe, units, criterion } = job;
-  if (recipe.allocation !== "global") return Selection.uniform(units, criterion, recipe.ratio);
+  if (recipe.allocation !== "global" || recipe.ratio === 0)
+    return Selection.uniform(units, criterion, recipe.ratio);
   let stats = denseStats;
   if (!stats && job.kinds.criterion.size > 0) {
     run.phase("scoring", "dense pass for global allocation");
     stats = await densePass(job, streams, batches, ops, run, job.kinds.criterion);
     run.lap("scoring");
   }
-  return Selection.global(job.pruned.model, units, criterion, recipe.ratio, stats);
+  return Selection.global(job.pruned.model, units, criterion, recipe.ratio, stats, {
+    ops,
+    recipe,
+    grams: streams.grams,
+    keepGrams: denseStats !== undefined,
+  });
 }
 
 /** --resume: restore the finished layers (written again to the new output) and the streams after them. */
@@ -235,6 +273,7 @@ async function resume(
 export async function dryRun(recipe: Recipe): Promise<PrunePlan> {
   const base = loadModel(recipe.model);
   try {
+    checkDepthSettings(base, recipe);
     const mods = planUnits(base, recipe);
     preflight(mods, recipe.ratio, recipe.allocation);
     const plan = estimatePlan(base, recipe, await measureRates(recipe.threads));

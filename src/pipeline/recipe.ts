@@ -88,6 +88,26 @@ export const RECIPE_SCHEMA = {
     code: "E_RATIO_INVALID",
     hint: "--ratio is the fraction of attention+MLP parameters to remove, e.g. 0.3",
   } as NumField,
+  depth: {
+    kind: "int",
+    min: 0,
+    flag: "--depth <n>",
+    help: "decoder blocks to remove (depth pruning, before any width pruning; with --depth, --ratio defaults to 0)",
+    hint: "e.g. --depth 2 removes two decoder blocks",
+  } as IntField,
+  depthRatio: {
+    kind: "number",
+    min: 0,
+    below: 1,
+    flag: "--depth-ratio <f>",
+    help: "fraction of decoder blocks to remove (instead of --depth: n = round(f · layers))",
+    hint: "--depth-ratio is a fraction in [0, 1), e.g. 0.25",
+  } as NumField,
+  depthCriterion: enumOf(["bi", "angular", "sleb"] as const, {
+    flag: "--depth-criterion <name>",
+    help: "bi: ShortGPT's block influence | angular: the contiguous span of least angular distance (Gromov et al.) | sleb: iterative, the block whose removal raises the calibration loss least (SLEB)",
+    code: "E_METHOD_UNKNOWN",
+  }),
   criterion: enumOf(CRITERION_NAMES, {
     flag: "--criterion <name>",
     help: "pruning criterion",
@@ -204,6 +224,9 @@ export type RecipeOptions = Pick<Recipe, "model" | "out"> & Partial<Omit<Recipe,
 
 export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   ratio: 0.3,
+  depth: 0,
+  depthRatio: 0,
+  depthCriterion: "bi",
   criterion: "flap-wifv",
   allocation: "global",
   reconstruct: "liar",
@@ -354,6 +377,7 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
     r[k] = parseField(k, RECIPE_SCHEMA[k] as Field, v);
   }
   const recipe = r as Recipe;
+  checkDepth(recipe, input.ratio !== undefined);
   if (recipe.reconstruct === "liar-seq" && recipe.calibration !== "sequential")
     bad("liar-seq needs --calibration sequential", "drop --calibration dense, or use --reconstruct liar");
   const needsCalib =
@@ -365,6 +389,23 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
     );
   checkPaths(recipe);
   return recipe;
+}
+
+/** Depth settings that need no model: one of --depth / --depth-ratio; with depth, --ratio defaults to 0. */
+function checkDepth(r: Recipe, ratioGiven: boolean): void {
+  if (r.depth > 0 && r.depthRatio > 0)
+    bad(
+      "--depth and --depth-ratio are alternatives",
+      "give the number of blocks (--depth n) or a fraction (--depth-ratio f)",
+    );
+  const depth = r.depth > 0 || r.depthRatio > 0;
+  if (!depth) return;
+  if (!ratioGiven) r.ratio = 0;
+  if (r.reconstruct === "bias")
+    bad(
+      "--depth with --reconstruct bias: a removed block has no bias to compensate with",
+      "use --reconstruct liar (compensates the removed blocks by least squares) or --reconstruct none (drops them)",
+    );
 }
 
 function checkPaths(r: Recipe): void {

@@ -23,6 +23,32 @@ export interface LayerReport {
   ridge?: { attn?: number; mlp?: number; retries: number };
 }
 
+/** What the depth stage decided (original layer indices). */
+export interface DepthReport {
+  criterion: "bi" | "angular" | "sleb";
+  unit: "block";
+  /** removed blocks, ascending */
+  removed: number[];
+  /** kept blocks: kept[j] is the original index of output layer j */
+  kept: number[];
+  /** the criterion's score per block (bi, sleb's first round: loss without it) or per span start (angular); null: not a candidate */
+  scores: (number | null)[];
+  /** sleb: the block removed in each round and the calibration loss (NLL per token) after it */
+  rounds?: { removed: number; loss: number }[];
+  compensation: "none" | "liar";
+  /**
+   * per compensated span [first, last]: the block whose down projection was refitted, the ridge used, and the
+   * calibration error ‖out − target‖² / ‖target − mid‖² of dropping the span vs after the fit
+   */
+  folds: {
+    layer: number;
+    span: [number, number];
+    ridge: number;
+    relError: { dropped: number | null; fitted: number | null };
+  }[];
+  notes: string[];
+}
+
 export interface PruneReport {
   pare: string;
   versions: Record<string, string>;
@@ -36,6 +62,8 @@ export interface PruneReport {
   achievedRatio: number;
   plan?: PrunePlan;
   layers: LayerReport[];
+  /** depth pruning (--depth / --depth-ratio): which original blocks were removed, why, and the compensation */
+  depth?: DepthReport;
   timings: Record<string, number>;
   /** seconds spent in layer forwards, statistics (moments/Gram), solves and writing the output */
   busySeconds?: { forward: number; statistics: number; solve: number; output: number };

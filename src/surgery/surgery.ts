@@ -216,7 +216,24 @@ export function prunedConfig(
       "layer widths differ between layers: config.json lists them in pare_layer_widths (read by pare; stock Hugging Face loaders expect uniform widths — use --allocation uniform for a stock-loadable model)",
     );
   }
-  // biases created by reconstruction: set the family's flag and add zero biases where the flag implies them
+  notes.push(...declareCreatedBiases(c, model, layers, w, original));
+  return { config: c, notes };
+}
+
+/**
+ * Biases created by reconstruction: set the family's config flag and add zero biases where the flag implies
+ * them (in `w`, and in `layers`' bias flags). `original`: the layers before (to tell which biases are new).
+ * Returns notes for biases no config key can declare.
+ */
+export function declareCreatedBiases(
+  c: Record<string, unknown>,
+  model: Model,
+  layers: LayerDims[],
+  w: OverlayWeights,
+  original: LayerDims[],
+): string[] {
+  const notes: string[] = [];
+  const spec = model.spec;
   const flags = spec.biasFlags;
   for (const [which, consumerKey] of [
     ["attention", spec.groups.attn.consumer],
@@ -245,5 +262,5 @@ export function prunedConfig(
       }
     });
   }
-  return { config: c, notes };
+  return notes;
 }
