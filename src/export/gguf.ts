@@ -23,7 +23,7 @@ import path from "node:path";
 import type { LoadedModel } from "../arch/load.ts";
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
-import { tempSibling, trackTemporary, untrackTemporary } from "./atomic.ts";
+import { AtomicFile } from "./atomic.ts";
 import { encodeAs, FILE_TYPE, GGUF_OUTTYPES, type GgufOuttype, tensorType } from "./ggufQuant.ts";
 import { addVocab, ggufVocab } from "./ggufTokenizer.ts";
 import { GGUF_ALIGNMENT, GgufMetadata, type GgufTensor, writeGguf } from "./ggufWriter.ts";
@@ -405,31 +405,21 @@ export function exportGguf(
     );
   }
   const { plan, vocab, meta, tensors } = prepareGguf(model, outtype);
-  const tmp = tempSibling(target);
-  trackTemporary(tmp);
+  // temporary sibling, output lock, fsync before the publishing rename, E_NO_SPACE (export/atomic.ts)
+  const file = AtomicFile.open(target, opts.force ?? false);
   let bytes = 0;
   let fd = -1;
   try {
-    fd = fs.openSync(tmp, "wx");
+    fd = fs.openSync(file.tmp, "wx");
     bytes = writeGguf(fd, meta, tensors, (i, t) => opts.onTensor?.(i, tensors.length, t.name));
-    fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = -1;
-    fs.renameSync(tmp, target);
+    file.commit();
   } catch (e) {
     if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    const err = e as NodeJS.ErrnoException;
-    if (e instanceof PareError) throw e;
-    throw new PareError(
-      "E_IO",
-      err.code === "ENOSPC"
-        ? `out of disk space while writing ${target}`
-        : `cannot write ${target}: ${err.code ?? String(err.message ?? e)}`,
-      "check permissions and free space; nothing was left behind",
-    );
-  } finally {
-    untrackTemporary(tmp);
+    const err = file.failure(e);
+    file.abort();
+    throw err;
   }
   const types: Record<string, number> = {};
   for (const t of tensors) types[t.type] = (types[t.type] ?? 0) + 1;
