@@ -98,6 +98,41 @@ export function uniformCounts(mods: ModuleUnits[], ratio: number): number[] {
   return counts;
 }
 
+/**
+ * Kept unit counts of global allocation by removal costs (structured criteria): module mi removes its units in
+ * a fixed greedy order, its t-th removal costing stepCosts[mi][t] (comparable across modules). A removal's key
+ * is the running maximum of its module's costs up to t (so that a module's removals stay in order) divided by
+ * the unit's parameter cost; removals are taken by increasing key while each brings the removed parameter count
+ * closer to r of all attention+MLP parameters. Guards as in `allocate`.
+ */
+export function costCounts(mods: ModuleUnits[], stepCosts: Float64Array[], ratio: number): number[] {
+  preflight(mods, ratio, "global");
+  const total = mods.reduce((s, m) => s + m.n * m.cost, 0);
+  const cand: { m: number; t: number; key: number }[] = [];
+  mods.forEach((m, mi) => {
+    if (m.skip) return;
+    let run = Number.NEGATIVE_INFINITY;
+    const steps = Math.min(stepCosts[mi].length, m.n - m.min);
+    for (let t = 0; t < steps; t++) {
+      run = Math.max(run, stepCosts[mi][t]);
+      cand.push({ m: mi, t, key: run / m.cost });
+    }
+  });
+  cand.sort((a, b) => a.key - b.key || a.m - b.m || a.t - b.t);
+  const target = ratio * total;
+  const removed = mods.map(() => 0);
+  let gone = 0;
+  for (const c of cand) {
+    const m = mods[c.m];
+    if (c.t !== removed[c.m]) continue; // an earlier removal of this module was not taken
+    if (Math.abs(gone + m.cost - target) < Math.abs(gone - target)) {
+      removed[c.m]++;
+      gone += m.cost;
+    }
+  }
+  return mods.map((m, i) => round(m.n, m.n - removed[i], m.roundTo, m.min));
+}
+
 export function topK(scores: Float64Array, k: number): Int32Array {
   const idx = Array.from(scores, (_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
   return Int32Array.from(idx.slice(0, k)).sort();

@@ -1,18 +1,35 @@
 /**
  * Pruning criteria (docs/methods.md §2): a score per input channel j of the consumer layer
  * (W [d_out, d_in], column j); higher = keep. A plain registry; each entry names its paper.
+ * `obs` is structured: it orders whole units by their cost after compensation (obs.ts).
  */
 import { type StatKind, type TapStats, variance } from "../calib/moments.ts";
+import { type ObsInput, type ObsOrder, obsOrder } from "./obs.ts";
 
-export interface Criterion {
+/** A criterion that scores each input channel on its own (units sum their channels). */
+export interface ChannelCriterion {
   name: string;
   paper: string;
   /** statistics of the consumer input it needs (empty: weights only, no calibration) */
   needs: StatKind[];
   /** FLAP squares attention channel scores before summing/standardizing */
   squareAttention: boolean;
+  structured?: false;
   channelScores(W: Float32Array, dOut: number, dIn: number, stats?: TapStats): Float64Array;
 }
+
+/** A criterion that orders whole units (KV groups, FFN channels) greedily by their post-compensation cost. */
+export interface StructuredCriterion {
+  name: string;
+  paper: string;
+  needs: StatKind[];
+  squareAttention: false;
+  structured: true;
+  order(x: ObsInput): Promise<ObsOrder>;
+}
+
+export type Criterion = ChannelCriterion | StructuredCriterion;
+export type { ObsInput, ObsOrder } from "./obs.ts";
 
 /** Per column j of W [dOut, dIn]: Σ_i |W_ij|^p (p = 1 or 2). */
 export function columnNorms(W: Float32Array, dOut: number, dIn: number, p: 1 | 2): Float64Array {
@@ -88,6 +105,15 @@ export const CRITERIA = {
       const l1 = columnNorms(W, o, i, 1);
       return l1.map((v, j) => (v / o) * Math.sqrt(s.sumsq[j] / Math.max(1, s.n)));
     },
+  },
+  obs: {
+    name: "obs",
+    paper:
+      "structured Optimal Brain Surgeon: Kurtić et al. 2023, ZipLM; Ling et al. 2024, SlimGPT (greedy removal by the cost after least-squares compensation)",
+    needs: ["gram"],
+    squareAttention: false,
+    structured: true,
+    order: obsOrder,
   },
 } satisfies Record<string, Criterion>;
 

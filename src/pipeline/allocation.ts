@@ -3,21 +3,85 @@
  * together, so it needs all scores before the first layer is cut (from the unpruned model's statistics);
  * `uniform` keeps the same fraction in each module and decides per module when its statistics are ready
  * (under sequential calibration: on the partly pruned model).
+ *
+ * A structured criterion (`obs`) orders each module's units greedily by their cost after compensation; uniform
+ * keeps the units that survive its greedy path, global compares the steps' costs across modules (costCounts),
+ * normalized per module (see `ObsNormalization`).
  */
-import { type Allocation, allocate, type ModuleUnits, topK, uniformCounts } from "../allocate/allocate.ts";
+import {
+  type Allocation,
+  allocate,
+  costCounts,
+  type ModuleUnits,
+  standardize,
+  topK,
+  uniformCounts,
+} from "../allocate/allocate.ts";
 import type { Model } from "../arch/model.ts";
 import type { TapStats } from "../calib/moments.ts";
-import type { Criterion } from "../criteria/index.ts";
-import { globalUnitScores, unitScores } from "./score.ts";
+import type { Criterion, ObsOrder } from "../criteria/index.ts";
+import type { Ops } from "../ops/index.ts";
+import { canHoldBias, consumer } from "./prepare.ts";
+import type { Recipe } from "./recipe.ts";
+import { globalUnitScores, type StructuredEnv, structuredOrder, unitScores } from "./score.ts";
 import type { Module } from "./types.ts";
 
 /** Statistics of both consumer inputs of every layer (a dense pass). */
 export type LayerStats = { attn?: TapStats; mlp?: TapStats }[];
 
+/**
+ * How global allocation makes one module's OBS costs comparable with another's:
+ *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (relative error; default)
+ *  none          the raw costs (squared output error summed over the tokens)
+ *  standardized  each module's step costs standardized (mean 0, sd 1), as FLAP standardizes its scores
+ */
+export type ObsNormalization = "output" | "none" | "standardized";
+/** the normalization global allocation uses for structured criteria (a setting for the benchmark) */
+export const obsGlobal: { normalization: ObsNormalization } = { normalization: "output" };
+
+/** Where global allocation of a structured criterion finds the Grams that a dense pass set aside. */
+export interface GramSource {
+  take(layer: number, module: Module): Float64Array | undefined;
+  put(layer: number, module: Module, gram: Float64Array): void;
+}
+
+export interface GlobalEnv {
+  ops: Ops;
+  recipe: Pick<Recipe, "ridge" | "createBias">;
+  /** the Grams of the dense pass (its stats carry none) */
+  grams?: GramSource;
+  /** put each Gram back after use (dense calibration reconstructs from them later) */
+  keepGrams?: boolean;
+}
+
 const index = (i: number, m: Module) => 2 * i + (m === "attn" ? 0 : 1);
 
+/** ‖Y‖² = tr(W̃ G W̃ᵀ) of a consumer, W̃ = [W, b] and G the Gram of [X, 1] (ORT product). */
+async function outputEnergy(
+  model: Model,
+  i: number,
+  m: Module,
+  gram: Float64Array,
+  ops: Ops,
+): Promise<number> {
+  const { mod, dIn } = consumer(model, i, m);
+  const dOut = model.dims.hidden;
+  const D = dIn + 1;
+  const W = model.weights.get(`${mod}.weight`);
+  const b = model.weights.has(`${mod}.bias`) ? model.weights.get(`${mod}.bias`) : undefined;
+  const Wt = new Float64Array(dOut * D); // [dOut, D]
+  for (let r = 0; r < dOut; r++) {
+    for (let j = 0; j < dIn; j++) Wt[r * D + j] = W[r * dIn + j];
+    Wt[r * D + dIn] = b ? b[r] : 0;
+  }
+  const WG = await ops.gemm64(Wt, gram, dOut, D, D); // [dOut, D]
+  let e = 0;
+  for (let k = 0; k < WG.length; k++) e += WG[k] * Wt[k];
+  return e;
+}
+
 export class Selection {
-  /** the unit scores each decision used, per (layer, module) */
+  /** the unit scores each decision used, per (layer, module) (structured: each unit's OBS cost) */
   private readonly used = new Map<number, Float64Array>();
   private readonly counts: number[];
 
@@ -31,7 +95,15 @@ export class Selection {
   }
 
   /** Global allocation: every module's standardized unit scores, ranked together now. */
-  static global(model: Model, units: ModuleUnits[], criterion: Criterion, ratio: number, stats?: LayerStats) {
+  static async global(
+    model: Model,
+    units: ModuleUnits[],
+    criterion: Criterion,
+    ratio: number,
+    stats?: LayerStats,
+    env?: GlobalEnv,
+  ): Promise<Selection> {
+    if (criterion.structured) return Selection.globalStructured(model, units, criterion, ratio, stats, env);
     const scores = units.map((u) =>
       globalUnitScores(model, u.layer, u.module, criterion, stats?.[u.layer][u.module]),
     );
@@ -47,15 +119,76 @@ export class Selection {
     return sel;
   }
 
+  /** Global allocation of a structured criterion: each module's greedy path, its step costs compared. */
+  private static async globalStructured(
+    model: Model,
+    units: ModuleUnits[],
+    criterion: Criterion & { structured: true },
+    ratio: number,
+    stats: LayerStats | undefined,
+    env: GlobalEnv | undefined,
+  ): Promise<Selection> {
+    if (!env) throw new Error(`criterion ${criterion.name} under global allocation needs its GlobalEnv`);
+    const orders: ObsOrder[] = [];
+    const steps: Float64Array[] = [];
+    for (const u of units) {
+      const gram = env.grams?.take(u.layer, u.module) ?? stats?.[u.layer][u.module]?.gram;
+      if (u.skip || !gram) {
+        if (gram && env.keepGrams) env.grams?.put(u.layer, u.module, gram);
+        const all = Float64Array.from({ length: u.n }, (_, j) => u.n + j);
+        orders.push({ order: new Int32Array(0), cost: new Float64Array(u.n), score: all, alphaUsed: 0 });
+        steps.push(new Float64Array(0));
+        continue;
+      }
+      const st = { ...(stats?.[u.layer][u.module] as TapStats), gram };
+      const o = await structuredOrder(model, u.layer, u.module, criterion, st, Math.max(1, u.min), {
+        ops: env.ops,
+        intercept: canHoldBias(model, u.layer, u.module, env.recipe.createBias),
+        alpha: env.recipe.ridge,
+      });
+      let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
+      if (obsGlobal.normalization === "output") {
+        const e = await outputEnergy(model, u.layer, u.module, gram, env.ops);
+        c = c.map((v) => (e > 0 ? v / e : v));
+      } else if (obsGlobal.normalization === "standardized") c = standardize(c);
+      if (env.keepGrams) env.grams?.put(u.layer, u.module, gram);
+      orders.push(o);
+      steps.push(c);
+    }
+    const counts = costCounts(units, steps, ratio);
+    const keep = orders.map((o, k) => topK(o.score, counts[k]));
+    const total = units.reduce((s, m) => s + m.n * m.cost, 0);
+    const after = units.reduce((s, m, k) => s + keep[k].length * m.cost, 0);
+    const sel = new Selection(units, criterion, ratio, {
+      keep,
+      prunableBefore: total,
+      prunableAfter: after,
+      achievedRatio: 1 - after / total,
+    });
+    units.forEach((u, k) => {
+      sel.used.set(index(u.layer, u.module), orders[k].cost);
+    });
+    return sel;
+  }
+
   /** Uniform allocation: each module decides when `keep` is asked. */
   static uniform(units: ModuleUnits[], criterion: Criterion, ratio: number) {
     return new Selection(units, criterion, ratio);
   }
 
-  /** The kept units (sorted) of module m of layer i; `stats` of its consumer input (uniform only). */
-  keep(model: Model, i: number, m: Module, stats?: TapStats): Int32Array {
+  /**
+   * The kept units (sorted) of module m of layer i; `stats` of its consumer input (uniform only); `env` for a
+   * structured criterion.
+   */
+  async keep(model: Model, i: number, m: Module, stats?: TapStats, env?: StructuredEnv): Promise<Int32Array> {
     const k = index(i, m);
     if (this.global) return this.global.keep[k];
+    if (this.criterion.structured) {
+      if (!env) throw new Error(`criterion ${this.criterion.name} needs its StructuredEnv`);
+      const o = await structuredOrder(model, i, m, this.criterion, stats, this.counts[k], env);
+      this.used.set(k, o.cost);
+      return topK(o.score, this.counts[k]);
+    }
     const sc = unitScores(model, i, m, this.criterion, stats);
     this.used.set(k, sc);
     return topK(sc, this.counts[k]);

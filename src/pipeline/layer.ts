@@ -10,7 +10,7 @@ import { complement } from "../reconstruct/index.ts";
 import { keptHeads } from "../surgery/surgery.ts";
 import type { LayerStats, Selection } from "./allocation.ts";
 import type { RunContext } from "./context.ts";
-import type { Job } from "./prepare.ts";
+import { canHoldBias, type Job } from "./prepare.ts";
 import { reconstructModule } from "./reconstruct.ts";
 import type { SequentialCalibration } from "./sequential.ts";
 import type { Streams } from "./spill.ts";
@@ -43,8 +43,14 @@ export class LayerPruner {
     const nL = pruned.model.dims.nLayers;
     const L0 = pruned.model.dims.layers[i];
     const skipped = job.recipe.skipLayers.includes(i);
-    const keep = (m: Module, stats?: TapStats) =>
-      skipped ? everyUnit(m === "attn" ? L0.nKv : L0.ffn) : this.selection.keep(pruned.model, i, m, stats);
+    const keep = async (m: Module, stats?: TapStats) =>
+      skipped
+        ? everyUnit(m === "attn" ? L0.nKv : L0.ffn)
+        : this.selection.keep(pruned.model, i, m, stats, {
+            ops: this.ops,
+            intercept: canHoldBias(pruned.model, i, m, job.recipe.createBias),
+            alpha: job.recipe.ridge,
+          });
     const solve = (m: Module, units: Int32Array, tap?: { stats?: TapStats; cross?: Float64Array }) =>
       reconstructModule(job, this.ops, run, pruned.model, i, m, units, tap);
     let retries = 0;
@@ -55,7 +61,7 @@ export class LayerPruner {
       // attention: statistics of o_proj's input on the pruned stream
       run.layer(i, nL, "attention");
       const a = await this.sequential.attention(i);
-      keepGroups = keep("attn", a.stats);
+      keepGroups = await keep("attn", a.stats);
       const attn = await solve("attn", keepGroups, a);
       ridge.attn = attn.alphaUsed;
       retries += attn.retries;
@@ -63,7 +69,7 @@ export class LayerPruner {
       // MLP: statistics of down_proj's input after the attention cut
       run.layer(i, nL, "mlp");
       const m = await this.sequential.mlp(i);
-      keepChannels = keep("mlp", m.stats);
+      keepChannels = await keep("mlp", m.stats);
       const mlp = await solve("mlp", keepChannels, m);
       ridge.mlp = mlp.alphaUsed;
       retries += mlp.retries;
@@ -79,8 +85,8 @@ export class LayerPruner {
       };
       const sa = waiting("attn");
       const sm = waiting("mlp");
-      keepGroups = keep("attn", sa);
-      keepChannels = keep("mlp", sm);
+      keepGroups = await keep("attn", sa);
+      keepChannels = await keep("mlp", sm);
       const attn = await solve("attn", keepGroups, { stats: sa });
       const mlp = await solve("mlp", keepChannels, { stats: sm });
       ridge.attn = attn.alphaUsed;

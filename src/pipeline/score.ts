@@ -5,13 +5,67 @@
 import { standardize } from "../allocate/allocate.ts";
 import type { Model } from "../arch/model.ts";
 import type { TapStats } from "../calib/moments.ts";
-import { attentionUnitScores, type Criterion } from "../criteria/index.ts";
+import {
+  attentionUnitScores,
+  type ChannelCriterion,
+  type ObsOrder,
+  type StructuredCriterion,
+} from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
+import type { Ops } from "../ops/index.ts";
 import { consumer } from "./prepare.ts";
 import type { Module } from "./types.ts";
 
+/** What a structured criterion needs beyond the weights and statistics. */
+export interface StructuredEnv {
+  ops: Ops;
+  /** may the consumer hold / gain a bias (liar fits an intercept) */
+  intercept: boolean;
+  /** ridge α (as liar's) */
+  alpha: number;
+}
+
+/**
+ * A structured criterion's greedy order of module m's units (KV groups: their heads' contiguous channels; FFN
+ * channels), run until `keep` units remain. Needs the Gram of the consumer input.
+ */
+export function structuredOrder(
+  model: Model,
+  i: number,
+  m: Module,
+  crit: StructuredCriterion,
+  stats: TapStats | undefined,
+  keep: number,
+  env: StructuredEnv,
+): Promise<ObsOrder> {
+  const { mod, dIn } = consumer(model, i, m);
+  const where = `layer ${i} ${m === "attn" ? "attention output" : "FFN down"} projection`;
+  if (!stats?.gram) throw new Error(`criterion ${crit.name} needs the Gram of the ${where}'s input`);
+  const L = model.dims.layers[i];
+  const w = model.weights;
+  return crit.order({
+    gram: stats.gram,
+    d: dIn,
+    W: w.get(`${mod}.weight`),
+    dOut: model.dims.hidden,
+    b: w.has(`${mod}.bias`) ? w.get(`${mod}.bias`) : undefined,
+    unit: m === "attn" ? (L.nHeads / L.nKv) * model.dims.headDim : 1,
+    intercept: env.intercept,
+    alpha: env.alpha,
+    keep,
+    ops: env.ops,
+    where,
+  });
+}
+
 /** Per input channel of the consumer (o_proj / down_proj); E_NUMERIC on NaN or Inf. */
-function channelScores(model: Model, i: number, m: Module, crit: Criterion, stats?: TapStats): Float64Array {
+function channelScores(
+  model: Model,
+  i: number,
+  m: Module,
+  crit: ChannelCriterion,
+  stats?: TapStats,
+): Float64Array {
   const { mod, dIn } = consumer(model, i, m);
   const ch = crit.channelScores(model.weights.get(`${mod}.weight`), model.dims.hidden, dIn, stats);
   for (const v of ch) {
@@ -31,7 +85,7 @@ export function unitScores(
   model: Model,
   i: number,
   m: Module,
-  crit: Criterion,
+  crit: ChannelCriterion,
   stats?: TapStats,
 ): Float64Array {
   const ch = channelScores(model, i, m, crit, stats);
@@ -50,7 +104,7 @@ export function globalUnitScores(
   model: Model,
   i: number,
   m: Module,
-  crit: Criterion,
+  crit: ChannelCriterion,
   stats?: TapStats,
 ): Float64Array {
   let ch = channelScores(model, i, m, crit, stats);

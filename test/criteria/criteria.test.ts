@@ -49,19 +49,23 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
 }
 
 describe("criteria registry", () => {
-  it("holds the docs/methods.md §2 criteria, each under its own name and citing a paper", () => {
+  it("holds the docs/methods.md §2 criteria and structured OBS, each under its own name and citing a paper", () => {
     expect(Object.keys(CRITERIA).sort()).toEqual(
-      ["flap-ifv", "flap-wifn", "flap-wifv", "magnitude-l1", "magnitude-l2", "wanda-sp"].sort(),
+      ["flap-ifv", "flap-wifn", "flap-wifv", "magnitude-l1", "magnitude-l2", "obs", "wanda-sp"].sort(),
     );
+    // obs orders whole units (test/criteria/obs.test.ts); it needs the Gram
+    expect(CRITERIA.obs.structured).toBe(true);
+    expect(CRITERIA.obs.needs).toEqual(["gram"]);
     for (const [k, c] of Object.entries(CRITERIA)) {
       expect(c.name).toBe(k);
       expect(c.paper.length).toBeGreaterThan(5);
     }
   });
 
-  for (const name of Object.keys(CRITERIA) as (keyof typeof CRITERIA)[]) {
+  const channelCriteria = (Object.keys(CRITERIA) as (keyof typeof CRITERIA)[]).filter((k) => k !== "obs");
+  for (const name of channelCriteria) {
     it(`${name} equals the direct formula`, () => {
-      const c = CRITERIA[name];
+      const c = CRITERIA[name as Exclude<keyof typeof CRITERIA, "obs">];
       const want = refChannelScores(name as RefCriterion, W, dOut, dIn, ref);
       const got = c.channelScores(W, dOut, dIn, stats);
       expect(got.length).toBe(dIn);

@@ -1,0 +1,200 @@
+/**
+ * Structured Optimal Brain Surgeon (ZipLM, Kurtić et al. 2023; SlimGPT, Ling et al. 2024): which units of a
+ * consumer's input (o_proj: KV groups, down_proj: FFN channels) to remove so that what remains after the optimal
+ * least-squares compensation of the kept inputs is smallest.
+ *
+ * The consumer computes Y = X̃ W̃ᵀ with X̃ = [X, 1] [N, D] and W̃ = [W, b] [dOut, D] (D = d + 1; without an
+ * intercept, D = d and X̃ = X). With H = X̃ᵀX̃ + λĨ (Ĩ: identity without the intercept; λ = α·mean(diag(XᵀX)))
+ * the error of weights W' is f(W') = tr((W' − W̃) H (W' − W̃)ᵀ) = ‖X̃(W' − W̃)ᵀ‖² + λ‖(W' − W̃)_reg‖². Removing the
+ * input channels G (W'_G = 0) and choosing the kept W' optimally costs
+ *
+ *     cost(G) = tr(W̃_G [(H⁻¹)_GG]⁻¹ W̃_Gᵀ)                      // W̃_G [dOut, |G|], (H⁻¹)_GG [|G|, |G|]
+ *
+ * and the optimal kept weights are W̃ − W̃_G [(H⁻¹)_GG]⁻¹ (H⁻¹)_{G,:} — exactly `liar`'s reconstruction
+ * W_u + W_m Qᵀ with Q = (H_uu)⁻¹ X̃_uᵀX_m (same λ). Greedy (ZipLM's procedure): remove the cheapest unit, apply
+ * that compensation to W̃ and downdate the inverse to the kept set,
+ *
+ *     H⁻¹ ← H⁻¹ − (H⁻¹)_{:,G} [(H⁻¹)_GG]⁻¹ (H⁻¹)_{G,:}            // = (H_keep)⁻¹ on the kept rows / columns
+ *
+ * then drop G's rows and columns, and repeat. The costs of later steps are measured on the compensated
+ * weights, so the set that survives is the one whose liar reconstruction the greedy path predicts.
+ *
+ * Float64 throughout; H⁻¹ from the blocked Cholesky inverse and every O(D²) update are ONNX Runtime Gemms
+ * (src/ops); JavaScript computes only per-unit costs and compacts the matrices.
+ */
+import { PareError } from "../errors.ts";
+import type { Ops } from "../ops/index.ts";
+
+export interface ObsInput {
+  /** X̃ᵀX̃ [(d+1)·(d+1)] row-major, X̃ = [X, 1] (the Gram pare collects for liar) */
+  gram: Float64Array;
+  /** consumer input width */
+  d: number;
+  W: Float32Array; // [dOut, d]
+  dOut: number;
+  b?: Float32Array; // [dOut]
+  /** input channels per unit: unit k owns channels [k·unit, (k+1)·unit) */
+  unit: number;
+  /** fit an intercept (the consumer may hold / gain a bias) */
+  intercept: boolean;
+  /** ridge α: λ = α · mean(diag(XᵀX)) */
+  alpha: number;
+  /** stop when this many units remain (≥ 1) */
+  keep: number;
+  ops: Ops;
+  where: string;
+}
+
+export interface ObsOrder {
+  /** removed units, in removal order */
+  order: Int32Array;
+  /** [n] each unit's OBS cost when it was removed (kept units: the cost of removing it next) */
+  cost: Float64Array;
+  /** [n] higher = keep: a removed unit scores its removal step, a kept one n + its rank by cost */
+  score: Float64Array;
+  /** the ridge α used (×10 per failed factorization) */
+  alphaUsed: number;
+}
+
+/** Rows/columns `idx` of a row-major [?, ld] matrix: [|rows|, |cols|]. */
+function sub2(M: Float64Array, ld: number, rows: ArrayLike<number>, cols: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(rows.length * cols.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] * ld;
+    for (let j = 0; j < cols.length; j++) out[i * cols.length + j] = M[r + cols[j]];
+  }
+  return out;
+}
+
+/** H = X̃ᵀX̃ (+ intercept or not) + λĨ and its inverse; retries with α×10 when H is not positive definite. */
+async function inverseHessian(x: ObsInput): Promise<{ Hinv: Float64Array; D: number; alphaUsed: number }> {
+  const D = x.intercept ? x.d + 1 : x.d;
+  const all = Int32Array.from({ length: D }, (_, j) => j);
+  const G = sub2(x.gram, x.d + 1, all, all); // [D, D]
+  let diag = 0;
+  for (let j = 0; j < x.d; j++) diag += G[j * D + j];
+  const scale = x.d > 0 ? diag / x.d : 1;
+  let a = x.alpha;
+  for (let retry = 0; retry <= 8; retry++) {
+    const H = G.slice();
+    for (let j = 0; j < x.d; j++) H[j * D + j] += a * scale;
+    const Linv = await x.ops.choleskyInverse(H, D); // [D, D] L⁻¹, H = L Lᵀ
+    if (Linv?.every(Number.isFinite)) {
+      const Hinv = await x.ops.gemm64(Linv, Linv, D, D, D, { transA: true }); // L⁻ᵀ L⁻¹
+      return { Hinv, D, alphaUsed: a };
+    }
+    a = a > 0 ? a * 10 : 1e-6;
+  }
+  throw new PareError(
+    "E_NUMERIC",
+    `${x.where}: the Gram matrix stays singular even with a large ridge`,
+    "use more calibration samples or a larger --ridge",
+  );
+}
+
+/** tr(Wc M⁻¹ Wcᵀ) for Wc [dOut, g] given as Wcᵀ [g, dOut] and M [g, g] SPD (ORT solve for g > 1). */
+async function groupCost(
+  ops: Ops,
+  M: Float64Array,
+  g: number,
+  WcT: Float64Array,
+  dOut: number,
+): Promise<number> {
+  if (g === 1) {
+    let s = 0;
+    for (let i = 0; i < dOut; i++) s += WcT[i] * WcT[i];
+    return s / M[0];
+  }
+  const Z = await ops.spdSolve(M, g, WcT, dOut); // [g, dOut] M⁻¹ Wcᵀ
+  if (!Z) return Number.POSITIVE_INFINITY; // (H⁻¹)_GG is SPD in exact arithmetic; refuse to remove on failure
+  let s = 0;
+  for (let k = 0; k < Z.length; k++) s += Z[k] * WcT[k];
+  return s;
+}
+
+/**
+ * Greedy structured OBS: remove units one at a time (cheapest post-compensation cost first) until `keep`
+ * remain. Units are contiguous channel blocks of equal size; the intercept is never removed.
+ */
+export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
+  const n = Math.floor(x.d / x.unit);
+  if (n * x.unit !== x.d) throw new Error(`obs: ${x.d} channels are not ${x.unit}-channel units`);
+  const stop = Math.max(1, Math.min(n, x.keep));
+  const { ops, dOut, unit: g } = x;
+  const inv = await inverseHessian(x);
+  let Hinv: Float64Array = inv.Hinv; // [D, D]
+  let D = inv.D;
+  const alphaUsed = inv.alphaUsed;
+  // W̃ [dOut, D]: the consumer's weights (and bias column), compensated as units go
+  let Wt: Float64Array = new Float64Array(dOut * D);
+  for (let i = 0; i < dOut; i++) {
+    for (let j = 0; j < x.d; j++) Wt[i * D + j] = x.W[i * x.d + j];
+    if (x.intercept) Wt[i * D + x.d] = x.b ? x.b[i] : 0;
+  }
+  // active units in position order; unit k sits at positions [slot·g, (slot+1)·g) of the compacted matrices
+  let active = Array.from({ length: n }, (_, k) => k);
+  const cost = new Float64Array(n);
+  const order: number[] = [];
+  const costsOf = async (): Promise<Float64Array> => {
+    const c = new Float64Array(active.length);
+    for (let s = 0; s < active.length; s++) {
+      const pos = Array.from({ length: g }, (_, j) => s * g + j);
+      const M = sub2(Hinv, D, pos, pos); // [g, g] (H⁻¹)_GG
+      const WcT = new Float64Array(g * dOut); // [g, dOut] W̃_Gᵀ
+      for (let j = 0; j < g; j++) for (let i = 0; i < dOut; i++) WcT[j * dOut + i] = Wt[i * D + pos[j]];
+      c[s] = await groupCost(ops, M, g, WcT, dOut);
+    }
+    return c;
+  };
+  for (;;) {
+    const c = await costsOf();
+    if (active.length <= stop) {
+      c.forEach((v, s) => {
+        cost[active[s]] = v;
+      });
+      break;
+    }
+    let best = 0;
+    for (let s = 1; s < c.length; s++) if (c[s] < c[best]) best = s;
+    cost[active[best]] = c[best];
+    order.push(active[best]);
+    // compensation and downdate: K = M⁻¹ (H⁻¹)_{G,:} [g, D]
+    const pos = Array.from({ length: g }, (_, j) => best * g + j);
+    const allPos = Int32Array.from({ length: D }, (_, j) => j);
+    const M = sub2(Hinv, D, pos, pos); // [g, g]
+    const R = sub2(Hinv, D, pos, allPos); // [g, D] (H⁻¹)_{G,:}
+    let K: Float64Array | null;
+    if (g === 1) K = R.map((v) => v / M[0]);
+    else K = await ops.spdSolve(M, g, R, D);
+    if (!K) throw new PareError("E_NUMERIC", `${x.where}: the OBS downdate failed`, "use a larger --ridge");
+    const RT = sub2(Hinv, D, allPos, pos); // [D, g] (H⁻¹)_{:,G}
+    const Wg = sub2(
+      Wt,
+      D,
+      Array.from({ length: dOut }, (_, i) => i),
+      pos,
+    ); // [dOut, g]
+    const Hn = await ops.f64.sub(Hinv, [D, D], RT, K, D, g, D); // H⁻¹ − (H⁻¹)_{:,G} K
+    const Wn = await ops.f64.sub(Wt, [dOut, D], Wg, K, dOut, g, D); // W̃ − W̃_G K
+    // drop G's rows and columns (now zero up to rounding)
+    const keepPos = Int32Array.from({ length: D - g }, (_, j) => (j < best * g ? j : j + g));
+    Hinv = sub2(Hn, D, keepPos, keepPos);
+    Wt = sub2(
+      Wn,
+      D,
+      Array.from({ length: dOut }, (_, i) => i),
+      keepPos,
+    );
+    D -= g;
+    active = active.filter((_, s) => s !== best);
+  }
+  const score = new Float64Array(n);
+  order.forEach((k, t) => {
+    score[k] = t;
+  });
+  const survivors = active.slice().sort((p, q) => cost[p] - cost[q] || p - q);
+  survivors.forEach((k, r) => {
+    score[k] = n + r;
+  });
+  return { order: Int32Array.from(order), cost, score, alphaUsed };
+}
