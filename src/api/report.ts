@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadModel } from "../arch/load.ts";
 import { PareError } from "../errors.ts";
+import { writeFileAtomically } from "../export/atomic.ts";
 import { classify } from "../eval/classify.ts";
 import { benchSpeed } from "../eval/latency.ts";
 import { perplexity } from "../eval/perplexity.ts";
@@ -106,13 +107,6 @@ export async function writeReport(
     }
   }
   const out = f.out ?? path.join(prunedDir, "report.html");
-  const tmp = `${out}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, renderReport(data));
-    fs.renameSync(tmp, out);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomically(out, renderReport(data)); // lock, fsync, rename (export/atomic.ts)
   return { file: path.resolve(out), data };
 }
