@@ -3,9 +3,15 @@
  * neither a partial output nor a stray `.<name>.tmp-*` folder; the input is never written), print the coded
  * error and exit 130 (SIGINT) or 143 (SIGTERM), the shell's 128 + signal number.
  *
- * Signal handlers run on the event loop: a long synchronous stretch of work delays them until it yields.
+ * Signal handlers run on the event loop: a long synchronous stretch of work delays them until it yields. A
+ * second signal while the first is handled is ignored: the handler is synchronous and ends with exit, so the
+ * cleanup is never left half done. The output locks this process holds are released (docs/reliability.md).
+ *
+ * `installSignalHandlers` also makes the CLI say when a run removed what an earlier, killed run had left next
+ * to its output (temporary folders, spill folders, old checkpoints: export/atomic.ts onLeftovers).
  */
-import { cleanupTemporaries } from "../export/atomic.ts";
+import { cleanupTemporaries, onLeftovers } from "../export/atomic.ts";
+import { releaseAllLocks } from "../io/lock.ts";
 
 const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 type HandledSignal = keyof typeof EXIT_CODES;
@@ -37,6 +43,7 @@ export function interrupt(sig: HandledSignal, onSignal?: () => void): number {
   for (const fn of cleanups) run(fn);
   cleanups.clear();
   run(cleanupTemporaries);
+  run(releaseAllLocks);
   const message = `interrupted by ${sig}`;
   const hint =
     "the temporary output was removed and the input is untouched; run the command again " +
@@ -61,6 +68,12 @@ export function interrupt(sig: HandledSignal, onSignal?: () => void): number {
  */
 export function installSignalHandlers(onSignal?: () => void): void {
   removeSignalHandlers();
+  onLeftovers((removed) => {
+    const lead = process.stderr.isTTY ? "\n" : "";
+    process.stderr.write(
+      `${lead}note: removed what an interrupted run had left: ${removed.map((p) => JSON.stringify(p)).join(", ")}\n`,
+    );
+  });
   for (const sig of Object.keys(EXIT_CODES) as HandledSignal[]) {
     const handler = () => {
       if (handling) return;
