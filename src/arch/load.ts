@@ -1,4 +1,6 @@
 /** Open a model folder as a validated Model whose weights are read lazily from safetensors. */
+import { gptqConfigOf } from "../io/gptqFormat.ts";
+import { GptqWeights } from "../io/gptqWeights.ts";
 import { openModelFolder } from "../io/modelFolder.ts";
 import type { TensorStore } from "../io/safetensors.ts";
 import { buildModel, type Model, type WeightSource } from "./model.ts";
@@ -33,7 +35,10 @@ export interface LoadedModel extends Model {
 export function loadModel(dir: string): LoadedModel {
   const folder = openModelFolder(dir);
   try {
-    const model = buildModel(folder.config, new StoreWeights(folder.store));
+    // a GPTQ folder's linears are dequantized when read (io/gptqWeights.ts)
+    const gptq = gptqConfigOf(folder.config);
+    const source = gptq ? new GptqWeights(folder.store, gptq) : new StoreWeights(folder.store);
+    const model = buildModel(folder.config, source);
     const dtypes = [...new Set(folder.store.names().map((n) => folder.store.info(n).dtype))];
     return {
       ...model,

@@ -170,14 +170,23 @@ function rope(e: Emitter, x: string, cs: { cos: string; sin: string }): string {
 /**
  * One transformer layer. x: [B, T, D] → [B, T, D]; returns the taps too:
  * attnIn [B, T, nHeads·hd] (input of the attention output projection),
- * mlpIn [B, T, ffn] (input of the FFN down projection).
+ * mlpIn [B, T, ffn] (input of the FFN down projection),
+ * qkvIn [B, T, D] (input of the q/k/v projections) and upIn [B, T, D] (input of the gate/up projections).
  */
 export function emitLayer(
   e: Emitter,
   i: number,
   x: string,
   ctx: LayerContext,
-): { out: string; attnIn: string; mlpIn: string; presentK?: string; presentV?: string } {
+): {
+  out: string;
+  attnIn: string;
+  mlpIn: string;
+  qkvIn: string;
+  upIn: string;
+  presentK?: string;
+  presentV?: string;
+} {
   const { g, model } = e;
   const N = model.spec.names;
   const blk = model.spec.block;
@@ -243,7 +252,7 @@ export function emitLayer(
   let down = e.linear(mlpIn, p(N.down), L.bias.down);
   if (N.mlpOutNorm) down = e.norm(down, p(N.mlpOutNorm));
   const out = blk.placement === "pre" ? g.op("Add", [x1, down]) : e.norm(g.op("Add", [x1, down]), p(N.norm2));
-  return { out, attnIn, mlpIn, presentK, presentV };
+  return { out, attnIn, mlpIn, qkvIn: h, upIn: h2, presentK, presentV };
 }
 
 /** HF's inverse frequencies θ^(−2i/d), with linear or llama3 rope scaling applied. */

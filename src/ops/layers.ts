@@ -32,7 +32,8 @@ export interface TokenBatch {
   T: number;
 }
 
-export type LayerValue = "attnIn" | "mid" | "mlpIn" | "out";
+/** attnIn / mlpIn: inputs of o_proj / down_proj; qkvIn / upIn: inputs of q/k/v and gate/up (quantization) */
+export type LayerValue = "attnIn" | "mid" | "mlpIn" | "out" | "qkvIn" | "upIn";
 
 export interface LayerPart {
   from: "x" | "mid";
@@ -80,6 +81,8 @@ export function emitLayerPart(model: Model, i: number, part: LayerPart): Uint8Ar
     mid: { value: mid, name: "mid", type: "float32", shape: [...seq, D] },
     mlpIn: { value: r.mlpIn, name: "mlp_in", type: "float32", shape: [...seq, L.ffn] },
     out: { value: r.out, name: "out", type: "float32", shape: [...seq, D] },
+    qkvIn: { value: r.qkvIn, name: "qkv_in", type: "float32", shape: [...seq, D] },
+    upIn: { value: r.upIn, name: "up_in", type: "float32", shape: [...seq, D] },
   };
   const outputs = part.outputs.map((o) => value[o]);
   if (next) {
@@ -123,6 +126,8 @@ const OUTPUT_NAMES: Record<LayerValue | "nextAttnIn", string> = {
   mid: "mid",
   mlpIn: "mlp_in",
   out: "out",
+  qkvIn: "qkv_in",
+  upIn: "up_in",
   nextAttnIn: "next_attn_in",
 };
 
@@ -177,7 +182,7 @@ export class LayerGraphs {
       return { ...r, nextAttnIn: next.attnIn };
     }
     // the whole layer on x; no mid (the caller continues from x)
-    const w = await this.runGraph(model, i, WHOLE_LAYER, inputs.x, batch);
+    const w = await this.runGraph(model, i, wholeWith(part), inputs.x, batch);
     const out: LayerRun = {};
     for (const o of part.outputs) if (o !== "mid") out[o] = w[o];
     return out;
@@ -248,7 +253,7 @@ export class LayerGraphs {
       s = (s * 16807) % 2147483647;
       return 2 * (s / 2147483647) - 1;
     });
-    const whole = await this.runGraph(model, i, WHOLE_LAYER, x, batch);
+    const whole = await this.runGraph(model, i, wholeWith(part), x, batch);
     /** mid from the MLP-tap part, when that part and the rest of the layer from it are exact */
     const checkedMid = async () => {
       const m = await this.runGraph(model, i, { from: "x", outputs: ["mid", "mlpIn"] }, x, batch);
@@ -292,6 +297,12 @@ export class LayerGraphs {
       },
     );
   }
+}
+
+/** The whole layer, with the quantization taps that `part` asks for too (they are not in WHOLE_LAYER). */
+function wholeWith(part: LayerPart): LayerPart {
+  const extra = part.outputs.filter((o) => o === "qkvIn" || o === "upIn");
+  return extra.length ? { from: "x", outputs: [...WHOLE_LAYER.outputs, ...extra] } : WHOLE_LAYER;
 }
 
 /** The session key of a part: layers of equal widths and attention kind (full / sliding window) share one. */

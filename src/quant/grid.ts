@@ -5,7 +5,7 @@
  *
  *   range   xmin = min(min w, 0), xmax = max(max w, 0) over the group's columns
  *   sym     a = max(−xmin, xmax), s = 2a / maxq, z = (maxq + 1) / 2          (8 for 4 bits)
- *   asym    s = (xmax − xmin) / maxq, z = round(−xmin / s)
+ *   asym    s = (xmax − xmin) / maxq, z = clamp(round(−xmin / s), 1, maxq)  (the GPTQ format stores z − 1)
  *   an all-zero group gets the range [−1, 1]
  *
  * The scale is rounded to float16 BEFORE the weights are quantized, since the GPTQ folder stores it in f16:
@@ -82,7 +82,8 @@ export function groupGrid(
     }
     const s = toF16Scale((xmax - xmin) / mq);
     scales[j] = s;
-    zeros[j] = sym ? (mq + 1) / 2 : Math.min(mq, Math.max(0, roundHalfEven(-xmin / s)));
+    // asymmetric zero points start at 1: the GPTQ format stores z − 1 (io/gptqFormat.ts)
+    zeros[j] = sym ? (mq + 1) / 2 : Math.min(mq, Math.max(1, roundHalfEven(-xmin / s)));
   }
 }
 

@@ -35,7 +35,8 @@ const HINT = "use --bits 4 (or 8), --group-size 32, 64 or 128, --quant-method gp
 
 /** Settings with defaults filled in, or E_USAGE naming the wrong value. */
 export function checkQuantSettings(s: Partial<QuantSettings>): QuantSettings {
-  const r = { ...QUANT_DEFAULTS, ...s };
+  const given = Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+  const r = { ...QUANT_DEFAULTS, ...given } as QuantSettings;
   if (!(QUANT_BITS as readonly number[]).includes(r.bits))
     throw new PareError("E_USAGE", `quantization bits ${String(r.bits)} are not supported (4 or 8)`, HINT, {
       bits: r.bits,

@@ -37,7 +37,7 @@ function grid(col: number[][], bits: number, sym: boolean): { s: number; z: numb
     xmax = 1;
   }
   const s = Math.max(f16BitsToF32(f32ToF16Bits((xmax - xmin) / mq)), 2 ** -24);
-  const z = sym ? (mq + 1) / 2 : Math.min(mq, Math.max(0, rhe(-xmin / s)));
+  const z = sym ? (mq + 1) / 2 : Math.min(mq, Math.max(1, rhe(-xmin / s))); // the v1 format stores z − 1
   return { s, z };
 }
 
