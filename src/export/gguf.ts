@@ -47,11 +47,21 @@ export interface GgufExportResult {
 
 /** How a model maps onto a llama.cpp architecture. */
 export interface GgufPlan {
-  arch: "llama" | "deci" | "qwen2" | "qwen3" | "gemma2" | "gemma3";
+  arch: "llama" | "deci" | "qwen2" | "qwen3" | "gemma2" | "gemma3" | "phi3" | "openelm";
   /** Q/K rows permuted to llama.cpp's interleaved RoPE ("normal" rope type) */
   permuteQK: boolean;
   /** head counts / FFN lengths written as per-layer arrays */
   perLayer: boolean;
+  /** q | k | v rows written as one `attn_qkv.weight` (phi3, openelm) */
+  fusedQkv?: boolean;
+  /** gate | up rows written as one `ffn_up.weight` (phi3: llama.cpp's swiglu of its two halves) */
+  fusedGateUp?: boolean;
+  /**
+   * Partial rotary on an architecture that rotates whole heads (llama / deci assert n_rot = head_dim): RoPE over
+   * all head_dim dimensions with a `rope_freqs.weight` of per-pair frequency divisors that give the rotated pairs
+   * Hugging Face's frequencies base^(−2i/rotary_dim) and the rest frequency 0 (cos 1, sin 0: not rotated).
+   */
+  emulatePartialRope?: boolean;
   notes: string[];
 }
 
@@ -89,7 +99,7 @@ export function planGguf(model: Model): GgufPlan {
   const varying = nonUniform(model);
   const anyBias = (k: keyof (typeof dims.layers)[0]["bias"]) => dims.layers.some((l) => l.bias[k]);
   const sliding = dims.layerTypes.includes("sliding") && (dims.slidingWindow ?? 0) < dims.maxPos;
-  if (dims.rotaryDim !== dims.headDim) {
+  if (dims.rotaryDim !== dims.headDim && family !== "phi3") {
     throw unsupported(
       `partial RoPE (${dims.rotaryDim} of ${dims.headDim} dimensions) is not supported for ${family}`,
       "use --format onnx",
@@ -106,6 +116,7 @@ export function planGguf(model: Model): GgufPlan {
     `llama.cpp's ${arch} architecture has no sliding window (its own converter drops it too): outputs equal the ` +
     `model's for sequences of at most ${dims.slidingWindow} tokens (sliding_window), full attention beyond`;
 
+  if (family === "phi3") return planPhi3(model, varying, sliding ? slidingNote : undefined);
   if (family === "llama" || family === "qwen2") {
     if (spec.fused.length || spec.names.qNorm || spec.names.attnOutNorm) {
       throw unsupported(
@@ -141,10 +152,31 @@ export function planGguf(model: Model): GgufPlan {
   }
   if (family === "qwen3") {
     if (varying) {
-      throw unsupported(
-        "llama.cpp's qwen3 reads one width for all layers, and this Qwen3 model's widths differ per layer",
-        UNIFORM_HINT,
+      // llama.cpp's qwen3 creates every layer's tensors with layer 0's widths; its openelm (per-layer head counts
+      // and FFN lengths, fused qkv, RMS q/k norms, NeoX RoPE, SwiGLU) is the same block, without biases and with
+      // the output tied to the embeddings
+      const biased = Object.keys(dims.layers[0].bias).some((k) =>
+        anyBias(k as keyof (typeof dims.layers)[0]["bias"]),
       );
+      if (!dims.tiedHead || biased) {
+        throw unsupported(
+          `a Qwen3 model with per-layer widths runs in llama.cpp only as its openelm architecture, which has ${
+            biased
+              ? "no biases (this model has some)"
+              : "no separate output matrix (this model's lm_head is untied)"
+          }; llama.cpp's qwen3 reads one width for all layers`,
+          biased && dims.tiedHead
+            ? "prune with --create-bias never (and a model without attention_bias), or with --allocation uniform"
+            : UNIFORM_HINT,
+        );
+      }
+      if (dims.ropeScaling?.type === "llama3")
+        throw unsupported("llama3 rope scaling on openelm (per-layer Qwen3)", UNIFORM_HINT);
+      if (sliding) notes.push(slidingNote("openelm"));
+      notes.push(
+        "per-layer widths: Qwen3 written as llama.cpp's openelm architecture (the same block with per-layer head counts and FFN lengths, fused qkv)",
+      );
+      return { arch: "openelm", permuteQK: false, perLayer: true, fusedQkv: true, notes };
     }
     if (anyBias("o") || anyBias("gate") || anyBias("up") || anyBias("down")) {
       throw unsupported(
@@ -160,8 +192,11 @@ export function planGguf(model: Model): GgufPlan {
   if (gemma) {
     const arch = family === "gemma2" ? "gemma2" : "gemma3";
     if (varying) {
+      // checked in the pinned llama.cpp: gemma2 / gemma3 create every layer's tensors with layer 0's widths (a
+      // file with per-layer arrays fails to load), and no architecture with per-layer widths has Gemma's block
+      // (gemma4's RMS-normalizes V, deci / openelm lack the post-norms, soft-caps and embedding scale)
       throw unsupported(
-        `llama.cpp's ${arch} reads one width for all layers, and this model's widths differ per layer`,
+        `llama.cpp's ${arch} reads one width for all layers, and no llama.cpp architecture with per-layer widths computes Gemma's block; this model's widths differ per layer`,
         UNIFORM_HINT,
       );
     }
@@ -191,6 +226,39 @@ export function planGguf(model: Model): GgufPlan {
   );
 }
 
+/**
+ * Phi-3: dense-shaped (query width = hidden, one width, no biases) as llama.cpp's phi3 (fused attn_qkv and
+ * gate|up `ffn_up`, NeoX RoPE over rope.dimension_count = rotary_dim, as its converter writes it); otherwise as
+ * llama (uniform) or deci (per-layer widths), whose graphs take any query width and biases but rotate whole
+ * heads: partial rotary is then emulated exactly with frequency divisors (`emulatePartialRope`).
+ */
+function planPhi3(
+  model: Model,
+  varying: boolean,
+  slidingNote: ((arch: string) => string) | undefined,
+): GgufPlan {
+  const { dims } = model;
+  const notes: string[] = [];
+  const partial = dims.rotaryDim !== dims.headDim;
+  const biased = dims.layers.some((l) => Object.values(l.bias).some(Boolean));
+  if (dims.ropeScaling?.type === "llama3")
+    throw unsupported("llama3 rope scaling on phi3", "use --format onnx");
+  if (!varying && !biased && dims.layers[0].nHeads * dims.headDim === dims.hidden) {
+    if (slidingNote)
+      notes.push(slidingNote("phi3").replace("(its own converter drops it too)", "(its phi3 disables it)"));
+    return { arch: "phi3", permuteQK: false, perLayer: false, fusedQkv: true, fusedGateUp: true, notes };
+  }
+  const arch = varying ? "deci" : "llama";
+  if (slidingNote) notes.push(slidingNote(arch));
+  notes.push(
+    `pruned Phi-3 written as llama.cpp's ${arch} (its phi3 needs query width = hidden size${biased ? " and has no o_proj / MLP biases" : ""}): q|k|v and gate|up split, Q/K rows permuted to interleaved RoPE` +
+      (partial
+        ? `, partial rotary (${dims.rotaryDim} of ${dims.headDim}) as frequency divisors in rope_freqs.weight`
+        : ""),
+  );
+  return { arch, permuteQK: true, perLayer: varying, emulatePartialRope: partial, notes };
+}
+
 /** The period p with layer i sliding iff i mod p < p − 1 (llama.cpp's set_swa_pattern), if the layers have one. */
 export function swaPeriod(types: ("full" | "sliding")[]): number | undefined {
   if (!types.includes("full")) return 0; // 0: every layer slides
@@ -200,11 +268,20 @@ export function swaPeriod(types: ("full" | "sliding")[]): number | undefined {
   return undefined;
 }
 
-/** Rows of each head reordered from [x1 | x2] halves to interleaved pairs (llama.cpp's LlamaModel.permute). */
-export function permuteRope(data: Float32Array, rows: number, headDim: number): Float32Array {
+/**
+ * Rows of each head reordered from rotate-half to interleaved pairs (llama.cpp's LlamaModel.permute): the first
+ * `rotaryDim` rows of a head ([x1 | x2] halves) become pairs (x1_j, x2_j); rows past `rotaryDim` (partial rotary)
+ * stay where they are.
+ */
+export function permuteRope(
+  data: Float32Array,
+  rows: number,
+  headDim: number,
+  rotaryDim = headDim,
+): Float32Array {
   const cols = data.length / rows;
-  const half = headDim / 2;
-  const out = new Float32Array(data.length);
+  const half = rotaryDim / 2;
+  const out = new Float32Array(data);
   for (let h0 = 0; h0 < rows; h0 += headDim) {
     for (let s = 0; s < 2; s++) {
       for (let j = 0; j < half; j++) {
@@ -213,6 +290,22 @@ export function permuteRope(data: Float32Array, rows: number, headDim: number): 
         out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
       }
     }
+  }
+  return out;
+}
+
+/** Frequency divisors that never rotate: cos(θ/1e30) = 1 and sin(θ/1e30)·x vanish in float32. */
+const NO_ROTATION = 1e30;
+
+/**
+ * Partial rotary as ggml's rope over all head_dim dimensions with freq_factors (rope_freqs.weight, one per pair;
+ * ggml divides pair i's angle pos·base^(−2i/head_dim) by factor i): base^(2i/rotary_dim − 2i/head_dim) for the
+ * rotary_dim / 2 rotated pairs (Hugging Face's pos·base^(−2i/rotary_dim)), NO_ROTATION for the rest.
+ */
+export function partialRopeFactors(headDim: number, rotaryDim: number, base: number): Float32Array {
+  const out = new Float32Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) {
+    out[i] = i < rotaryDim / 2 ? base ** ((2 * i) / rotaryDim - (2 * i) / headDim) : NO_ROTATION;
   }
   return out;
 }
@@ -250,24 +343,48 @@ function sources(model: Model, plan: GgufPlan): Source[] {
   const { dims, spec, weights } = model;
   const N = spec.names;
   const out: Source[] = [];
-  const add = (name: string, hf: string, transform?: (d: Float32Array) => Float32Array) => {
+  type Transform = (d: Float32Array) => Float32Array;
+  const add = (name: string, hf: string, transform?: Transform) => {
     if (!weights.has(hf)) return;
     const shape = weights.shape(hf);
     out.push({ name, shape, read: () => (transform ? transform(weights.get(hf)) : weights.get(hf)) });
+  };
+  /** rows of several tensors stacked into one (q | k | v, gate | up) */
+  const addConcat = (name: string, parts: [string, Transform | undefined][]) => {
+    const shapes = parts.map(([hf]) => weights.shape(hf));
+    const rows = shapes.reduce((a, sh) => a + sh[0], 0);
+    out.push({
+      name,
+      shape: [rows, ...shapes[0].slice(1)],
+      read: () => {
+        const all = new Float32Array(rows * shapes[0].slice(1).reduce((a, b) => a * b, 1));
+        let at = 0;
+        for (const [hf, f] of parts) {
+          const d = f ? f(weights.get(hf)) : weights.get(hf);
+          all.set(d, at);
+          at += d.length;
+        }
+        return all;
+      },
+    });
   };
   add("token_embd.weight", `${model.path(N.embed)}.weight`);
   if (dims.ropeScaling?.type === "llama3") {
     const f = llama3RopeFactors(model);
     out.push({ name: "rope_freqs.weight", shape: [f.length], read: () => f });
   }
+  if (plan.emulatePartialRope) {
+    const f = partialRopeFactors(dims.headDim, dims.rotaryDim, dims.ropeTheta);
+    out.push({ name: "rope_freqs.weight", shape: [f.length], read: () => f });
+  }
   const perm = (rows: number) => (d: Float32Array) =>
-    plan.permuteQK ? permuteRope(d, rows, dims.headDim) : d;
+    plan.permuteQK ? permuteRope(d, rows, dims.headDim, dims.rotaryDim) : d;
   // Gemma's x̂·(1 + w) norms are stored as 1 + w (llama.cpp multiplies by the weight)
   const offset = spec.block.normOffset;
   const plusOne = offset ? (d: Float32Array) => d.map((x) => x + offset) : undefined;
   // llama.cpp scales queries by head_dim^-1/2: another attention scale is folded into the queries
   const qScale = dims.attnScale * Math.sqrt(dims.headDim);
-  const scaled = (f: ((d: Float32Array) => Float32Array) | undefined) =>
+  const scaled = (f: Transform | undefined) =>
     Math.abs(qScale - 1) < 1e-12 ? f : (d: Float32Array) => (f ? f(d) : d).map((x) => x * qScale);
   dims.layers.forEach((L, i) => {
     const b = `blk.${i}.`;
@@ -275,9 +392,20 @@ function sources(model: Model, plan: GgufPlan): Source[] {
     add(`${b}attn_norm.weight`, `${p(N.norm1)}.weight`, plusOne);
     for (const sfx of ["weight", "bias"]) {
       const q = perm(L.nHeads * dims.headDim);
-      add(`${b}attn_q.${sfx}`, `${p(N.q)}.${sfx}`, N.qNorm ? q : scaled(q));
-      add(`${b}attn_k.${sfx}`, `${p(N.k)}.${sfx}`, perm(L.nKv * dims.headDim));
-      add(`${b}attn_v.${sfx}`, `${p(N.v)}.${sfx}`);
+      const qT = N.qNorm ? q : scaled(q);
+      const kT = perm(L.nKv * dims.headDim);
+      if (plan.fusedQkv) {
+        if (weights.has(`${p(N.q)}.${sfx}`))
+          addConcat(`${b}attn_qkv.${sfx}`, [
+            [`${p(N.q)}.${sfx}`, qT],
+            [`${p(N.k)}.${sfx}`, kT],
+            [`${p(N.v)}.${sfx}`, undefined],
+          ]);
+      } else {
+        add(`${b}attn_q.${sfx}`, `${p(N.q)}.${sfx}`, qT);
+        add(`${b}attn_k.${sfx}`, `${p(N.k)}.${sfx}`, kT);
+        add(`${b}attn_v.${sfx}`, `${p(N.v)}.${sfx}`);
+      }
       add(`${b}attn_output.${sfx}`, `${p(N.o)}.${sfx}`);
     }
     if (N.qNorm) add(`${b}attn_q_norm.weight`, `${p(N.qNorm)}.weight`, scaled(plusOne));
@@ -286,8 +414,16 @@ function sources(model: Model, plan: GgufPlan): Source[] {
     add(`${b}ffn_norm.weight`, `${p(N.norm2)}.weight`, plusOne);
     if (N.mlpOutNorm) add(`${b}post_ffw_norm.weight`, `${p(N.mlpOutNorm)}.weight`, plusOne);
     for (const sfx of ["weight", "bias"]) {
-      if (N.gate) add(`${b}ffn_gate.${sfx}`, `${p(N.gate)}.${sfx}`);
-      add(`${b}ffn_up.${sfx}`, `${p(N.up)}.${sfx}`);
+      if (plan.fusedGateUp && N.gate) {
+        if (weights.has(`${p(N.up)}.${sfx}`))
+          addConcat(`${b}ffn_up.${sfx}`, [
+            [`${p(N.gate)}.${sfx}`, undefined],
+            [`${p(N.up)}.${sfx}`, undefined],
+          ]);
+      } else {
+        if (N.gate) add(`${b}ffn_gate.${sfx}`, `${p(N.gate)}.${sfx}`);
+        add(`${b}ffn_up.${sfx}`, `${p(N.up)}.${sfx}`);
+      }
       add(`${b}ffn_down.${sfx}`, `${p(N.down)}.${sfx}`);
     }
   });
@@ -325,13 +461,15 @@ function archMetadata(meta: GgufMetadata, model: Model, plan: GgufPlan): void {
   }
   meta.u32(`${a}.attention.key_length`, dims.headDim);
   meta.u32(`${a}.attention.value_length`, dims.headDim);
-  meta.u32(`${a}.rope.dimension_count`, dims.rotaryDim);
+  meta.u32(`${a}.rope.dimension_count`, plan.emulatePartialRope ? dims.headDim : dims.rotaryDim);
   meta.f32(`${a}.rope.freq_base`, dims.ropeTheta);
   if (dims.ropeScaling?.type === "linear") {
     meta.str(`${a}.rope.scaling.type`, "linear");
     meta.f32(`${a}.rope.scaling.factor`, dims.ropeScaling.factor);
   }
   meta.f32(`${a}.attention.layer_norm_rms_epsilon`, dims.eps);
+  // phi3: the window as llama.cpp's converter writes it (0 = none); its phi3 reads it and disables SWA
+  if (a === "phi3") meta.u32(`${a}.attention.sliding_window`, dims.slidingWindow ?? 0);
   if (a === "gemma2" || a === "gemma3") {
     // no cap: one so large that cap·tanh(x / cap) = x in float32 (llama.cpp's gemma2 always caps)
     const NO_CAP = 1e6;
@@ -350,6 +488,18 @@ function archMetadata(meta: GgufMetadata, model: Model, plan: GgufPlan): void {
   }
 }
 
+/**
+ * general.name: the folder name, except that llama.cpp's vocabulary loader looks up "</s>", "<unk>", "<s>" and
+ * "<|endoftext|>" by name (and aborts when one is missing) in any model whose name contains "phi3" / "phi-3";
+ * with a vocabulary that lacks one of them, the name is changed so that llama.cpp can load the file.
+ */
+export function ggufModelName(name: string, tokens: readonly string[]): string {
+  if (!/phi-?3/i.test(name)) return name;
+  const have = new Set(tokens);
+  if (["</s>", "<unk>", "<s>", "<|endoftext|>"].every((t) => have.has(t))) return name;
+  return name.replace(/(phi)(-?)3/gi, "$1$2_3");
+}
+
 /** Everything checked and planned, nothing written: the plan, the vocabulary and the tensors to write. */
 export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
   if (!GGUF_OUTTYPES.includes(outtype)) {
@@ -364,15 +514,17 @@ export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
   const meta = new GgufMetadata();
   meta.str("general.architecture", plan.arch);
   meta.str("general.type", "model");
-  meta.str("general.name", path.basename(model.dir));
+  meta.str("general.name", ggufModelName(path.basename(model.dir), vocab.tokens));
   archMetadata(meta, model, plan);
   meta.u32("general.file_type", FILE_TYPE[outtype]);
   meta.u32("general.quantization_version", 2);
   meta.u32("general.alignment", GGUF_ALIGNMENT);
   addVocab(meta, vocab);
-  const tensors: GgufTensor[] = sources(model, plan).map((s) => {
-    const type = tensorType(s.name, s.shape, outtype);
-    return { name: s.name, shape: s.shape, type, encode: () => encodeAs(s.read(), type) };
+  const srcs = sources(model, plan);
+  const tiedOutput = !srcs.some((s) => s.name === "output.weight");
+  const tensors: GgufTensor[] = srcs.map((s) => {
+    const type = tensorType(s.name, s.shape, outtype, tiedOutput);
+    return { name: s.name, shape: s.shape, type, encode: () => encodeAs(s.read(), type, s.shape) };
   });
   return { plan, vocab, meta, tensors };
 }

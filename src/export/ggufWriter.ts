@@ -30,12 +30,16 @@ export const GgufType = {
 } as const;
 
 /** ggml_type of the tensor encodings pare writes. */
-export const GgmlType = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
+/** Weights per block of the 32-block quantizations (Q8_0, Q4_0), along a row. */
+export const QK = 32;
 /** Q8_0: blocks of 32 weights along a row, each one f16 scale + 32 int8 = 34 bytes. */
-export const Q8_0_BLOCK = 32;
+export const Q8_0_BLOCK = QK;
 export const Q8_0_BYTES = 34;
+/** Q4_0: one f16 scale + 32 nibbles = 18 bytes a block. */
+export const Q4_0_BYTES = 18;
 
 type Scalar =
   | { t: "u32"; v: number }
@@ -115,10 +119,11 @@ export function ggufTensorBytes(shape: number[], type: GgmlTypeName): number {
     case "F16":
     case "BF16":
       return 2 * n;
-    case "Q8_0": {
+    case "Q8_0":
+    case "Q4_0": {
       const row = shape[shape.length - 1];
-      if (row % Q8_0_BLOCK !== 0) throw internal(`Q8_0 needs rows that are a multiple of 32 (got ${row})`);
-      return (n / Q8_0_BLOCK) * Q8_0_BYTES;
+      if (row % QK !== 0) throw internal(`${type} needs rows that are a multiple of 32 (got ${row})`);
+      return (n / QK) * (type === "Q8_0" ? Q8_0_BYTES : Q4_0_BYTES);
     }
   }
 }

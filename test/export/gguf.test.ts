@@ -18,15 +18,28 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/arch/load.ts";
 import type { Model } from "../../src/arch/model.ts";
-import { exportGguf, type GgufOuttype, permuteRope, prepareGguf } from "../../src/export/gguf.ts";
-import { quantizeQ8_0 } from "../../src/export/ggufQuant.ts";
+import {
+  exportGguf,
+  type GgufOuttype,
+  ggufModelName,
+  partialRopeFactors,
+  permuteRope,
+  prepareGguf,
+} from "../../src/export/gguf.ts";
+import {
+  encodeQ4_0FromInts,
+  quantizeQ4_0,
+  quantizeQ4_0Ints,
+  quantizeQ8_0,
+  tensorType,
+} from "../../src/export/ggufQuant.ts";
 import { GgufMetadata, ggufHeader } from "../../src/export/ggufWriter.ts";
 import { loadTokenizer } from "../../src/io/tokenizer.ts";
 import { emitModelGraph } from "../../src/onnx/emit.ts";
 import { i64From, Session } from "../../src/runtime/ort.ts";
 import { f16BitsToF32 } from "../../src/tensor/dtype.ts";
 import { REPO_ROOT, runCli } from "../helpers/cli.ts";
-import { makeTinyGemma2, makeTinyGemma3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
+import { makeTinyGemma2, makeTinyGemma3, makeTinyPhi3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
 import {
   makeByteBpeTokenizerJson,
   makeTinyBert,
@@ -37,6 +50,7 @@ import {
   writeTinyModel,
 } from "../helpers/tinyModels.ts";
 import { exampleLines, phi3Tokenizer } from "../helpers/tokenizerJsons.ts";
+import { decodeQ4_0, q4Twin, refQ4_0, refQ4_0Block } from "./ggufQ4Reference.ts";
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 type Llama = Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
@@ -192,6 +206,10 @@ const BOUND = {
   f16: { top10: 5e-3, kl: 1e-4, tie: 1e-2, minCompared: 12 },
   bf16: { top10: 2e-2, kl: 1e-3, tie: 5e-2, minCompared: 8 },
   q8_0: { top10: 2e-2, kl: 2e-3, tie: 5e-2, minCompared: 8 },
+  // 4-bit weights against the f32 model: the distribution only (measured: KL ≤ 2.0e-3 and top-10 ≤ 1.9e-3 on
+  // the llama / qwen / phi3 models, KL 7.5e-2 and top-10 0.14 on gemma3, whose hidden size 32 makes every row one
+  // block); greedy tokens are compared against the dequantized twin instead (checkQ4Twin)
+  q4_0: { top10: 0.3, kl: 0.2, tie: Number.POSITIVE_INFINITY, minCompared: 0 },
 } as const;
 
 function write(name: string, tiny: TinyModel, tok: object = makeByteBpeTokenizerJson(300)): string {
@@ -220,6 +238,34 @@ async function checkModel(label: string, dir: string, outtypes: GgufOuttype[]): 
     }
   } finally {
     model.close();
+  }
+}
+
+/**
+ * q4_0 against what it should compute: llama.cpp on pare's q4_0 file vs pare's forward of the dequantized twin
+ * (the weights llama.cpp multiplies with, from the test's own reference RTN). What is left is llama.cpp's 8-bit
+ * activations in its Q4_0 matmul and its f16 KV cache, so q8_0's bounds apply, greedy tokens included.
+ */
+async function checkQ4Twin(label: string, tiny: TinyModel, dir: string): Promise<void> {
+  const twinDir = write(`${path.basename(dir)}-q4twin`, q4Twin(tiny, quantizeQ8_0));
+  const model = loadModel(dir);
+  const twin = loadModel(twinDir);
+  try {
+    const file = path.join(ROOT, `${path.basename(dir)}.q4_0.gguf`);
+    const r = exportGguf(model, file, { outtype: "q4_0", force: true });
+    expect(r.types.Q4_0, `${label}: Q4_0 tensors`).toBeGreaterThan(0);
+    const prompt = loadTokenizer(dir).encode(PROMPT);
+    const got = await parity(twin, file, prompt, BOUND.q8_0.tie);
+    observed[`${label} q4_0 vs dequantized twin`] = got;
+    expect(got.mismatch, `${label} q4_0 twin`).toBeUndefined();
+    expect(got.compared, `${label} q4_0 twin: greedy steps compared`).toBeGreaterThanOrEqual(
+      BOUND.q8_0.minCompared,
+    );
+    expect(got.top10, `${label} q4_0 twin top-10`).toBeLessThan(BOUND.q8_0.top10);
+    expect(got.kl, `${label} q4_0 twin KL`).toBeLessThan(BOUND.q8_0.kl);
+  } finally {
+    model.close();
+    twin.close();
   }
 }
 
@@ -268,6 +314,99 @@ describe("GGUF format", () => {
       }
     }
     expect(quantizeQ8_0(new Float32Array(32)).every((b) => b === 0)).toBe(true);
+  });
+
+  it("Q4_0 round-to-nearest equals the float32 reference of quantize_row_q4_0_ref, bytes and integers", () => {
+    const rows = 6;
+    const cols = 64;
+    const x = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 1.37) * (1 + (i % 7)) * 0.01);
+    // edge cases: an all-zero block, a negative extreme, two extremes of equal magnitude (the first wins),
+    // values exactly on the rounding boundaries of the block scale
+    x.fill(0, 64, 96);
+    x[100] = -0.5;
+    x[130] = 0.25;
+    x[131] = -0.25;
+    for (let j = 0; j < 32; j++) x[320 + j] = ((j % 17) - 8) * 0.125 + (j === 0 ? 0 : 0.0625 * (j % 2));
+    x[320] = 1; // d = −1/8: x·(1/d) lands on k + 0.5 for the ±0.0625 offsets
+    const got = quantizeQ4_0Ints(x, rows, cols);
+    const ref = refQ4_0(x);
+    expect([...got.q]).toEqual([...ref.q]);
+    expect([...got.scales]).toEqual([...ref.scales]);
+    // an all-zero block: d = 0 / −8 = −0 (f16 0x8000, as ggml writes it), every q = 0
+    expect(Object.is(got.scales[2], -0)).toBe(true);
+    expect(got.q.subarray(64, 96).every((v) => v === 0)).toBe(true);
+    expect(refQ4_0Block(x.subarray(128, 160)).d).toBe(Math.fround(0.25 / -8));
+    const bytes = quantizeQ4_0(x, rows, cols);
+    expect(bytes.length).toBe(((rows * cols) / 32) * 18);
+    expect([bytes[2 * 18], bytes[2 * 18 + 1]]).toEqual([0x00, 0x80]);
+    // decoded: within half a step of the input (d·q with the f16 scale), a whole step where q = 7 clips the
+    // side opposite the extreme (which maps to −8)
+    const back = decodeQ4_0(bytes);
+    for (let i = 0; i < x.length; i++) {
+      const d = Math.abs(ref.scales[i >> 5]);
+      const step = ref.q[i] === 7 ? 1 : 0.5;
+      expect(Math.abs(back[i] - x[i])).toBeLessThanOrEqual(step * d + 1e-3 * d * 8);
+    }
+  });
+
+  it("pre-quantized Q4_0 (encodeQ4_0FromInts) given the reference RTN integers is bit-exact with the RTN path", () => {
+    const rows = 5;
+    const cols = 96;
+    const x = Float32Array.from(
+      { length: rows * cols },
+      (_, i) => Math.cos(i * 0.911) * 0.05 + (i % 13) * 1e-3,
+    );
+    const ref = refQ4_0(x);
+    const pre = encodeQ4_0FromInts(ref.q, ref.scales, rows, cols);
+    expect(Buffer.from(pre).equals(Buffer.from(quantizeQ4_0(x, rows, cols)))).toBe(true);
+    // layout: f16 scale, then byte j = (q_j + 8) | (q_{j+16} + 8) << 4
+    const q = new Int8Array(32).map((_, j) => (j % 16) - 8);
+    const one = encodeQ4_0FromInts(q, Float32Array.of(0.5), 1, 32);
+    expect([...one.subarray(0, 2)]).toEqual([0x00, 0x38]); // 0.5 as f16 = 0x3800
+    expect(one[2]).toBe(0 | (0 << 4));
+    expect(one[17]).toBe(15 | (15 << 4));
+    expect([...decodeQ4_0(one)]).toEqual([...q].map((v) => v * 0.5));
+    // the contract is checked before anything is encoded
+    expect(() =>
+      encodeQ4_0FromInts(Int8Array.of(8, ...new Array(31).fill(0)), Float32Array.of(1), 1, 32),
+    ).toThrow(/outside \[-8, 7\]/);
+    expect(() => encodeQ4_0FromInts(new Int8Array(48), Float32Array.of(1, 1), 1, 48)).toThrow(
+      /multiple of 32/,
+    );
+    expect(() => encodeQ4_0FromInts(new Int8Array(64), Float32Array.of(1), 1, 64)).toThrow(/2 blocks/);
+    expect(() => encodeQ4_0FromInts(new Int8Array(32), Float32Array.of(Number.NaN), 1, 32)).toThrow(
+      /scale 0/,
+    );
+  });
+
+  it("q4_0 tensor types: llama-quantize's choices (norms / biases F32, output Q8_0 for Q6_K, F16 for odd rows)", () => {
+    expect(tensorType("blk.0.attn_q.weight", [64, 32], "q4_0")).toBe("Q4_0");
+    expect(tensorType("token_embd.weight", [300, 32], "q4_0")).toBe("Q4_0");
+    expect(tensorType("token_embd.weight", [300, 32], "q4_0", true)).toBe("Q8_0");
+    expect(tensorType("output.weight", [300, 32], "q4_0")).toBe("Q8_0");
+    expect(tensorType("blk.0.ffn_down.weight", [32, 48], "q4_0")).toBe("F16");
+    expect(tensorType("blk.0.attn_norm.weight", [32], "q4_0")).toBe("F32");
+    expect(tensorType("blk.0.attn_q.bias", [64], "q4_0")).toBe("F32");
+  });
+
+  it("partial rotary as frequency divisors: base^(2i/rot − 2i/hd) on rotated pairs, no rotation after", () => {
+    const f = partialRopeFactors(8, 4, 10000);
+    expect(f.length).toBe(4);
+    // ggml's angle for pair i: pos·base^(−2i/hd) / f_i; Hugging Face's: pos·base^(−2i/rot) for i < rot/2
+    for (let i = 0; i < 2; i++)
+      expect(10000 ** (-(2 * i) / 8) / f[i]).toBeCloseTo(10000 ** (-(2 * i) / 4), 6);
+    expect(f[2]).toBeGreaterThan(1e29);
+    expect(Math.cos(Math.fround(4096 / f[3]))).toBe(1);
+    // partial permutation: the first rot rows of each head interleaved, the rest in place
+    const x = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect([...permuteRope(x, 8, 8, 4)]).toEqual([0, 2, 1, 3, 4, 5, 6, 7]);
+  });
+
+  it("general.name avoids llama.cpp's Phi-3 vocabulary lookups when the vocabulary lacks their tokens", () => {
+    expect(ggufModelName("phi3-pruned", ["a", "b"])).toBe("phi_3-pruned");
+    expect(ggufModelName("Phi-3-mini", ["a"])).toBe("Phi-_3-mini");
+    expect(ggufModelName("phi3", ["</s>", "<unk>", "<s>", "<|endoftext|>"])).toBe("phi3");
+    expect(ggufModelName("llama-x", [])).toBe("llama-x");
   });
 
   it("Q/K permutation: each head's rotate-half halves become interleaved pairs (llama.cpp's LlamaModel.permute)", () => {
@@ -357,7 +496,7 @@ describe("GGUF export refuses what llama.cpp cannot run, before writing", () => 
       "--out",
       out,
       "--outtype",
-      "q4_0",
+      "q2_k",
       "--force",
     ]);
     expect(bad.stderr).toMatch(/E_USAGE/);
@@ -427,18 +566,35 @@ function uniformShape(t: TinyModel): TinyModel {
   return t;
 }
 
-const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: GgufOuttype[] }[] = [
+/** Final norm scaled so that a tied tiny model's next-token distribution is not one-hot (max p ≈ 0.1, not ≈ 1). */
+function scaleFinalNorm(t: TinyModel, f: number): TinyModel {
+  const n = t.tensors.find((x) => x.name === "model.norm.weight");
+  if (!n) throw new Error("no model.norm.weight");
+  n.data = n.data.map((v) => v * f);
+  return t;
+}
+
+const TINY: {
+  label: string;
+  tiny: () => TinyModel;
+  arch: string;
+  outtypes: GgufOuttype[];
+  /** also check q4_0 against the dequantized twin (llama layouts with no scale folded into 2-D weights) */
+  q4Twin?: boolean;
+}[] = [
   {
     label: "llama dense untied",
     tiny: () => makeTinyLlama({ seed: 11 }),
     arch: "llama",
-    outtypes: ["f32", "f16", "bf16", "q8_0"],
+    outtypes: ["f32", "f16", "bf16", "q8_0", "q4_0"],
+    q4Twin: true,
   },
   {
     label: "llama dense tied",
     tiny: () => makeTinyLlama({ seed: 12, tie: true }),
     arch: "llama",
-    outtypes: ["f32", "q8_0"],
+    outtypes: ["f32", "q8_0", "q4_0"],
+    q4Twin: true,
   },
   {
     label: "llama uniform-pruned shape (heads·head_dim ≠ hidden) with created o/down biases",
@@ -453,7 +609,8 @@ const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: Gguf
     label: "llama per-layer widths (global allocation)",
     tiny: () => nonUniformLlama(14),
     arch: "deci",
-    outtypes: ["f32", "f16", "q8_0"],
+    outtypes: ["f32", "f16", "q8_0", "q4_0"],
+    q4Twin: true,
   },
   {
     label: "llama per-layer widths with created biases, tied",
@@ -512,7 +669,8 @@ const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: Gguf
     label: "qwen2 dense (q/k/v biases)",
     tiny: () => makeTinyLlama({ seed: 19, modelType: "qwen2", heads: 4, kvHeads: 2, headDim: 8 }),
     arch: "qwen2",
-    outtypes: ["f32", "q8_0"],
+    outtypes: ["f32", "q8_0", "q4_0"],
+    q4Twin: true,
   },
   {
     label: "qwen2 uniform-pruned shape → llama with permuted q/k biases",
@@ -548,7 +706,8 @@ const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: Gguf
     label: "qwen3 dense untied",
     tiny: () => makeTinyQwen3({ seed: 22 }),
     arch: "qwen3",
-    outtypes: ["f32", "q8_0"],
+    outtypes: ["f32", "q8_0", "q4_0"],
+    q4Twin: true,
   },
   {
     label: "qwen3 uniform-pruned shape, tied",
@@ -573,7 +732,7 @@ const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: Gguf
     label: "gemma3 (q/k norms, local RoPE base, linear scaling on global layers, window 4)",
     tiny: () => makeTinyGemma3({ seed: 25 }),
     arch: "gemma3",
-    outtypes: ["f32", "q8_0"],
+    outtypes: ["f32", "q8_0", "q4_0"],
   },
   {
     label: "gemma3 untied, uniform-pruned shape",
@@ -581,12 +740,63 @@ const TINY: { label: string; tiny: () => TinyModel; arch: string; outtypes: Gguf
     arch: "gemma3",
     outtypes: ["f32"],
   },
+  {
+    label: "phi3 dense untied, partial rotary 0.5 (fused qkv / gate_up as llama.cpp's converter writes them)",
+    tiny: () => makeTinyPhi3({ seed: 27, slidingWindow: null }),
+    arch: "phi3",
+    outtypes: ["f32", "q8_0", "q4_0"],
+    q4Twin: true,
+  },
+  {
+    label: "phi3 dense tied, full rotary",
+    tiny: () => makeTinyPhi3({ seed: 28, slidingWindow: null, tie: true, partialRotaryFactor: 1 }),
+    arch: "phi3",
+    outtypes: ["f32"],
+  },
+  {
+    label: "phi3 uniform-pruned shape (query width < hidden) → llama with partial rotary as rope_freqs",
+    tiny: () =>
+      makeTinyPhi3({ seed: 29, slidingWindow: null, heads: 2, kvHeads: 1, headDim: 8, intermediate: 24 }),
+    arch: "llama",
+    outtypes: ["f32", "q8_0"],
+  },
+  {
+    label: "phi3 per-layer widths → deci with partial rotary as rope_freqs",
+    tiny: () =>
+      makeTinyPhi3({
+        seed: 30,
+        slidingWindow: null,
+        layers: 3,
+        partialRotaryFactor: 0.75,
+        perLayer: { heads: [4, 2, 3], kvHeads: [2, 1, 1], intermediate: [48, 20, 33] },
+      }),
+    arch: "deci",
+    outtypes: ["f32"],
+  },
+  {
+    label: "qwen3 per-layer widths, tied → openelm",
+    tiny: () =>
+      scaleFinalNorm(
+        makeTinyQwen3({
+          seed: 32,
+          tie: true,
+          layers: 3,
+          perLayer: { heads: [4, 2, 2], kvHeads: [2, 1, 2], intermediate: [48, 21, 32] },
+        }),
+        0.2,
+      ),
+    arch: "openelm",
+    outtypes: ["f32", "q8_0", "q4_0"],
+    q4Twin: true,
+  },
 ];
 
 describe.skipIf(!LC.llama).each(TINY)("llama.cpp runs pare's GGUF of the tiny $label", (c) => {
   let dir: string;
+  let tiny: TinyModel;
   beforeAll(() => {
-    dir = write(`tiny-${c.label.replace(/[^a-z0-9]+/gi, "-")}`, c.tiny());
+    tiny = c.tiny();
+    dir = write(`tiny-${c.label.replace(/[^a-z0-9]+/gi, "-")}`, tiny);
   });
   it(`architecture ${c.arch}; greedy 32 tokens and next-token distribution equal pare's (${c.outtypes.join(", ")})`, async () => {
     const m = loadModel(dir);
@@ -597,6 +807,12 @@ describe.skipIf(!LC.llama).each(TINY)("llama.cpp runs pare's GGUF of the tiny $l
     }
     await checkModel(c.label, dir, c.outtypes);
   });
+  it.runIf(c.q4Twin)(
+    "q4_0: llama.cpp equals pare's forward of the dequantized twin (q8_0 bounds, greedy included)",
+    async () => {
+      await checkQ4Twin(c.label, tiny, dir);
+    },
+  );
 });
 
 describe.skipIf(!LC.llama)("llama.cpp on models pruned by pare (tiny, runPrune)", () => {
