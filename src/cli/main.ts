@@ -92,7 +92,7 @@ program
   )
   .argument("<model>", "model folder or Hugging Face cache id (e.g. the output of pare prune)")
   .option("--format <format>", "onnx (transformers.js folder) | gguf (one llama.cpp file)", "onnx")
-  .option("--outtype <type>", "gguf: f32 | f16 | bf16 | q8_0 (default f16; norms and biases stay f32)")
+  .option("--outtype <type>", "gguf: f32 | f16 | bf16 | q8_0 | q4_0 (default f16; norms and biases stay f32)")
   .option("--out <path>", "output folder (onnx) or file (gguf), written atomically")
   .option("--force", "replace an existing output folder")
   .action(async (model: string, opts) => {
