@@ -480,6 +480,56 @@ describe("GGUF export refuses what llama.cpp cannot run, before writing", () => 
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it("per-layer Qwen3 that openelm cannot hold (q/k/v biases) and per-layer Gemma: refused with the reason and a hint", () => {
+    const cases = [
+      {
+        name: "qwen3-varying-bias",
+        tiny: makeTinyQwen3({
+          seed: 9,
+          tie: true,
+          attentionBias: true,
+          perLayer: { heads: [4, 2], kvHeads: [2, 1], intermediate: [48, 21] },
+        }),
+        message: /openelm architecture, which has no biases/,
+        hint: /--create-bias never/,
+      },
+      {
+        name: "gemma3-varying",
+        tiny: makeTinyGemma3({
+          seed: 10,
+          perLayer: { heads: [4, 2, 4, 4], kvHeads: [2, 1, 2, 2], intermediate: [48, 20, 48, 48] },
+        }),
+        message: /gemma3 reads one width for all layers/,
+        hint: /--allocation uniform/,
+      },
+      {
+        name: "gemma2-varying",
+        tiny: makeTinyGemma2({
+          seed: 10,
+          perLayer: { heads: [4, 2, 4], kvHeads: [2, 1, 2], intermediate: [48, 20, 48] },
+        }),
+        message: /gemma2 reads one width for all layers/,
+        hint: /--allocation uniform/,
+      },
+    ];
+    for (const c of cases) {
+      const m = loadModel(write(c.name, c.tiny));
+      try {
+        let err: { code?: string; message?: string; hint?: string } = {};
+        try {
+          prepareGguf(m, "f32");
+        } catch (e) {
+          err = e as typeof err;
+        }
+        expect(err.code, c.name).toBe("E_ARCH_UNSUPPORTED");
+        expect(err.message, c.name).toMatch(c.message);
+        expect(err.hint, c.name).toMatch(c.hint);
+      } finally {
+        m.close();
+      }
+    }
+  });
+
   it("an existing output needs --force; a bad --outtype is a usage error; a failed write leaves nothing", async () => {
     const dir = write("llama-exists", makeTinyLlama({ seed: 8 }));
     const out = path.join(ROOT, "exists.gguf");
@@ -896,6 +946,84 @@ describe.skipIf(!LC.llama)("llama.cpp on Qwen3 / Gemma 3 pruned by pare with --c
       await checkModel(`${family} pruned, no created biases`, out, ["f32"]);
     },
   );
+});
+
+describe.skipIf(!LC.llama)("llama.cpp on Phi-3 and per-layer Qwen3 pruned by pare (tiny, runPrune)", () => {
+  it.each([
+    { allocation: "uniform" as const, arch: "llama", createBias: "auto" as const },
+    { allocation: "global" as const, arch: "deci", createBias: "auto" as const },
+  ])(
+    "Phi-3 $allocation at 0.4 with liar (created biases, partial rotary) → $arch",
+    async ({ allocation, arch, createBias }) => {
+      const { runPrune } = await import("../../src/pipeline/prune.ts");
+      const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
+      const src = write(
+        `phi3-src-${allocation}`,
+        makeTinyPhi3({ seed: 43, layers: 3, slidingWindow: null, intermediate: 64 }),
+      );
+      const calib = path.join(ROOT, "calib.txt");
+      fs.writeFileSync(calib, exampleLines().slice(0, 80).join("\n"));
+      const out = path.join(ROOT, `phi3-pruned-${allocation}`);
+      await runPrune(
+        resolveRecipe({
+          model: src,
+          out,
+          calib: [calib],
+          ratio: 0.4,
+          allocation,
+          createBias,
+          samples: 6,
+          seqLen: 16,
+          threads: 1,
+        }),
+      );
+      const m = loadModel(out);
+      try {
+        expect(prepareGguf(m, "f32").plan.arch).toBe(arch);
+        if (allocation === "global") expect(new Set(m.dims.layers.map((l) => l.ffn)).size).toBeGreaterThan(1);
+      } finally {
+        m.close();
+      }
+      await checkModel(`phi3 pruned ${allocation}`, out, ["f32", "q8_0"]);
+    },
+  );
+
+  it("Qwen3 (tied) global at 0.4 with --create-bias never → openelm", async () => {
+    const { runPrune } = await import("../../src/pipeline/prune.ts");
+    const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
+    const src = write(
+      "qwen3-global-src",
+      scaleFinalNorm(
+        makeTinyQwen3({ seed: 44, layers: 3, tie: true, heads: 4, kvHeads: 4, intermediate: 64 }),
+        0.2,
+      ),
+    );
+    const calib = path.join(ROOT, "calib.txt");
+    fs.writeFileSync(calib, exampleLines().slice(0, 80).join("\n"));
+    const out = path.join(ROOT, "qwen3-global-pruned");
+    await runPrune(
+      resolveRecipe({
+        model: src,
+        out,
+        calib: [calib],
+        ratio: 0.4,
+        allocation: "global",
+        createBias: "never",
+        samples: 6,
+        seqLen: 16,
+        threads: 1,
+      }),
+    );
+    const m = loadModel(out);
+    try {
+      expect(prepareGguf(m, "f32").plan.arch).toBe("openelm");
+      const L = m.dims.layers;
+      expect(L.some((l) => l.nHeads !== L[0].nHeads || l.ffn !== L[0].ffn)).toBe(true);
+    } finally {
+      m.close();
+    }
+    await checkModel("qwen3 pruned global, no created biases", out, ["f32", "q8_0", "q4_0"]);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------
