@@ -64,14 +64,25 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
     const f0 = (n: number) => n.toLocaleString("en-US");
     const lines = [
       `pruned ${r.input.dir} → ${r.output}`,
-      `  method      ${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${recipe.calibration} calibration`,
+      ...(r.depth
+        ? [
+            `  depth       removed blocks ${r.depth.removed.join(", ")} of ${r.depth.removed.length + r.depth.kept.length} (${r.depth.criterion}) · ${
+              r.depth.compensation === "liar"
+                ? `least-squares compensation (calibration error ${r.depth.folds.map((f) => `${f.relError.dropped} → ${f.relError.fitted}`).join(", ") || "none to fold"})`
+                : "dropped, no compensation"
+            }`,
+          ]
+        : []),
+      recipe.ratio === 0 && r.depth
+        ? "  width       none (--ratio 0)"
+        : `  method      ${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${recipe.calibration} calibration`,
       r.calibration ? `  calibration ${r.calibration.protocol}` : "  calibration none (weights only)",
       `  ratio       requested ${recipe.ratio}, achieved ${r.achievedRatio.toFixed(4)} of attention+MLP parameters`,
       `  params      attention+MLP ${f0(r.params.before.prunable)} → ${f0(r.params.after.prunable)};  total ${f0(r.params.before.total)} → ${f0(r.params.after.total)}`,
       "  layer  heads    kv     FFN",
       ...r.layers.map(
         (l) =>
-          `  ${String(l.layer).padStart(5)}  ${`${l.heads[0]}→${l.heads[1]}`.padEnd(8)} ${`${l.kvHeads[0]}→${l.kvHeads[1]}`.padEnd(6)} ${l.ffn[0]}→${l.ffn[1]}${l.skipped ? "  (skipped)" : ""}`,
+          `  ${(r.depth ? `${l.layer} (was ${r.depth.kept[l.layer]})` : String(l.layer)).padStart(5)}  ${`${l.heads[0]}→${l.heads[1]}`.padEnd(8)} ${`${l.kvHeads[0]}→${l.kvHeads[1]}`.padEnd(6)} ${l.ffn[0]}→${l.ffn[1]}${l.skipped ? "  (skipped)" : ""}`,
       ),
       `  time        ${Object.entries(r.timings)
         .map(([k, v]) => `${k} ${v.toFixed(2)}s`)

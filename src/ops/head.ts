@@ -45,7 +45,10 @@ let nextId = 0;
 /** one head session per weight source (the final norm and LM head are initializers) */
 function headKey(model: Model): string {
   let id = ids.get(model.weights);
-  if (id === undefined) ids.set(model.weights, (id = ++nextId));
+  if (id === undefined) {
+    id = ++nextId;
+    ids.set(model.weights, id);
+  }
   return `head:${model.spec.family}:${id}`;
 }
 

@@ -13,8 +13,7 @@ import { CachedWeights } from "../arch/cache.ts";
 import { layerLinearElems } from "../arch/groups.ts";
 import type { LoadedModel } from "../arch/load.ts";
 import type { Model } from "../arch/model.ts";
-import { validRows } from "../calib/stats.ts";
-import { CrossAccumulator, TapAccumulator } from "../calib/stats.ts";
+import { CrossAccumulator, TapAccumulator, validRows } from "../calib/stats.ts";
 import { chooseByInfluence, chooseSpan, cosineSums, removedRuns } from "../depth/criteria.ts";
 import { fitFold } from "../depth/fit.ts";
 import { PareError } from "../errors.ts";
@@ -150,7 +149,7 @@ export async function depthStage(
 
   // compensate
   const overlay = depthOverlay(input, kept);
-  let config = depthConfig(input, kept);
+  const config = depthConfig(input, kept);
   let view = depthView(input, kept, overlay, config);
   const folds: DepthReport["folds"] = [];
   const notes: string[] = [];
@@ -231,6 +230,7 @@ export async function depthStage(
       scores,
       rounds,
       compensation: recipe.reconstruct === "none" ? "none" : "liar",
+      calibration: { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol },
       folds,
       notes,
     },
@@ -318,7 +318,8 @@ async function compensate(
       b: w.has(`${mod}.bias`) ? w.get(`${mod}.bias`) : undefined,
       dOut: D,
       dIn,
-      alpha: recipe.ridge,
+      // --ridge auto chooses per width module on held-out windows; the depth fit uses the default α then
+      alpha: typeof recipe.ridge === "number" ? recipe.ridge : 0.01,
       intercept: canHoldBias(input, original, "mlp", recipe.createBias),
       where: `depth: block ${original}'s FFN down projection`,
       ops,

@@ -196,13 +196,16 @@ export async function prepare(
   checkSettings(pruned.model, recipe, run);
   const units = planUnits(pruned.model, recipe);
   preflight(units, recipe.ratio, recipe.allocation);
-  const plan = estimatePlan(pruned.dense, recipe, await measureRates(recipe.threads), heldBudgetBytes);
-  checkMemory(plan, recipe.maxMemory);
-  run.event({ type: "plan", plan });
   // nothing to remove by width (e.g. --depth alone): no scores, no reconstruction, no calibration
   const widthOff = recipe.ratio === 0;
-  const criterion: Criterion = CRITERIA[widthOff ? "magnitude-l2" : recipe.criterion];
-  const reconstructor: Reconstructor = RECONSTRUCTORS[widthOff ? "none" : recipe.reconstruct];
+  const planned = widthOff
+    ? { ...recipe, criterion: "magnitude-l2" as const, reconstruct: "none" as const }
+    : recipe;
+  const plan = estimatePlan(pruned.dense, planned, await measureRates(recipe.threads), heldBudgetBytes);
+  checkMemory(plan, recipe.maxMemory);
+  run.event({ type: "plan", plan });
+  const criterion: Criterion = CRITERIA[planned.criterion];
+  const reconstructor: Reconstructor = RECONSTRUCTORS[planned.reconstruct];
   const crit = new Set<StatKind>(criterion.needs);
   const rec = new Set<StatKind>(reconstructor.needs);
   const all = new Set<StatKind>([...crit, ...rec]);

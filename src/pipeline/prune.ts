@@ -132,7 +132,9 @@ async function prune(
 
     run.phase(
       "prune",
-      `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${job.sequential ? "sequential" : "dense"} calibration`,
+      recipe.ratio === 0
+        ? "no width pruning (--ratio 0): writing the kept layers"
+        : `${recipe.criterion} · ${recipe.allocation} · ${recipe.reconstruct} · ${job.sequential ? "sequential" : "dense"} calibration`,
     );
     if (!job.sequential) streams.model.clear();
     // liar-seq: the unpruned model's stream starts at the embeddings too
@@ -173,7 +175,9 @@ async function prune(
     run.phase("write", recipe.out);
     const report = await output.finish(afterDepth?.recipe ?? recipe, input, {
       inputFiles: job.inputFiles,
-      calibration: calib && { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol },
+      calibration:
+        (calib && { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }) ??
+        afterDepth?.depth.calibration,
       before: afterDepth?.before ?? job.before,
       depth: afterDepth?.depth,
       plan: job.plan,

@@ -36,6 +36,8 @@ export interface DepthReport {
   /** sleb: the block removed in each round and the calibration loss (NLL per token) after it */
   rounds?: { removed: number; loss: number }[];
   compensation: "none" | "liar";
+  /** the calibration windows the depth stage read (the width stages draw the same ones) */
+  calibration: { sequences: number; tokens: number; protocol: string };
   /**
    * per compensated span [first, last]: the block whose down projection was refitted, the ridge used, and the
    * calibration error ‖out − target‖² / ‖target − mid‖² of dropping the span vs after the fit

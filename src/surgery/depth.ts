@@ -8,7 +8,7 @@ import { buildModel } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
 import { OverlayWeights } from "./surgery.ts";
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** The tensor-name prefix every layer template shares ("model.layers.") and a matcher for layer names. */
 function layerPattern(model: Model): RegExp {
@@ -23,7 +23,7 @@ function layerPattern(model: Model): RegExp {
       `internal: ${model.spec.family}'s layer tensors do not share one prefix (${[...prefixes].join(", ")})`,
       "this is a bug in pare; please report it",
     );
-  return new RegExp(`^${escape([...prefixes][0])}(\\d+)\\.`);
+  return new RegExp(`^${escapeRe([...prefixes][0])}(\\d+)\\.`);
 }
 
 /** The input's weights with layer `kept[j]` renamed to layer j and the removed layers hidden. */

@@ -119,6 +119,8 @@ export interface FamilyForwardOptions {
    * for left-padded generation pass {@link hfGeneratePositionIds}(mask).
    */
   positionIds?: readonly number[];
+  /** layers to skip (the stream passes them unchanged; their taps are empty): a model with blocks removed */
+  skipLayers?: ReadonlySet<number>;
 }
 
 /** HF `generate`'s position ids for a padded row: cumsum(mask) − 1, with 1 at masked positions. */
@@ -583,7 +585,14 @@ export function referenceFamilyForward(
 
   const attnTaps: Float64Array[] = [];
   const mlpTaps: Float64Array[] = [];
+  const hidden: Float64Array[] = [];
   for (let l = 0; l < r.L; l++) {
+    hidden.push(h.slice());
+    if (opts.skipLayers?.has(l)) {
+      attnTaps.push(new Float64Array(0));
+      mlpTaps.push(new Float64Array(0));
+      continue;
+    }
     const p = `model.layers.${l}.`;
     const a = norm(h, `${p}input_layernorm.weight`); // [T, H]
 
@@ -689,12 +698,13 @@ export function referenceFamilyForward(
     addInPlace(h, mlpOut);
   }
 
+  hidden.push(h.slice());
   h = norm(h, "model.norm.weight");
   const lmHead = r.tie ? emb : (getOpt(weights, "lm_head.weight") ?? emb);
   const logits = linear(h, T, lmHead); // [T, V]
   const cap = r.finalSoftcap;
   if (cap !== null) for (let i = 0; i < logits.length; i++) logits[i] = Math.tanh(logits[i] / cap) * cap;
-  return { logits, attnTaps, mlpTaps };
+  return { logits, attnTaps, mlpTaps, hidden };
 }
 
 /**

@@ -34,6 +34,14 @@ export interface DecoderReferenceOutput {
   attnTaps: Float64Array[];
   /** Per layer, [T, ffn_l]: the input of down_proj. */
   mlpTaps: Float64Array[];
+  /** [T, H] per layer: the input of layer l; the last entry: the last layer's output (before the final norm). */
+  hidden: Float64Array[];
+}
+
+/** Options of the decoder references. */
+export interface DecoderReferenceOptions {
+  /** layers to skip (the stream passes them unchanged; their taps are empty): a model with blocks removed */
+  skipLayers?: ReadonlySet<number>;
 }
 
 export interface BertReferenceOutput {
@@ -362,6 +370,7 @@ export function referenceDecoderForward(
   config: Config,
   weights: WeightSource,
   ids: number[],
+  opts: DecoderReferenceOptions = {},
 ): DecoderReferenceOutput {
   const T = ids.length;
   if (T === 0) throw new Error("reference: empty input");
@@ -402,7 +411,14 @@ export function referenceDecoderForward(
   const mlpTaps: Float64Array[] = [];
   const causal = (i: number, j: number) => j <= i && i - j < window;
 
+  const hidden: Float64Array[] = [];
   for (let l = 0; l < L; l++) {
+    hidden.push(h.slice());
+    if (opts.skipLayers?.has(l)) {
+      attnTaps.push(new Float64Array(0));
+      mlpTaps.push(new Float64Array(0));
+      continue;
+    }
     const p = `model.layers.${l}.`;
     const a = rmsNorm(h, T, H, get(weights, `${p}input_layernorm.weight`), eps);
     const qW = get(weights, `${p}self_attn.q_proj.weight`);
@@ -451,10 +467,11 @@ export function referenceDecoderForward(
     mlpTaps.push(act);
   }
 
+  hidden.push(h.slice());
   h = rmsNorm(h, T, H, get(weights, "model.norm.weight"), eps);
   const lmHead = config.tie_word_embeddings === true ? emb : (getOpt(weights, "lm_head.weight") ?? emb);
   const logits = linear(h, T, lmHead);
-  return { logits, attnTaps, mlpTaps };
+  return { logits, attnTaps, mlpTaps, hidden };
 }
 
 /** [T, H] filled with the bias (or zeros): the output of a Linear whose input width is 0. */
