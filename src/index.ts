@@ -28,6 +28,7 @@ export {
   planPrune,
   prune,
 } from "./api/prune.ts";
+export { type QuantizeOptions, type QuantizeReport, quantize } from "./api/quantize.ts";
 export { type ReportData, type ReportOptions, writeReport } from "./api/report.ts";
 export { type LoadedModel, loadModel } from "./arch/load.ts";
 export type { ArchSpec } from "./arch/spec.ts";

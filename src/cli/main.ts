@@ -86,6 +86,29 @@ const pruneCmd = program
 for (const [, flag, help] of recipeFlags()) pruneCmd.option(flag, help);
 
 program
+  .command("quantize")
+  .description(
+    "quantize a model folder to 4 (or 8) bits with GPTQ or round-to-nearest: a Hugging Face GPTQ folder",
+  )
+  .argument("<model>", "model folder or Hugging Face cache id org/name[@revision] (never modified)")
+  .requiredOption("--out <dir>", "output folder (written atomically)")
+  .option("--bits <n>", "4 or 8", "4")
+  .option("--group-size <n>", "input channels per scale and zero point: 32, 64 or 128", "128")
+  .option("--quant-method <m>", "gptq (calibrated, Frantar et al. 2023) | rtn (round to nearest)", "gptq")
+  .option("--asym", "asymmetric grid (a zero point per group); default symmetric")
+  .option("--calib <files...>", "calibration text (.txt or .jsonl), as pare prune takes it (GPTQ needs it)")
+  .option("--samples <n>", "calibration windows (default as pare prune)")
+  .option("--seq-len <n>", "tokens per calibration window (default as pare prune)")
+  .option("--seed <n>", "seed of the calibration windows")
+  .option("--batch-size <n>", "calibration windows per forward pass")
+  .option("--force", "replace an existing output folder")
+  .action(async (model: string, opts) => {
+    flags = program.opts();
+    const { quantizeCommand } = await import("./quantize.ts");
+    await quantizeCommand(model, opts, new Console(flags));
+  });
+
+program
   .command("export")
   .description(
     "export a model folder: ONNX laid out for transformers.js (onnx/model.onnx + config + tokenizer), or one GGUF file for llama.cpp",
