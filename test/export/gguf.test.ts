@@ -1073,8 +1073,8 @@ describe.skipIf(!LC.llama || !HAVE_SHARED)(
       }
     });
 
-    it("dense: f32, f16 and q8_0", async () => {
-      await checkModel("shared llama-gqa-6l dense", SHARED_LLAMA, ["f32", "f16", "q8_0"]);
+    it("dense: f32, f16, q8_0 and q4_0", async () => {
+      await checkModel("shared llama-gqa-6l dense", SHARED_LLAMA, ["f32", "f16", "q8_0", "q4_0"]);
     });
 
     it.each([
@@ -1082,7 +1082,7 @@ describe.skipIf(!LC.llama || !HAVE_SHARED)(
       { ratio: 0.5, allocation: "global" as const },
       { ratio: 0.3, allocation: "uniform" as const },
       { ratio: 0.5, allocation: "uniform" as const },
-    ])("pruned $ratio $allocation: f32 and q8_0", async ({ ratio, allocation }) => {
+    ])("pruned $ratio $allocation: f32, q8_0 and q4_0", async ({ ratio, allocation }) => {
       const { runPrune } = await import("../../src/pipeline/prune.ts");
       const { resolveRecipe } = await import("../../src/pipeline/recipe.ts");
       const out = path.join(ROOT, `shared-${allocation}-${ratio}`);
@@ -1099,7 +1099,7 @@ describe.skipIf(!LC.llama || !HAVE_SHARED)(
           threads: 1,
         }),
       );
-      await checkModel(`shared llama-gqa-6l ${allocation} ${ratio}`, out, ["f32", "q8_0"]);
+      await checkModel(`shared llama-gqa-6l ${allocation} ${ratio}`, out, ["f32", "q8_0", "q4_0"]);
     });
   },
 );
