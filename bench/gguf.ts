@@ -1,6 +1,6 @@
 /**
  * `npm run bench:gguf`: what a llama.cpp user gets from pruning. The shared llama-gqa-6l decoder, dense and pruned by
- * pare (global and uniform allocation, 0.3 and 0.5), exported to GGUF (f16 and q8_0) and run by llama.cpp on the CPU
+ * pare (global and uniform allocation, 0.3 and 0.5), exported to GGUF (f16, q8_0 and q4_0) and run by llama.cpp on the CPU
  * (node-llama-cpp 3.21.1's prebuilt binary): prompt processing (256 tokens in one batch) and generation (64 tokens,
  * one at a time, greedy) in tokens/s, median of timed runs, with file sizes. Other agents share this machine's
  * cores: the load average before and after is recorded next to the numbers.
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
       tg: number[];
     }[] = [];
     const disposers: (() => Promise<void>)[] = [];
-    for (const outtype of ["f16", "q8_0"] as GgufOuttype[]) {
+    for (const outtype of ["f16", "q8_0", "q4_0"] as GgufOuttype[]) {
       for (const v of variants) {
         const m = loadModel(v.dir);
         const file = path.join(tmp, `${v.name.replace(" ", "-")}.${outtype}.gguf`);
@@ -205,7 +205,8 @@ async function main(): Promise<void> {
         `(flap-wifv + liar, 32 × 128-token calibration windows), exported with \`pare export --format gguf\`, run by ` +
         `llama.cpp (node-llama-cpp 3.21.1, CPU, ${THREADS} threads, f16 KV cache). pp: ${PP_TOKENS} prompt tokens in one ` +
         `batch; tg: ${TG_TOKENS} greedy tokens one at a time; median of ${RUNS} runs after a warm-up, the models interleaved run by run. × = relative to ` +
-        "the dense model of the same type.",
+        "the dense model of the same type. q4_0: llama.cpp's round-to-nearest Q4_0 for the attention and MLP " +
+        "matrices and the embeddings; the output matrix (lm_head) in Q8_0 where llama-quantize would write Q6_K.",
       "",
       table,
       "",
