@@ -557,6 +557,23 @@ describe("GGUF export refuses what llama.cpp cannot run, before writing", () => 
     expect(res.arch).toBe("llama");
     expect(fs.statSync(out).size).toBe(res.bytes);
     expect(fs.readFileSync(out).subarray(0, 4).toString("latin1")).toBe("GGUF");
+    const q4 = await runCli([
+      "export",
+      dir,
+      "--format",
+      "gguf",
+      "--out",
+      out,
+      "--force",
+      "--outtype",
+      "q4_0",
+      "--json",
+    ]);
+    expect(q4.code).toBe(0);
+    const r4 = JSON.parse(q4.stdout);
+    expect(r4.outtype).toBe("q4_0");
+    expect(r4.types.Q4_0).toBeGreaterThan(0);
+    expect(fs.statSync(out).size).toBe(r4.bytes);
 
     // a tensor that fails while being written: the temporary file is removed, the old output is kept
     const m = loadModel(dir);
@@ -579,7 +596,7 @@ describe("GGUF export refuses what llama.cpp cannot run, before writing", () => 
     } finally {
       m.close();
     }
-    expect(fs.statSync(out).size).toBe(res.bytes);
+    expect(fs.statSync(out).size).toBe(r4.bytes);
     expect(leftovers(ROOT)).toEqual([]);
   });
 });
