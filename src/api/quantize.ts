@@ -106,7 +106,8 @@ export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
     const L = model.dims.nLayers;
     for (let i = 0; i < L; i++) {
       run.layer(i, L, "quantize");
-      const r = await quantizeLayer(ops, model, overlay, i, xs, batches, s, {
+      const inputs = xs;
+      const r = await quantizeLayer(ops, model, overlay, i, inputs && ((b) => inputs[b]), batches, s, {
         checkAborted: () => run.checkAborted(),
       });
       for (const [k, v] of r.quantized) quantized.set(k, v);

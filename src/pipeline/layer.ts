@@ -6,6 +6,9 @@
 
 import type { TapStats } from "../calib/moments.ts";
 import type { Ops } from "../ops/index.ts";
+import type { QuantizedLinear } from "../quant/linear.ts";
+import { type LinearQuantReport, quantizeLayer } from "../quant/sequential.ts";
+import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { complement } from "../reconstruct/index.ts";
 import { keptHeads } from "../surgery/surgery.ts";
 import type { LayerStats, Selection } from "./allocation.ts";
@@ -25,6 +28,10 @@ export interface LayerOutcome {
 const everyUnit = (n: number) => Int32Array.from({ length: n }, (_, j) => j);
 
 export class LayerPruner {
+  /** --quantize: the quantized linears so far (`.weight` name → integers and grid) and their reports */
+  readonly quantized = new Map<string, QuantizedLinear>();
+  readonly quantReports: LinearQuantReport[] = [];
+
   constructor(
     private readonly job: Job,
     private readonly ops: Ops,
@@ -74,6 +81,7 @@ export class LayerPruner {
       ridge.mlp = mlp.alphaUsed;
       retries += mlp.retries;
       pruned.cut(i, { keepChannels, mlp });
+      await this.quantize(i);
       // the pruned layer's output feeds the next layer
       run.layer(i, nL, "propagate");
       await this.sequential.propagate(i);
@@ -93,6 +101,7 @@ export class LayerPruner {
       ridge.mlp = mlp.alphaUsed;
       retries += attn.retries + mlp.retries;
       pruned.cut(i, { keepGroups, attn, keepChannels, mlp });
+      await this.quantize(i);
     }
     if (retries > 0) {
       run.notes.push(
@@ -100,6 +109,8 @@ export class LayerPruner {
       );
     }
     const heads = keptHeads(keepGroups, L0.nHeads, L0.nKv);
+    if (this.quantReports.some((q) => q.retries && q.name.includes(`.${i}.`)))
+      run.notes.push(`layer ${i}: a GPTQ Hessian needed more than 1% damping (see pare-quantization.json)`);
     const L1 = pruned.model.dims.layers[i];
     return {
       removedHeads: Array.from(complement(heads, L0.nHeads)),
@@ -116,5 +127,39 @@ export class LayerPruner {
         ridge: job.reconstructor.needs.includes("gram") ? { ...ridge, retries } : undefined,
       },
     };
+  }
+
+  /**
+   * --quantize: layer i's linears right after their reconstruction (quant/sequential.ts; GPTQ on the pruned,
+   * already quantized stream), dequantized into the model so that propagate and later layers see them.
+   */
+  private async quantize(i: number): Promise<void> {
+    const r = this.job.recipe;
+    if (!r.quantize) return;
+    const s = checkQuantSettings({
+      bits: r.quantize as QuantBits,
+      groupSize: r.groupSize,
+      method: r.quantMethod,
+      sym: !r.asym,
+    });
+    const S = this.streams;
+    const gptq = s.method === "gptq" && this.sequential !== undefined;
+    this.run.layer(i, this.job.pruned.model.dims.nLayers, "quantize");
+    // mid was computed before the attention was quantized: propagate starts from x instead
+    if (gptq) for (let b = 0; b < S.modelMid.batches; b++) if (S.modelMid.has(b)) S.modelMid.take(b);
+    const q = await this.run.timed("solve", () =>
+      quantizeLayer(
+        this.ops,
+        this.job.pruned.model,
+        this.job.pruned.weights,
+        i,
+        gptq ? (b) => S.model.peek(b) : undefined,
+        this.sequential?.batches ?? [],
+        s,
+        { propagate: false, checkAborted: () => this.run.checkAborted() },
+      ),
+    );
+    for (const [k, v] of q.quantized) this.quantized.set(k, v);
+    this.quantReports.push(...q.reports);
   }
 }

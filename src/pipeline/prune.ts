@@ -22,6 +22,9 @@ import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { checkFinite } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
 import { Ops, type TokenBatch } from "../ops/index.ts";
+import { rewriteAsGptq } from "../quant/folder.ts";
+import { checkQuantizablePrune } from "../quant/sequential.ts";
+import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
 import { calibrationWindows } from "./calibrate.ts";
 import { checkpointDir, releaseCheckpointLock } from "./checkpoint.ts";
@@ -104,6 +107,16 @@ async function prune(
 ): Promise<PruneReport> {
   // plan: settings, units and the cost plan, before any work
   const job = await prepare(input, recipe, run, heldBudgetBytes);
+  if (recipe.quantize)
+    checkQuantizablePrune(
+      job.pruned.model,
+      checkQuantSettings({
+        bits: recipe.quantize as QuantBits,
+        groupSize: recipe.groupSize,
+        method: recipe.quantMethod,
+        sym: !recipe.asym,
+      }),
+    );
   run.lap("load");
 
   // calibrate: windows and their embeddings (the first calibration stream)
@@ -185,6 +198,17 @@ async function prune(
       removedHeads,
     });
     run.lap("write");
+    // --quantize: the written folder becomes a GPTQ folder (quant/folder.ts)
+    if (recipe.quantize) {
+      run.phase("quantize", `${recipe.out} as a GPTQ folder`);
+      const s = { bits: recipe.quantize, groupSize: recipe.groupSize, sym: !recipe.asym };
+      rewriteAsGptq(recipe.out, pruner.quantized, s, {
+        ...s,
+        method: recipe.quantMethod,
+        linears: pruner.quantReports,
+      });
+      run.lap("quantize");
+    }
     job.checkpoints.remove();
     run.timings.total = (performance.now() - run.t0) / 1000;
     for (const n of run.notes) run.event({ type: "note", message: n });

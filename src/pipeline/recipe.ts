@@ -10,6 +10,7 @@ import YAML from "yaml";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { checkOutputPath } from "../export/paths.ts";
+import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 
 type ErrorCode = "E_RECIPE_INVALID" | "E_RATIO_INVALID" | "E_CRITERION_UNKNOWN" | "E_METHOD_UNKNOWN";
@@ -207,6 +208,29 @@ export const RECIPE_SCHEMA = {
     help: "memory budget: waiting calibration data beyond it is spilled to a temporary file; a prune whose layer does not fit is refused before any work",
     hint: "e.g. --max-memory 6",
   } as NumField,
+  quantize: {
+    kind: "int",
+    min: 0,
+    flag: "--quantize <bits>",
+    help: "also quantize each pruned layer right after its reconstruction, to 4 (or 8) bits: a GPTQ folder (0 = off)",
+    hint: "--quantize 4",
+  } as IntField,
+  groupSize: {
+    kind: "int",
+    min: 1,
+    flag: "--group-size <n>",
+    help: "with --quantize: input channels per scale and zero point (32, 64, 128)",
+  } as IntField,
+  quantMethod: enumOf(["gptq", "rtn"] as const, {
+    flag: "--quant-method <m>",
+    help: "with --quantize: gptq (calibrated on the pruned stream) | rtn (round to nearest)",
+    code: "E_METHOD_UNKNOWN",
+  }),
+  asym: {
+    kind: "bool",
+    flag: "--asym",
+    help: "with --quantize: asymmetric grid (default symmetric)",
+  } as BoolField,
 } as const;
 
 type Schema = typeof RECIPE_SCHEMA;
@@ -245,6 +269,10 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   dtype: "auto",
   force: false,
   resume: false,
+  quantize: 0,
+  groupSize: 128,
+  quantMethod: "gptq",
+  asym: false,
 };
 
 const KEYS = Object.keys(RECIPE_SCHEMA) as RecipeKey[];
@@ -387,8 +415,34 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
       `${recipe.criterion} / ${recipe.reconstruct} need calibration text`,
       "add --calib <file.txt|file.jsonl>, or use --criterion magnitude-l2 --reconstruct none",
     );
+  checkQuantize(recipe, needsCalib);
   checkPaths(recipe);
   return recipe;
+}
+
+/** --quantize: 4 or 8 bits, a valid group size; GPTQ needs the sequential calibration stream. */
+function checkQuantize(r: Recipe, calibrated: boolean): void {
+  if (r.quantize === 0) return;
+  checkQuantSettings({
+    bits: r.quantize as QuantBits,
+    groupSize: r.groupSize,
+    method: r.quantMethod,
+    sym: !r.asym,
+  });
+  if (r.quantMethod === "gptq" && (!calibrated || r.calibration !== "sequential"))
+    bad(
+      "--quantize with GPTQ needs the sequential calibration stream",
+      "keep --calibration sequential with a calibrated criterion / reconstruction and --calib, or use --quant-method rtn",
+    );
+  if (r.resume)
+    bad("--resume of a quantizing prune is not supported", "run the prune again without --resume");
+  // pruned FFN widths must stay divisible by the group size
+  if (r.roundTo === 1) r.roundTo = r.groupSize;
+  else if (r.roundTo % r.groupSize !== 0)
+    bad(
+      `--round-to ${r.roundTo} is not a multiple of --group-size ${r.groupSize}`,
+      `drop --round-to (with --quantize it defaults to the group size) or use a multiple of ${r.groupSize}`,
+    );
 }
 
 /** Depth settings that need no model: one of --depth / --depth-ratio; with depth, --ratio defaults to 0. */

@@ -38,7 +38,7 @@ export class SequentialCalibration {
   constructor(
     private readonly job: Job,
     private readonly streams: Streams,
-    private readonly batches: TokenBatch[],
+    readonly batches: TokenBatch[],
     private readonly ops: Ops,
     private readonly run: RunContext,
     private readonly kinds: ReadonlySet<StatKind>,

@@ -4,12 +4,15 @@
  * `quantization_config`, the tokenizer files; atomically (export/atomic.ts: complete or not at all).
  */
 
+import fs from "node:fs";
 import path from "node:path";
+import { loadModel } from "../arch/load.ts";
 import type { WeightSource } from "../arch/model.ts";
 import { writeAtomically } from "../export/atomic.ts";
 import { fillFolderFiles } from "../export/folder.ts";
 import { gptqQuantizationConfig, groupIndex, packQweight, packQzeros } from "../io/gptqFormat.ts";
 import { bytesOf, type RawTensor, writeRawSafetensors } from "../io/gptqSafetensors.ts";
+import { AUX_FILES } from "../io/modelFolder.ts";
 import { encodeTensor } from "../io/safetensors.ts";
 import { f32ToF16 } from "../tensor/dtype.ts";
 import type { QuantizedLinear } from "./linear.ts";
@@ -86,4 +89,32 @@ export function writeGptqFolder(target: string, c: GptqFolderContents, force = f
       json: c.json,
     });
   });
+}
+
+/**
+ * A model folder just written (by a prune with --quantize) rewritten in place as a GPTQ folder: its quantized
+ * linears from `quantized`, every other tensor, config and JSON file kept; atomic (the folder is replaced
+ * complete, or left as it was).
+ */
+export function rewriteAsGptq(
+  dir: string,
+  quantized: Map<string, QuantizedLinear>,
+  s: { bits: number; groupSize: number; sym: boolean },
+  quantization: Record<string, unknown>,
+): void {
+  const m = loadModel(dir);
+  try {
+    const json: Record<string, unknown> = { "pare-quantization.json": quantization };
+    for (const f of fs.readdirSync(m.dir))
+      if (f.endsWith(".json") && !AUX_FILES.includes(f) && f !== "config.json" && !f.includes("safetensors"))
+        json[f] = JSON.parse(fs.readFileSync(path.join(m.dir, f), "utf8"));
+    const dtype = m.dtypes.includes("F16") ? "F16" : m.dtypes.includes("BF16") ? "BF16" : "F32";
+    writeGptqFolder(
+      dir,
+      { config: m.config, weights: m.weights, quantized, ...s, dtype, auxFrom: m.dir, json },
+      true,
+    );
+  } finally {
+    m.close();
+  }
 }

@@ -21,7 +21,7 @@ import type { OverlayWeights } from "../surgery/surgery.ts";
 import { gptqQuantize } from "./gptq.ts";
 import { dequantize, type QuantizedLinear } from "./linear.ts";
 import { rtnQuantize } from "./rtn.ts";
-import { checkLinearShape, type QuantSettings } from "./settings.ts";
+import { checkLinearShape, perInt32, type QuantSettings } from "./settings.ts";
 
 export interface LinearQuantReport {
   name: string;
@@ -64,6 +64,8 @@ export function checkQuantizable(model: Model, s: QuantSettings): void {
 }
 
 export interface QuantizeLayerHooks {
+  /** also compute the layer's output on the quantized layer (default true; a prune's propagate step does it) */
+  propagate?: boolean;
   /** after each linear */
   onLinear?: (layer: number, r: LinearQuantReport) => void;
   checkAborted?: () => void;
@@ -71,15 +73,15 @@ export interface QuantizeLayerHooks {
 
 /**
  * Quantizes every linear of layer i of `model` (whose weights are `overlay`: the quantized layers so far are
- * in it), given the layer inputs `xs` (one [b, T, D] per batch; GPTQ only). Returns the quantized linears and
- * the layer's outputs on the quantized layer (GPTQ; `xs` itself for RTN).
+ * in it), given the layer input of each batch (`x(b)`: [b, T, D]; GPTQ only). Returns the quantized linears and
+ * (GPTQ, unless `propagate: false`) the layer's outputs on the quantized layer.
  */
 export async function quantizeLayer(
   ops: Ops,
   model: Model,
   overlay: OverlayWeights,
   i: number,
-  xs: Float32Array[] | undefined,
+  x: ((b: number) => Float32Array) | undefined,
   batches: TokenBatch[],
   s: QuantSettings,
   hooks: QuantizeLayerHooks = {},
@@ -92,7 +94,7 @@ export async function quantizeLayer(
     let H: Float64Array | undefined;
     let d = 0;
     if (s.method === "gptq") {
-      if (!xs) throw new Error("internal: GPTQ needs the layer inputs");
+      if (!x) throw new Error("internal: GPTQ needs the layer inputs");
       d =
         group.tap === "mlpIn"
           ? model.weights.shape(group.names[0])[1]
@@ -103,16 +105,16 @@ export async function quantizeLayer(
         hooks.checkAborted?.();
         const r =
           group.tap === "upIn"
-            ? await ops.layers.run(m, i, { from: "x", outputs: ["mid", "upIn"] }, { x: xs[b] }, batches[b])
+            ? await ops.layers.run(m, i, { from: "x", outputs: ["mid", "upIn"] }, { x: x(b) }, batches[b])
             : group.tap === "mlpIn"
               ? await ops.layers.run(
                   m,
                   i,
                   { from: "mid", outputs: ["mlpIn"] },
-                  { x: xs[b], mid: mids?.[b] },
+                  { x: x(b), mid: mids?.[b] },
                   batches[b],
                 )
-              : await ops.layers.run(m, i, { from: "x", outputs: [group.tap] }, { x: xs[b] }, batches[b]);
+              : await ops.layers.run(m, i, { from: "x", outputs: [group.tap] }, { x: x(b) }, batches[b]);
         if (r.mid) newMids.push(r.mid);
         const rows = validRows(r[group.tap]!, d, batches[b].mask);
         await acc.add(rows.rows, rows.n);
@@ -141,7 +143,7 @@ export async function quantizeLayer(
       hooks.onLinear?.(i, rep);
     }
   }
-  if (s.method !== "gptq" || !xs) return { quantized, reports };
+  if (s.method !== "gptq" || !x || hooks.propagate === false) return { quantized, reports };
   const out: Float32Array[] = [];
   for (let b = 0; b < batches.length; b++) {
     hooks.checkAborted?.();
@@ -149,7 +151,7 @@ export async function quantizeLayer(
       m,
       i,
       { from: "mid", outputs: ["out"] },
-      { x: xs[b], mid: mids?.[b] },
+      { x: x(b), mid: mids?.[b] },
       batches[b],
     );
     out.push(r.out!);
@@ -176,4 +178,29 @@ async function relativeError(
   const D = Wd.map((w, k) => w - deq[k]);
   const base = await quad(Wd);
   return base > 0 ? (await quad(D)) / base : 0;
+}
+
+/**
+ * A prune with --quantize, before any work: the dense linears quantizable, and every width the prune can
+ * leave too — the attention keeps whole KV groups, so one group's query width (heads per group × head_dim)
+ * must be a multiple of the group size and head_dim of the packing (the FFN widths are kept a multiple of the
+ * group size by the recipe's round-to).
+ */
+export function checkQuantizablePrune(model: Model, s: QuantSettings): void {
+  checkQuantizable(model, s);
+  const hd = model.dims.headDim;
+  for (const L of model.dims.layers) {
+    const unit = (L.nHeads / L.nKv) * hd;
+    if (unit % s.groupSize !== 0 || hd % perInt32(s.bits) !== 0)
+      throw new PareError(
+        "E_CONFIG_MISMATCH",
+        `--quantize with group size ${s.groupSize}: a pruned attention keeps whole KV groups of ${unit} query channels, not a multiple of ${s.groupSize}`,
+        `use --group-size ${largestPowerOfTwoDividing(unit)} (or smaller)`,
+        { groupSize: s.groupSize, kvGroupWidth: unit },
+      );
+  }
+}
+
+function largestPowerOfTwoDividing(n: number): number {
+  return n & -n;
 }
