@@ -19,8 +19,9 @@
  * then drop G's rows and columns, and repeat. The costs of later steps are measured on the compensated
  * weights, so the set that survives is the one whose liar reconstruction the greedy path predicts.
  *
- * Float64 throughout; H⁻¹ from the blocked Cholesky inverse and every O(D²) update are ONNX Runtime Gemms
- * (src/ops); JavaScript computes only per-unit costs and compacts the matrices.
+ * Float64 throughout; H⁻¹ from the blocked Cholesky inverse (O(D³)) and the rank-g updates of KV groups are
+ * ONNX Runtime Gemms (src/ops); a single channel's rank-1 update is fused with the compacting copy in JavaScript
+ * (one O(D²) pass, what an ORT call would cost in copies alone).
  */
 import { PareError } from "../errors.ts";
 import type { Ops } from "../ops/index.ts";
@@ -113,6 +114,74 @@ async function groupCost(
 }
 
 /**
+ * Remove position p (one channel): K = (H⁻¹)_{p,:} / (H⁻¹)_pp; H⁻¹ − (H⁻¹)_{:,p} K and W̃ − W̃_{:,p} K, written
+ * straight into the compacted [D−1] arrays. A rank-1 update costs what the compacting copy costs (O(D²), one
+ * pass), so it is fused with it here; the O(D³) work (the inverse) and rank-g updates run in ORT.
+ */
+function downdateOne(
+  Hinv: Float64Array,
+  Wt: Float64Array,
+  D: number,
+  dOut: number,
+  p: number,
+): [Float64Array, Float64Array] {
+  const n = D - 1;
+  const K = new Float64Array(D); // [D]
+  const hpp = Hinv[p * D + p];
+  for (let b = 0; b < D; b++) K[b] = Hinv[p * D + b] / hpp;
+  const H2 = new Float64Array(n * n);
+  for (let a = 0, ra = 0; a < D; a++) {
+    if (a === p) continue;
+    const ha = Hinv[a * D + p];
+    const src = a * D;
+    const dst = ra * n;
+    for (let b = 0, cb = 0; b < D; b++) {
+      if (b === p) continue;
+      H2[dst + cb++] = Hinv[src + b] - ha * K[b];
+    }
+    ra++;
+  }
+  const W2 = new Float64Array(dOut * n);
+  for (let i = 0; i < dOut; i++) {
+    const wp = Wt[i * D + p];
+    const src = i * D;
+    const dst = i * n;
+    for (let b = 0, cb = 0; b < D; b++) {
+      if (b === p) continue;
+      W2[dst + cb++] = Wt[src + b] - wp * K[b];
+    }
+  }
+  return [H2, W2];
+}
+
+/** Remove the g positions of unit slot s: K = M⁻¹ (H⁻¹)_{G,:} [g, D]; the updates are ORT Gemms. */
+async function downdateGroup(
+  ops: Ops,
+  Hinv: Float64Array,
+  Wt: Float64Array,
+  D: number,
+  dOut: number,
+  s: number,
+  g: number,
+  where: string,
+): Promise<[Float64Array, Float64Array]> {
+  const pos = Array.from({ length: g }, (_, j) => s * g + j);
+  const allPos = Int32Array.from({ length: D }, (_, j) => j);
+  const rows = Array.from({ length: dOut }, (_, i) => i);
+  const M = sub2(Hinv, D, pos, pos); // [g, g]
+  const R = sub2(Hinv, D, pos, allPos); // [g, D] (H⁻¹)_{G,:}
+  const K = await ops.spdSolve(M, g, R, D); // [g, D]
+  if (!K) throw new PareError("E_NUMERIC", `${where}: the OBS downdate failed`, "use a larger --ridge");
+  const RT = sub2(Hinv, D, allPos, pos); // [D, g] (H⁻¹)_{:,G}
+  const Wg = sub2(Wt, D, rows, pos); // [dOut, g]
+  const Hn = await ops.f64.sub(Hinv, [D, D], RT, K, D, g, D); // H⁻¹ − (H⁻¹)_{:,G} K
+  const Wn = await ops.f64.sub(Wt, [dOut, D], Wg, K, dOut, g, D); // W̃ − W̃_G K
+  // drop G's rows and columns (now zero up to rounding)
+  const keepPos = Int32Array.from({ length: D - g }, (_, j) => (j < s * g ? j : j + g));
+  return [sub2(Hn, D, keepPos, keepPos), sub2(Wn, D, rows, keepPos)];
+}
+
+/**
  * Greedy structured OBS: remove units one at a time (cheapest post-compensation cost first) until `keep`
  * remain. Units are contiguous channel blocks of equal size; the intercept is never removed.
  */
@@ -137,6 +206,16 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   const order: number[] = [];
   const costsOf = async (): Promise<Float64Array> => {
     const c = new Float64Array(active.length);
+    if (g === 1) {
+      // ‖W̃_{:,s}‖² / (H⁻¹)_ss, the column norms in one row-major pass
+      for (let i = 0; i < dOut; i++)
+        for (let s = 0; s < active.length; s++) {
+          const w = Wt[i * D + s];
+          c[s] += w * w;
+        }
+      for (let s = 0; s < active.length; s++) c[s] /= Hinv[s * D + s];
+      return c;
+    }
     for (let s = 0; s < active.length; s++) {
       const pos = Array.from({ length: g }, (_, j) => s * g + j);
       const M = sub2(Hinv, D, pos, pos); // [g, g] (H⁻¹)_GG
@@ -158,33 +237,8 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
     for (let s = 1; s < c.length; s++) if (c[s] < c[best]) best = s;
     cost[active[best]] = c[best];
     order.push(active[best]);
-    // compensation and downdate: K = M⁻¹ (H⁻¹)_{G,:} [g, D]
-    const pos = Array.from({ length: g }, (_, j) => best * g + j);
-    const allPos = Int32Array.from({ length: D }, (_, j) => j);
-    const M = sub2(Hinv, D, pos, pos); // [g, g]
-    const R = sub2(Hinv, D, pos, allPos); // [g, D] (H⁻¹)_{G,:}
-    let K: Float64Array | null;
-    if (g === 1) K = R.map((v) => v / M[0]);
-    else K = await ops.spdSolve(M, g, R, D);
-    if (!K) throw new PareError("E_NUMERIC", `${x.where}: the OBS downdate failed`, "use a larger --ridge");
-    const RT = sub2(Hinv, D, allPos, pos); // [D, g] (H⁻¹)_{:,G}
-    const Wg = sub2(
-      Wt,
-      D,
-      Array.from({ length: dOut }, (_, i) => i),
-      pos,
-    ); // [dOut, g]
-    const Hn = await ops.f64.sub(Hinv, [D, D], RT, K, D, g, D); // H⁻¹ − (H⁻¹)_{:,G} K
-    const Wn = await ops.f64.sub(Wt, [dOut, D], Wg, K, dOut, g, D); // W̃ − W̃_G K
-    // drop G's rows and columns (now zero up to rounding)
-    const keepPos = Int32Array.from({ length: D - g }, (_, j) => (j < best * g ? j : j + g));
-    Hinv = sub2(Hn, D, keepPos, keepPos);
-    Wt = sub2(
-      Wn,
-      D,
-      Array.from({ length: dOut }, (_, i) => i),
-      keepPos,
-    );
+    if (g === 1) [Hinv, Wt] = downdateOne(Hinv, Wt, D, dOut, best);
+    else [Hinv, Wt] = await downdateGroup(ops, Hinv, Wt, D, dOut, best, g, x.where);
     D -= g;
     active = active.filter((_, s) => s !== best);
   }

@@ -22,7 +22,7 @@ import type { TapStats } from "../calib/moments.ts";
 import type { Criterion, ObsOrder } from "../criteria/index.ts";
 import type { Ops } from "../ops/index.ts";
 import { canHoldBias, consumer } from "./prepare.ts";
-import type { Recipe } from "./recipe.ts";
+import { type Recipe, ridgeAlpha } from "./recipe.ts";
 import { globalUnitScores, type StructuredEnv, structuredOrder, unitScores } from "./score.ts";
 import type { Module } from "./types.ts";
 
@@ -144,7 +144,7 @@ export class Selection {
       const o = await structuredOrder(model, u.layer, u.module, criterion, st, Math.max(1, u.min), {
         ops: env.ops,
         intercept: canHoldBias(model, u.layer, u.module, env.recipe.createBias),
-        alpha: env.recipe.ridge,
+        alpha: ridgeAlpha(env.recipe),
       });
       let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
       if (obsGlobal.normalization === "output") {

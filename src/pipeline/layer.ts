@@ -14,6 +14,7 @@ import { keptHeads } from "../surgery/surgery.ts";
 import type { LayerStats, Selection } from "./allocation.ts";
 import type { RunContext } from "./context.ts";
 import { canHoldBias, type Job } from "./prepare.ts";
+import { ridgeAlpha } from "./recipe.ts";
 import { reconstructModule } from "./reconstruct.ts";
 import type { SequentialCalibration } from "./sequential.ts";
 import type { Streams } from "./spill.ts";
@@ -56,7 +57,7 @@ export class LayerPruner {
         : this.selection.keep(pruned.model, i, m, stats, {
             ops: this.ops,
             intercept: canHoldBias(pruned.model, i, m, job.recipe.createBias),
-            alpha: job.recipe.ridge,
+            alpha: ridgeAlpha(job.recipe),
           });
     const solve = (m: Module, units: Int32Array, tap?: { stats?: TapStats; cross?: Float64Array }) =>
       reconstructModule(job, this.ops, run, pruned.model, i, m, units, tap);

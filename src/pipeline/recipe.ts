@@ -11,7 +11,7 @@ import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { checkOutputPath } from "../export/paths.ts";
 import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
-import { RECONSTRUCTORS } from "../reconstruct/index.ts";
+import { RECONSTRUCTORS, RIDGE_DEFAULT } from "../reconstruct/index.ts";
 
 type ErrorCode = "E_RECIPE_INVALID" | "E_RATIO_INVALID" | "E_CRITERION_UNKNOWN" | "E_METHOD_UNKNOWN";
 
@@ -39,6 +39,11 @@ interface NumField extends Common {
   /** exclusive upper bound */
   below?: number;
 }
+/** a number, or "auto" (the ridge: chosen per layer on held-out calibration windows) */
+interface NumOrAutoField extends Common {
+  kind: "numberOrAuto";
+  min: number;
+}
 interface EnumField<V extends string> extends Common {
   kind: "enum";
   values: readonly V[];
@@ -50,21 +55,31 @@ interface IntListField extends Common {
   kind: "intList";
   min: number;
 }
-type Field = StrField | PathsField | IntField | NumField | EnumField<string> | BoolField | IntListField;
+type Field =
+  | StrField
+  | PathsField
+  | IntField
+  | NumField
+  | NumOrAutoField
+  | EnumField<string>
+  | BoolField
+  | IntListField;
 
 /** The value type a field holds. */
 type ValueOf<F> =
   F extends EnumField<infer V>
     ? V
-    : F extends IntField | NumField
-      ? number
-      : F extends BoolField
-        ? boolean
-        : F extends PathsField
-          ? string[]
-          : F extends IntListField
-            ? number[]
-            : string;
+    : F extends NumOrAutoField
+      ? number | "auto"
+      : F extends IntField | NumField
+        ? number
+        : F extends BoolField
+          ? boolean
+          : F extends PathsField
+            ? string[]
+            : F extends IntListField
+              ? number[]
+              : string;
 
 export const CRITERION_NAMES = Object.keys(CRITERIA) as (keyof typeof CRITERIA)[];
 export const RECONSTRUCTION_NAMES = Object.keys(RECONSTRUCTORS) as (keyof typeof RECONSTRUCTORS)[];
@@ -148,12 +163,12 @@ export const RECIPE_SCHEMA = {
   seqLen: { kind: "int", min: 2, flag: "--seq-len <n>", help: "tokens per calibration sequence" } as IntField,
   seed: { kind: "int", min: 0, flag: "--seed <n>", help: "seed of the calibration sampling" } as IntField,
   ridge: {
-    kind: "number",
+    kind: "numberOrAuto",
     min: 0,
     flag: "--ridge <alpha>",
-    help: "ridge α of liar / liar-seq: λ = α · mean(diag(X_uᵀX_u))",
-    hint: "the default is 0.01",
-  } as NumField,
+    help: "ridge α of liar / liar-seq: λ = α · mean(diag(X_uᵀX_u)); auto: chosen per layer and module from a small grid by the error on held-out calibration windows",
+    hint: "the default is 0.01; --ridge auto chooses per layer",
+  } as NumOrAutoField,
   roundTo: {
     kind: "int",
     min: 1,
@@ -260,7 +275,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   samples: 128,
   seqLen: 256,
   seed: 0,
-  ridge: 0.01,
+  ridge: RIDGE_DEFAULT,
   roundTo: 1,
   skipLayers: [],
   minGroups: 1,
@@ -333,6 +348,17 @@ function parseField(key: RecipeKey, f: Field, v: unknown): unknown {
         const range = f.below !== undefined ? `[${f.min}, ${f.below})` : f.min > 0 ? "> 0" : `≥ ${f.min}`;
         bad(`${name} ${JSON.stringify(v)} is outside ${range}`, f.hint ?? f.help, code);
       }
+      return n;
+    }
+    case "numberOrAuto": {
+      if (v === "auto") return v;
+      const n = toNumber(v);
+      if (!(Number.isFinite(n) && n >= f.min))
+        bad(
+          `${name} must be a number ≥ ${f.min} or "auto" (got ${JSON.stringify(v)})`,
+          f.hint ?? f.help,
+          code,
+        );
       return n;
     }
     case "intList": {
@@ -468,6 +494,11 @@ function checkPaths(r: Recipe): void {
     if (!fs.existsSync(c))
       throw new PareError("E_IO", `calibration file ${c} not found`, "check the --calib path");
   }
+}
+
+/** the ridge α where one number is needed (--ridge auto: the default α; liar / liar-seq choose on held-out batches) */
+export function ridgeAlpha(r: Pick<Recipe, "ridge">): number {
+  return r.ridge === "auto" ? RIDGE_DEFAULT : r.ridge;
 }
 
 /** The `pare prune` flags of the schema: [commander flag, help with its default]. */

@@ -38,6 +38,7 @@ export function reconstructModule(
       stats: tap?.stats,
       cross: tap?.cross,
       alpha: job.recipe.ridge,
+      split: tap?.split,
       where: `layer ${i} ${m === "attn" ? "attention output" : "FFN down"} projection`,
       ops,
     }),

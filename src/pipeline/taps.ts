@@ -15,6 +15,26 @@ import type { Module } from "./types.ts";
 export interface Tap {
   stats: TapStats;
   cross?: Float64Array;
+  /**
+   * --ridge auto: the same statistics of two disjoint parts of the calibration batches — `held` of every
+   * HOLD_OUT-th batch, `fit` of the others (stats = fit + held); absent with fewer than two batches
+   */
+  split?: { fit: TapStats; fitCross?: Float64Array; held: TapStats; heldCross?: Float64Array };
+}
+
+/** --ridge auto holds out every HOLD_OUT-th calibration batch (a quarter of the windows). */
+export const HOLD_OUT = 4;
+
+/** Statistics of the union of two disjoint row sets (every field is a sum over rows). */
+function mergeStats(a: TapStats, b: TapStats): TapStats {
+  const add = (x: Float64Array, y: Float64Array) => x.map((v, k) => v + y[k]);
+  return {
+    d: a.d,
+    n: a.n + b.n,
+    sum: add(a.sum, b.sum),
+    sumsq: add(a.sumsq, b.sumsq),
+    gram: a.gram && b.gram ? add(a.gram, b.gram) : undefined,
+  };
 }
 
 /** Width of the consumer input of module m in layer i (o_proj: heads × head_dim; down_proj: FFN channels). */
@@ -26,33 +46,53 @@ export function tapWidth(model: Model, i: number, m: Module): number {
 export class TapCollector {
   private readonly acc: TapAccumulator;
   private readonly crossAcc?: CrossAccumulator;
+  /** --ridge auto with a Gram: the held-out batches' accumulators (acc then holds the fit batches) */
+  private readonly held?: { acc: TapAccumulator; cross?: CrossAccumulator };
+  private batches = 0;
 
   constructor(
     readonly d: number,
     kinds: ReadonlySet<StatKind>,
-    recipe: Pick<Recipe, "gramPrecision">,
+    recipe: Pick<Recipe, "gramPrecision"> & Partial<Pick<Recipe, "ridge">>,
     withCross: boolean,
     ops: Ops,
     private readonly run: RunContext,
   ) {
     this.acc = new TapAccumulator(d, kinds, undefined, recipe.gramPrecision, ops);
     if (withCross) this.crossAcc = new CrossAccumulator(d, d, undefined, ops);
+    if (recipe.ridge === "auto" && kinds.has("gram")) {
+      this.held = {
+        acc: new TapAccumulator(d, kinds, undefined, recipe.gramPrecision, ops),
+        cross: withCross ? new CrossAccumulator(d, d, undefined, ops) : undefined,
+      };
+    }
   }
 
   /** One batch's tap [b·T, d] (+ the unpruned model's, row-aligned, for the cross-Gram). */
   add(x: Float32Array, batch: TokenBatch, dense?: Float32Array): Promise<void> {
     return this.run.timed("statistics", async () => {
       const rows = validRows(x, this.d, batch.mask);
-      await this.acc.add(rows.rows, rows.n);
-      if (this.crossAcc)
-        await this.crossAcc.add(rows.rows, validRows(dense!, this.d, batch.mask).rows, rows.n);
+      const heldOut = this.held && this.batches++ % HOLD_OUT === HOLD_OUT - 1;
+      const acc = heldOut ? this.held!.acc : this.acc;
+      const crossAcc = heldOut ? this.held!.cross : this.crossAcc;
+      await acc.add(rows.rows, rows.n);
+      if (crossAcc) await crossAcc.add(rows.rows, validRows(dense!, this.d, batch.mask).rows, rows.n);
     });
   }
 
   finish(): Promise<Tap> {
-    return this.run.timed("statistics", async () => ({
-      stats: await this.acc.finish(),
-      cross: await this.crossAcc?.finish(),
-    }));
+    return this.run.timed("statistics", async () => {
+      const fit = await this.acc.finish();
+      const fitCross = await this.crossAcc?.finish();
+      if (!this.held) return { stats: fit, cross: fitCross };
+      const held = await this.held.acc.finish();
+      const heldCross = await this.held.cross?.finish();
+      const cross = fitCross && heldCross ? fitCross.map((v, k) => v + heldCross[k]) : undefined;
+      const stats = mergeStats(fit, held);
+      // fewer than HOLD_OUT batches: nothing held out, no choice to make
+      return held.n > 0 && fit.n > 0
+        ? { stats, cross, split: { fit, fitCross, held, heldCross } }
+        : { stats, cross };
+    });
   }
 }
