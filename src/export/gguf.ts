@@ -23,10 +23,28 @@ import path from "node:path";
 import type { LoadedModel } from "../arch/load.ts";
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
+import { unpackQweight, unpackQzeros } from "../io/gptqFormat.ts";
+import { GptqWeights } from "../io/gptqWeights.ts";
+import { f16BitsToF32 } from "../tensor/dtype.ts";
 import { AtomicFile } from "./atomic.ts";
-import { encodeAs, FILE_TYPE, GGUF_OUTTYPES, type GgufOuttype, tensorType } from "./ggufQuant.ts";
+import {
+  encodeAs,
+  encodeQ4_0FromInts,
+  FILE_TYPE,
+  GGUF_OUTTYPES,
+  type GgufOuttype,
+  type Q4_0Ints,
+  tensorType,
+} from "./ggufQuant.ts";
 import { addVocab, ggufVocab } from "./ggufTokenizer.ts";
-import { GGUF_ALIGNMENT, GgufMetadata, type GgufTensor, writeGguf } from "./ggufWriter.ts";
+import {
+  GGUF_ALIGNMENT,
+  type GgmlTypeName,
+  GgufMetadata,
+  type GgufTensor,
+  QK,
+  writeGguf,
+} from "./ggufWriter.ts";
 import { checkOutputPath } from "./paths.ts";
 
 export { GGUF_OUTTYPES, type GgufOuttype };
@@ -273,21 +291,21 @@ export function swaPeriod(types: ("full" | "sliding")[]): number | undefined {
  * `rotaryDim` rows of a head ([x1 | x2] halves) become pairs (x1_j, x2_j); rows past `rotaryDim` (partial rotary)
  * stay where they are.
  */
-export function permuteRope(
-  data: Float32Array,
+export function permuteRope<T extends Float32Array | Int8Array>(
+  data: T,
   rows: number,
   headDim: number,
   rotaryDim = headDim,
-): Float32Array {
+): T {
   const cols = data.length / rows;
   const half = rotaryDim / 2;
-  const out = new Float32Array(data);
+  const out = data.slice() as T;
   for (let h0 = 0; h0 < rows; h0 += headDim) {
     for (let s = 0; s < 2; s++) {
       for (let j = 0; j < half; j++) {
         const src = h0 + s * half + j;
         const dst = h0 + 2 * j + s;
-        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
+        out.set(data.subarray(src * cols, (src + 1) * cols) as ArrayLike<number>, dst * cols);
       }
     }
   }
@@ -336,6 +354,68 @@ interface Source {
   name: string;
   shape: number[];
   read(): Float32Array;
+  /**
+   * The tensor's Q4_0 integers and scales taken from a GPTQ checkpoint as they are (symmetric 4-bit, groups a
+   * multiple of 32, no act-order), with the same row permutations / concatenations as `read`; undefined when the
+   * tensor is not such a GPTQ linear or its transform is not a pure row operation.
+   */
+  q4?: () => Q4_0Ints;
+  /** read from a GPTQ checkpoint's quantized linears (all of its parts) */
+  fromGptq?: boolean;
+}
+
+/** Why a GPTQ checkpoint's 4-bit integers cannot be written as Q4_0 as they are (undefined: they can). */
+function gptqQ4Obstacle(w: GptqWeights): string | undefined {
+  const c = w.cfg;
+  if (c.bits !== 4) return `${c.bits}-bit GPTQ`;
+  if (!c.sym) return "asymmetric GPTQ (zero points other than 8)";
+  if (c.groupSize % QK !== 0) return `GPTQ group size ${c.groupSize} (not a multiple of 32)`;
+  if (c.descAct) return "GPTQ with act-order (desc_act)";
+  return undefined;
+}
+
+/**
+ * Q4_0 integers and scales of the GPTQ linear `name` ([out, cols]): W = s·(u − 8) with u the stored 4-bit code, so
+ * q = u − 8 and each 32-block of a row takes its group's f16 scale (a group of 32·k columns covers k blocks).
+ */
+function gptqQ4Ints(w: GptqWeights, name: string): Q4_0Ints {
+  const base = name.slice(0, -".weight".length);
+  const [out, cols] = w.shape(name);
+  const { groupSize, bits, v2 } = w.cfg;
+  const groups = cols / groupSize;
+  const raw = (part: string) => {
+    const b = w.store.readRaw(`${base}.${part}`);
+    return b;
+  };
+  const i32 = (b: Uint8Array) => new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  const u = unpackQweight(i32(raw("qweight")), out, cols, bits);
+  const z = unpackQzeros(i32(raw("qzeros")), groups, out, bits, v2);
+  const sRaw = raw("scales");
+  const sBits = new Uint16Array(sRaw.buffer.slice(sRaw.byteOffset, sRaw.byteOffset + sRaw.byteLength));
+  if (w.store.has(`${base}.g_idx`)) {
+    const g = i32(raw("g_idx"));
+    for (let c = 0; c < cols; c++)
+      if (g[c] !== Math.floor(c / groupSize))
+        throw unsupported(
+          `GPTQ linear ${base} has its columns out of group order (g_idx)`,
+          "use --outtype q8_0 or f16",
+        );
+  }
+  const q = new Int8Array(out * cols);
+  const scales = new Float32Array((out * cols) / QK);
+  for (let j = 0; j < out; j++) {
+    for (let c = 0; c < cols; c++) {
+      const t = Math.floor(c / groupSize);
+      if (z[t * out + j] !== 8)
+        throw unsupported(
+          `GPTQ linear ${base} has zero point ${z[t * out + j]} (symmetric 4-bit has 8)`,
+          "use --outtype q8_0 or f16",
+        );
+      q[j * cols + c] = u[j * cols + c] - 8;
+      if (c % QK === 0) scales[(j * cols + c) / QK] = f16BitsToF32(sBits[t * out + j]);
+    }
+  }
+  return { q, scales };
 }
 
 /** The tensors under llama.cpp's names (blk.N.attn_q.weight …), read lazily, Q/K permuted when the plan says. */
@@ -344,20 +424,60 @@ function sources(model: Model, plan: GgufPlan): Source[] {
   const N = spec.names;
   const out: Source[] = [];
   type Transform = (d: Float32Array) => Float32Array;
-  const add = (name: string, hf: string, transform?: Transform) => {
+  /** a row permutation of Q / K, applied to weights and to Q4_0 integers / scales alike */
+  type RowPerm = { rows: number } | undefined;
+  // one function per row count, so that `add` can tell a pure row permutation from a value transform
+  const perms = new Map<number, Transform>();
+  const permOf = (rows: number): Transform => {
+    let f = perms.get(rows);
+    if (!f) {
+      f = (d: Float32Array) => (plan.permuteQK ? permuteRope(d, rows, dims.headDim, dims.rotaryDim) : d);
+      perms.set(rows, f);
+    }
+    return f;
+  };
+  const perm = permOf;
+  // a GPTQ checkpoint's 4-bit integers, usable as Q4_0 as they are
+  const gptq = weights instanceof GptqWeights && !gptqQ4Obstacle(weights) ? weights : undefined;
+  const gptqLinears = new Set(gptq ? gptq.quantizedNames() : []);
+  const gptqAll = new Set(weights instanceof GptqWeights ? weights.quantizedNames() : []);
+  const intsOf = (hf: string, perm: RowPerm): (() => Q4_0Ints) | undefined => {
+    if (!gptq || !gptqLinears.has(hf)) return undefined;
+    return () => {
+      const r = gptqQ4Ints(gptq, hf);
+      if (!perm || !plan.permuteQK) return r;
+      return {
+        q: permuteRope(r.q, perm.rows, dims.headDim, dims.rotaryDim),
+        scales: permuteRope(r.scales, perm.rows, dims.headDim, dims.rotaryDim),
+      };
+    };
+  };
+  const add = (name: string, hf: string, transform?: Transform, perm?: RowPerm) => {
     if (!weights.has(hf)) return;
     const shape = weights.shape(hf);
-    out.push({ name, shape, read: () => (transform ? transform(weights.get(hf)) : weights.get(hf)) });
+    // the Q4_0 integers pass only through row permutations (a value transform would change them)
+    const rowOnly = !transform || (perm !== undefined && transform === permOf(perm.rows));
+    out.push({
+      name,
+      shape,
+      read: () => (transform ? transform(weights.get(hf)) : weights.get(hf)),
+      q4: rowOnly ? intsOf(hf, perm) : undefined,
+      fromGptq: gptqAll.has(hf),
+    });
   };
   /** rows of several tensors stacked into one (q | k | v, gate | up) */
-  const addConcat = (name: string, parts: [string, Transform | undefined][]) => {
+  const addConcat = (name: string, parts: [string, Transform | undefined, RowPerm][]) => {
     const shapes = parts.map(([hf]) => weights.shape(hf));
     const rows = shapes.reduce((a, sh) => a + sh[0], 0);
+    const width = shapes[0].slice(1).reduce((a, b) => a * b, 1);
+    const ints = parts.map(([hf, f, perm]) =>
+      !f || (perm !== undefined && f === permOf(perm.rows)) ? intsOf(hf, perm) : undefined,
+    );
     out.push({
       name,
       shape: [rows, ...shapes[0].slice(1)],
       read: () => {
-        const all = new Float32Array(rows * shapes[0].slice(1).reduce((a, b) => a * b, 1));
+        const all = new Float32Array(rows * width);
         let at = 0;
         for (const [hf, f] of parts) {
           const d = f ? f(weights.get(hf)) : weights.get(hf);
@@ -366,6 +486,21 @@ function sources(model: Model, plan: GgufPlan): Source[] {
         }
         return all;
       },
+      q4: ints.every((f) => f)
+        ? () => {
+            const q = new Int8Array(rows * width);
+            const scales = new Float32Array((rows * width) / QK);
+            let at = 0;
+            for (const f of ints as (() => Q4_0Ints)[]) {
+              const r = f();
+              q.set(r.q, at);
+              scales.set(r.scales, at / QK);
+              at += r.q.length;
+            }
+            return { q, scales };
+          }
+        : undefined,
+      fromGptq: parts.every(([hf]) => gptqAll.has(hf)),
     });
   };
   add("token_embd.weight", `${model.path(N.embed)}.weight`);
@@ -377,8 +512,6 @@ function sources(model: Model, plan: GgufPlan): Source[] {
     const f = partialRopeFactors(dims.headDim, dims.rotaryDim, dims.ropeTheta);
     out.push({ name: "rope_freqs.weight", shape: [f.length], read: () => f });
   }
-  const perm = (rows: number) => (d: Float32Array) =>
-    plan.permuteQK ? permuteRope(d, rows, dims.headDim, dims.rotaryDim) : d;
   // Gemma's x̂·(1 + w) norms are stored as 1 + w (llama.cpp multiplies by the weight)
   const offset = spec.block.normOffset;
   const plusOne = offset ? (d: Float32Array) => d.map((x) => x + offset) : undefined;
@@ -391,19 +524,21 @@ function sources(model: Model, plan: GgufPlan): Source[] {
     const p = (t: string | undefined) => (t ? model.path(t, i) : "");
     add(`${b}attn_norm.weight`, `${p(N.norm1)}.weight`, plusOne);
     for (const sfx of ["weight", "bias"]) {
-      const q = perm(L.nHeads * dims.headDim);
+      const qRows = { rows: L.nHeads * dims.headDim };
+      const kRows = { rows: L.nKv * dims.headDim };
+      const q = perm(qRows.rows);
       const qT = N.qNorm ? q : scaled(q);
-      const kT = perm(L.nKv * dims.headDim);
+      const kT = perm(kRows.rows);
       if (plan.fusedQkv) {
         if (weights.has(`${p(N.q)}.${sfx}`))
           addConcat(`${b}attn_qkv.${sfx}`, [
-            [`${p(N.q)}.${sfx}`, qT],
-            [`${p(N.k)}.${sfx}`, kT],
-            [`${p(N.v)}.${sfx}`, undefined],
+            [`${p(N.q)}.${sfx}`, qT, qRows],
+            [`${p(N.k)}.${sfx}`, kT, kRows],
+            [`${p(N.v)}.${sfx}`, undefined, undefined],
           ]);
       } else {
-        add(`${b}attn_q.${sfx}`, `${p(N.q)}.${sfx}`, qT);
-        add(`${b}attn_k.${sfx}`, `${p(N.k)}.${sfx}`, kT);
+        add(`${b}attn_q.${sfx}`, `${p(N.q)}.${sfx}`, qT, qRows);
+        add(`${b}attn_k.${sfx}`, `${p(N.k)}.${sfx}`, kT, kRows);
         add(`${b}attn_v.${sfx}`, `${p(N.v)}.${sfx}`);
       }
       add(`${b}attn_output.${sfx}`, `${p(N.o)}.${sfx}`);
@@ -417,8 +552,8 @@ function sources(model: Model, plan: GgufPlan): Source[] {
       if (plan.fusedGateUp && N.gate) {
         if (weights.has(`${p(N.up)}.${sfx}`))
           addConcat(`${b}ffn_up.${sfx}`, [
-            [`${p(N.gate)}.${sfx}`, undefined],
-            [`${p(N.up)}.${sfx}`, undefined],
+            [`${p(N.gate)}.${sfx}`, undefined, undefined],
+            [`${p(N.up)}.${sfx}`, undefined, undefined],
           ]);
       } else {
         if (N.gate) add(`${b}ffn_gate.${sfx}`, `${p(N.gate)}.${sfx}`);
@@ -500,6 +635,26 @@ export function ggufModelName(name: string, tokens: readonly string[]): string {
   return name.replace(/(phi)(-?)3/gi, "$1$2_3");
 }
 
+/** What happens to a GPTQ checkpoint's quantized linears in this export. */
+function gptqNotes(w: GptqWeights, srcs: Source[], types: GgmlTypeName[], outtype: GgufOuttype): string[] {
+  const c = w.cfg;
+  const what = `GPTQ ${c.bits}-bit, group ${c.groupSize}, ${c.sym ? "symmetric" : "asymmetric"}`;
+  if (outtype !== "q4_0") return [`${what}: its linears are written dequantized, as ${outtype}`];
+  const obstacle = gptqQ4Obstacle(w);
+  if (obstacle)
+    return [
+      `${what}: ${obstacle} is not Q4_0's grid; its linears are dequantized and re-quantized by Q4_0 round-to-nearest`,
+    ];
+  const exact = srcs.filter((s, i) => types[i] === "Q4_0" && s.q4).length;
+  const requant = srcs.filter((s, i) => types[i] === "Q4_0" && !s.q4).map((s) => s.name);
+  const kept = srcs.filter((s, i) => types[i] === "Q8_0").map((s) => s.name);
+  const notes = [`${what}: ${exact} Q4_0 matrices carry the checkpoint's own integers and scales (exact)`];
+  if (requant.length)
+    notes.push(`re-quantized by Q4_0 round-to-nearest (transformed on export): ${requant.join(", ")}`);
+  if (kept.length) notes.push(`not 4-bit in the checkpoint, written as Q8_0: ${kept.join(", ")}`);
+  return notes;
+}
+
 /** Everything checked and planned, nothing written: the plan, the vocabulary and the tensors to write. */
 export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
   if (!GGUF_OUTTYPES.includes(outtype)) {
@@ -522,9 +677,29 @@ export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
   addVocab(meta, vocab);
   const srcs = sources(model, plan);
   const tiedOutput = !srcs.some((s) => s.name === "output.weight");
-  const tensors: GgufTensor[] = srcs.map((s) => {
-    const type = tensorType(s.name, s.shape, outtype, tiedOutput);
-    return { name: s.name, shape: s.shape, type, encode: () => encodeAs(s.read(), type, s.shape) };
+  // a GPTQ checkpoint's float matrices (embeddings, lm_head) were kept at higher precision: not 4-bit here either
+  const gptqFolder = model.weights instanceof GptqWeights;
+  const types = srcs.map((s) => {
+    const t = tensorType(s.name, s.shape, outtype, tiedOutput);
+    return gptqFolder && t === "Q4_0" && !s.fromGptq ? "Q8_0" : t;
+  });
+  if (model.weights instanceof GptqWeights)
+    plan.notes.push(...gptqNotes(model.weights, srcs, types, outtype));
+  const tensors: GgufTensor[] = srcs.map((s, i) => {
+    const type = types[i];
+    const q4 = type === "Q4_0" ? s.q4 : undefined;
+    const cols = s.shape[s.shape.length - 1];
+    return {
+      name: s.name,
+      shape: s.shape,
+      type,
+      encode: q4
+        ? () => {
+            const r = q4();
+            return encodeQ4_0FromInts(r.q, r.scales, r.q.length / cols, cols);
+          }
+        : () => encodeAs(s.read(), type, s.shape),
+    };
   });
   return { plan, vocab, meta, tensors };
 }

@@ -33,7 +33,7 @@ import {
   quantizeQ8_0,
   tensorType,
 } from "../../src/export/ggufQuant.ts";
-import { GgufMetadata, ggufHeader } from "../../src/export/ggufWriter.ts";
+import { GgufMetadata, ggufHeader, ggufTensorBytes } from "../../src/export/ggufWriter.ts";
 import { loadTokenizer } from "../../src/io/tokenizer.ts";
 import { emitModelGraph } from "../../src/onnx/emit.ts";
 import { i64From, Session } from "../../src/runtime/ort.ts";
@@ -1040,6 +1040,88 @@ describe.skipIf(!LC.llama)("llama.cpp on Phi-3 and per-layer Qwen3 pruned by par
       m.close();
     }
     await checkModel("qwen3 pruned global, no created biases", out, ["f32", "q8_0", "q4_0"]);
+  });
+});
+
+/** The bytes of one tensor of a GGUF file pare wrote for `model` at `outtype`. */
+function tensorBytes(file: string, model: Model, outtype: GgufOuttype, name: string): Uint8Array {
+  const { meta, tensors } = prepareGguf(model as Parameters<typeof prepareGguf>[0], outtype);
+  const { header, offsets } = ggufHeader(meta, tensors);
+  const i = tensors.findIndex((t) => t.name === name);
+  const t = tensors[i];
+  const size = ggufTensorBytes(t.shape, t.type);
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.alloc(size);
+    fs.readSync(fd, buf, 0, size, header.length + offsets[i]);
+    return new Uint8Array(buf.buffer, buf.byteOffset, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+describe("GGUF q4_0 of a GPTQ folder (pare quantize)", () => {
+  const make = async (name: string, groupSize: number, asym: boolean) => {
+    const { quantize } = await import("../../src/api/quantize.ts");
+    const src = write(
+      `gptq-src-${name}`,
+      makeTinyLlama({ seed: 51, hidden: 64, heads: 4, kvHeads: 2, headDim: 16, intermediate: 128 }),
+    );
+    const out = path.join(ROOT, `gptq-${name}`);
+    await quantize({ model: src, out, bits: 4, groupSize, method: "rtn", asym, force: true });
+    return out;
+  };
+
+  it.each([32, 64])(
+    "symmetric 4-bit, group %i: the checkpoint's integers and scales written as they are (llama.cpp's weights = pare's dequantized ones, bit for bit)",
+    async (groupSize) => {
+      const dir = await make(`sym-${groupSize}`, groupSize, false);
+      const m = loadModel(dir);
+      try {
+        const file = path.join(ROOT, `gptq-sym-${groupSize}.q4_0.gguf`);
+        const r = exportGguf(m, file, { outtype: "q4_0", force: true });
+        expect(r.notes.join("\n")).toMatch(
+          /14 Q4_0 matrices carry the checkpoint's own integers and scales \(exact\)/,
+        );
+        const N = m.spec.names;
+        for (const [gguf, hf, rows] of [
+          ["blk.0.attn_v.weight", N.v, 0],
+          ["blk.1.ffn_down.weight", N.down, 0],
+          ["blk.1.attn_q.weight", N.q, 4 * m.dims.headDim],
+          ["blk.0.ffn_gate.weight", N.gate as string, 0],
+          ["blk.0.attn_k.weight", N.k, 2 * m.dims.headDim],
+        ] as const) {
+          const w = m.weights.get(`${m.path(hf, Number(gguf[4]))}.weight`);
+          const want = rows ? permuteRope(w, rows, m.dims.headDim) : w;
+          const got = decodeQ4_0(tensorBytes(file, m, "q4_0", gguf));
+          expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), gguf).toBe(true);
+        }
+        if (LC.llama) {
+          const prompt = loadTokenizer(dir).encode(PROMPT);
+          const got = await parity(m, file, prompt, BOUND.q8_0.tie);
+          observed[`gptq sym ${groupSize} q4_0 vs pare's dequantized GPTQ`] = got;
+          expect(got.mismatch).toBeUndefined();
+          expect(got.compared).toBeGreaterThanOrEqual(BOUND.q8_0.minCompared);
+          expect(got.top10).toBeLessThan(BOUND.q8_0.top10);
+          expect(got.kl).toBeLessThan(BOUND.q8_0.kl);
+        }
+      } finally {
+        m.close();
+      }
+    },
+  );
+
+  it("asymmetric GPTQ: re-quantized by Q4_0 round-to-nearest, and the notes say so", async () => {
+    const dir = await make("asym-32", 32, true);
+    const m = loadModel(dir);
+    try {
+      const r = exportGguf(m, path.join(ROOT, "gptq-asym.q4_0.gguf"), { outtype: "q4_0", force: true });
+      expect(r.notes.join("\n")).toMatch(/asymmetric GPTQ .* re-quantized by Q4_0 round-to-nearest/);
+      const f16 = exportGguf(m, path.join(ROOT, "gptq-asym.f16.gguf"), { outtype: "f16", force: true });
+      expect(f16.notes.join("\n")).toMatch(/written dequantized, as f16/);
+    } finally {
+      m.close();
+    }
   });
 });
 
