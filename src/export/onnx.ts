@@ -9,9 +9,11 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
+import { GptqWeights } from "../io/gptqWeights.ts";
 import { copyAuxFiles } from "../io/modelFolder.ts";
-import { buildCachedDecoderGraph, buildModelGraph } from "../onnx/emit.ts";
+import { buildCachedDecoderGraph, buildModelGraph, type NBitsWeight } from "../onnx/emit.ts";
 import { IR_VERSION, OPSET } from "../onnx/graph.ts";
+import { nbitsRefusal, toMatMulNBits } from "../quant/matmulNBits.ts";
 import { writeAtomically } from "./atomic.ts";
 import { checkOutputPath } from "./paths.ts";
 
@@ -78,8 +80,9 @@ export function exportOnnx(
   let outputs: string[] = [];
   writeAtomically(out, opts.force ?? false, (tmp) => {
     fs.mkdirSync(path.join(tmp, "onnx"));
-    ({ inputs, outputs } = writeOnnxFiles(model, tmp, external, files));
+    ({ inputs, outputs } = writeOnnxFiles(model, tmp, external, files, notes));
     const config: Record<string, unknown> = { ...model.config };
+    delete config.quantization_config; // the ONNX files carry their own weights (model_q4.onnx: MatMulNBits)
     if (external) config["transformers.js_config"] = { use_external_data_format: true };
     fs.writeFileSync(path.join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
     files.push("config.json", ...copyAuxFiles(model.dir, tmp));
@@ -103,12 +106,36 @@ export function exportOnnx(
   };
 }
 
+/**
+ * The MatMulNBits weights of a GPTQ folder's linears (quant/matmulNBits.ts), or undefined (with a note) when
+ * the model is not quantized or a linear cannot be expressed.
+ */
+function q4Weights(model: Model, notes: string[]): ((weight: string) => NBitsWeight | undefined) | undefined {
+  const w = model.weights;
+  if (!(w instanceof GptqWeights)) return undefined;
+  for (const n of w.quantizedNames()) {
+    const t = w.quantizedLinear(n)!;
+    const why = nbitsRefusal(w.cfg, t, t.cols);
+    if (why) {
+      notes.push(
+        `onnx/model_q4.onnx not written: ${n} has ${why}; onnx/model.onnx holds the dequantized weights`,
+      );
+      return undefined;
+    }
+  }
+  return (n) => {
+    const t = w.quantizedLinear(n);
+    return t && toMatMulNBits(w.cfg, t, t.out, t.cols);
+  };
+}
+
 /** onnx/model.onnx (+ model.onnx_data) into `dir`/onnx (which exists). */
 function writeOnnxFiles(
   model: Model,
   dir: string,
   external: boolean,
   files: string[],
+  notes: string[] = [],
 ): { inputs: string[]; outputs: string[] } {
   {
     const tmp = dir;
@@ -128,6 +155,25 @@ function writeOnnxFiles(
         fs.closeSync(fd);
       }
       files.push("onnx/model.onnx_data");
+    }
+    // a GPTQ folder: also onnx/model_q4.onnx, its linears as MatMulNBits (transformers.js dtype "q4")
+    const nbits = decoder ? q4Weights(model, notes) : undefined;
+    if (nbits) {
+      const q4 = buildCachedDecoderGraph(model, { nbits }).serialize({
+        producer: "pare",
+        external: external ? { location: "model_q4.onnx_data" } : undefined,
+      });
+      fs.writeFileSync(path.join(tmp, "onnx", "model_q4.onnx"), q4.model);
+      files.push("onnx/model_q4.onnx");
+      if (q4.external.length) {
+        const fd = fs.openSync(path.join(tmp, "onnx", "model_q4.onnx_data"), "w");
+        try {
+          for (const c of q4.external) fs.writeSync(fd, c);
+        } finally {
+          fs.closeSync(fd);
+        }
+        files.push("onnx/model_q4.onnx_data");
+      }
     }
     return { inputs: g.inputNames, outputs: g.outputNames };
   }

@@ -4,7 +4,7 @@
  * through. This is how pare's inspect, eval, generate, export and bench read GPTQ folders (arch/load.ts).
  */
 import { PareError } from "../errors.ts";
-import { dequantizeGptq, type GptqConfig } from "./gptqFormat.ts";
+import { dequantizeGptq, type GptqConfig, type GptqTensors } from "./gptqFormat.ts";
 import { q, type TensorInfo } from "./safetensors.ts";
 
 /** What this reads of a tensor store (io/safetensors.ts TensorStore). */
@@ -65,6 +65,22 @@ export class GptqWeights {
   get(n: string): Float32Array {
     const base = this.quantized.get(n);
     if (base === undefined) return this.store.readF32(n);
+    return dequantizeGptq(this.stored(n), ...this.outIn(n), this.cfg);
+  }
+
+  private outIn(n: string): [number, number] {
+    const [out, cols] = this.shape(n);
+    return [out, cols];
+  }
+
+  /** The stored integers and grid of quantized linear `n` (a `.weight` name), checked; undefined if not quantized. */
+  quantizedLinear(n: string): (GptqTensors & { out: number; cols: number }) | undefined {
+    if (!this.quantized.has(n)) return undefined;
+    return { ...this.stored(n), out: this.shape(n)[0], cols: this.shape(n)[1] };
+  }
+
+  private stored(n: string): GptqTensors {
+    const base = this.quantized.get(n)!;
     const [out, cols] = this.shape(n);
     const groups = Math.ceil(cols / this.cfg.groupSize);
     const p = 32 / this.cfg.bits;
@@ -93,9 +109,8 @@ export class GptqWeights {
       gIdx = i32(want("g_idx", "I32", [cols]));
       for (const g of gIdx) if (g < 0 || g >= groups) this.fail(base, `g_idx holds group ${g} of ${groups}`);
     }
-    const w = dequantizeGptq({ qweight, qzeros, scales, gIdx }, out, cols, this.cfg);
-    for (const v of w) if (!Number.isFinite(v)) this.fail(base, "dequantizes to non-finite weights");
-    return w;
+    for (const h of scales) if ((h & 0x7c00) === 0x7c00) this.fail(base, "has a non-finite scale");
+    return { qweight, qzeros, scales, gIdx };
   }
   checkFinite(n: string): void {
     if (this.quantized.has(n)) this.get(n);

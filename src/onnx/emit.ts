@@ -21,6 +21,20 @@ export interface EmitOptions {
 
 const NEG = -1e30;
 
+/**
+ * A linear's weight as ONNX Runtime's com.microsoft MatMulNBits takes it (quant/matmulNBits.ts): B [N, K/bs,
+ * bs·bits/8] codes, scales [N · K/bs], optional zero points [N · ⌈K/bs/2⌉] (absent: 2^(bits−1)).
+ */
+export interface NBitsWeight {
+  K: number;
+  N: number;
+  bits: number;
+  blockSize: number;
+  B: Uint8Array;
+  scales: Float32Array;
+  zeroPoints?: Uint8Array;
+}
+
 /** Emission context: the builder and how weights enter the graph. */
 export class Emitter {
   private weightValues = new Map<string, string>();
@@ -34,6 +48,8 @@ export class Emitter {
     readonly model: Model,
     /** when set, weights become graph inputs named by this function (same name for equal-shape layers) */
     private readonly inputName?: (tensor: string) => string,
+    /** linears whose weight this returns are emitted as MatMulNBits (a q4 export) */
+    private readonly nbits?: (weight: string) => NBitsWeight | undefined,
   ) {}
 
   /** Graph value holding tensor `name` (an initializer or an input, created on first use). */
@@ -55,6 +71,21 @@ export class Emitter {
   /** y = x Wᵀ + b for module path `mod` ([.., d_in] → [.., d_out]). */
   linear(x: string, mod: string, bias: boolean): string {
     const wn = `${mod}.weight`;
+    const nb = this.nbits?.(wn);
+    if (nb) {
+      const g = this.g;
+      const blocks = nb.K / nb.blockSize;
+      const ins = [
+        x,
+        g.initializer(`${wn}.nbits_b`, "uint8", [nb.N, blocks, (nb.blockSize * nb.bits) / 8], nb.B),
+        g.initializer(`${wn}.nbits_scales`, "float32", [nb.N * blocks], nb.scales),
+      ];
+      if (nb.zeroPoints)
+        ins.push(g.initializer(`${wn}.nbits_zp`, "uint8", [nb.zeroPoints.length], nb.zeroPoints));
+      const attrs = { K: nb.K, N: nb.N, bits: nb.bits, block_size: nb.blockSize };
+      const y = g.op("MatMulNBits", ins, attrs, undefined, "com.microsoft"); // [.., N]
+      return bias ? g.op("Add", [y, this.w(`${mod}.bias`)]) : y;
+    }
     let wt = this.transposed.get(wn);
     if (!wt) {
       wt = this.g.op("Transpose", [this.w(wn)], { perm: [1, 0] }); // [d_in, d_out]
@@ -489,9 +520,12 @@ export function emitCachedDecoderGraph(model: Model): Uint8Array {
   return buildCachedDecoderGraph(model).toModel();
 }
 
-export function buildCachedDecoderGraph(model: Model): GraphBuilder {
+export function buildCachedDecoderGraph(
+  model: Model,
+  opts: { nbits?: (weight: string) => NBitsWeight | undefined } = {},
+): GraphBuilder {
   const g = new GraphBuilder(`pare-${model.spec.family}-kv`);
-  const e = new Emitter(g, model);
+  const e = new Emitter(g, model, undefined, opts.nbits);
   const d = model.dims;
   const N = model.spec.names;
   const ids = g.input("input_ids", "int64", ["batch_size", "sequence_length"]);

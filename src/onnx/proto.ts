@@ -100,7 +100,7 @@ export const DataType = {
   FLOAT16: 10,
   DOUBLE: 11,
 } as const;
-export type ElemType = "float32" | "float64" | "int64" | "int32" | "bool" | "float16";
+export type ElemType = "float32" | "float64" | "int64" | "int32" | "bool" | "float16" | "uint8";
 
 export function elemTypeCode(t: ElemType): number {
   switch (t) {
@@ -116,5 +116,7 @@ export function elemTypeCode(t: ElemType): number {
       return DataType.BOOL;
     case "float16":
       return DataType.FLOAT16;
+    case "uint8":
+      return DataType.UINT8;
   }
 }

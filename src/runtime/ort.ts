@@ -64,6 +64,7 @@ const ORT_TYPE: Record<ElemType, OrtModule.Tensor.Type> = {
   int32: "int32",
   bool: "bool",
   float16: "float16",
+  uint8: "uint8",
 };
 
 let live = 0;
