@@ -647,7 +647,7 @@ function gptqNotes(w: GptqWeights, srcs: Source[], types: GgmlTypeName[], outtyp
     ];
   const exact = srcs.filter((s, i) => types[i] === "Q4_0" && s.q4).length;
   const requant = srcs.filter((s, i) => types[i] === "Q4_0" && !s.q4).map((s) => s.name);
-  const kept = srcs.filter((s, i) => types[i] === "Q8_0").map((s) => s.name);
+  const kept = srcs.filter((_, i) => types[i] === "Q8_0").map((s) => s.name);
   const notes = [`${what}: ${exact} Q4_0 matrices carry the checkpoint's own integers and scales (exact)`];
   if (requant.length)
     notes.push(`re-quantized by Q4_0 round-to-nearest (transformed on export): ${requant.join(", ")}`);
