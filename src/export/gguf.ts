@@ -11,12 +11,19 @@
  *   arrays). Both take q/k/v, attn_output and ffn biases.
  * - Qwen2 → `qwen2` when its shape is the dense one (`qwen2` requires query width = hidden size); a pruned Qwen2
  *   goes to `llama` / `deci` with Q/K (and their biases) permuted, which computes the same function.
- * - Qwen3 → `qwen3` (uniform widths; q/k/v biases; no attn_output bias).
+ * - Qwen3 → `qwen3` (uniform widths; q/k/v biases; no attn_output bias). With per-layer widths → `openelm` (the
+ *   same block — fused qkv, RMS q/k norms, NeoX RoPE, SwiGLU — with per-layer head counts and FFN lengths; no
+ *   biases, output tied to the embeddings); llama.cpp's qwen3 creates every layer with layer 0's widths.
  * - Gemma 2 / Gemma 3 → `gemma2` / `gemma3` (uniform widths; norm weights stored as 1 + w, as the converter does;
  *   llama.cpp scales queries by head_dim^-1/2, so query_pre_attn_scalar is folded into the query projection
  *   (Gemma 2) or the query norm (Gemma 3); soft-caps, sliding window and its layer period, local RoPE base).
+ *   No llama.cpp architecture with per-layer widths computes Gemma's block.
+ * - Phi-3 → `phi3` (fused attn_qkv and gate|up ffn_up, partial rotary as rope.dimension_count) when dense-shaped;
+ *   pruned → `llama` / `deci`, whose graphs assert n_rot = head_dim: partial rotary is emulated exactly by
+ *   rope_freqs.weight (see `partialRopeFactors`).
  * Other families, non-uniform widths a family's host cannot express, sliding windows llama.cpp does not apply and
  * biases its graph has no place for are refused before anything is written (E_ARCH_UNSUPPORTED with a hint).
+ * A GPTQ folder (io/gptqWeights.ts) exported as q4_0 keeps its symmetric 4-bit integers and scales exactly.
  */
 import fs from "node:fs";
 import path from "node:path";
