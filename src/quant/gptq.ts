@@ -1,6 +1,6 @@
 /**
  * GPTQ (Frantar et al. 2023, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
- * Transformers"; docs/algorithms.md "Quantization"): the columns of W [out, in] are quantized one after another
+ * Transformers"; docs/cli.md "pare quantize"): the columns of W [out, in] are quantized one after another
  * in their natural order (desc_act false), and each column's rounding error is spread over the columns not yet
  * quantized through the inverse Hessian of the layer-wise objective ‖W X − Ŵ X‖², H = 2 XᵀX (the factor 2 and
  * any positive scale of X cancel):

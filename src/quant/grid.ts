@@ -1,7 +1,7 @@
 /**
  * The quantization grid of one group: a scale s and an integer zero point z per output channel, so that a
  * weight w is stored as q = clamp(round(w / s) + z, 0, maxq) and read back as s · (q − z)
- * (GPTQ's `Quantizer`, Frantar et al. 2023; docs/algorithms.md "Quantization").
+ * (GPTQ's `Quantizer`, Frantar et al. 2023; docs/cli.md "pare quantize").
  *
  *   range   xmin = min(min w, 0), xmax = max(max w, 0) over the group's columns
  *   sym     a = max(−xmin, xmax), s = 2a / maxq, z = (maxq + 1) / 2          (8 for 4 bits)

@@ -1,5 +1,5 @@
 /**
- * Quantization settings (GPTQ / RTN, docs/algorithms.md "Quantization") and their validation: everything a
+ * Quantization settings (GPTQ / RTN; docs/cli.md "pare quantize") and their validation: everything a
  * user can get wrong is refused here, before any work, with a PareError.
  */
 import { PareError } from "../errors.ts";
