@@ -27,6 +27,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { FusedView } from "../arch/fused.ts";
 import type { LoadedModel } from "../arch/load.ts";
 import type { Model } from "../arch/model.ts";
 import { PareError } from "../errors.ts";
@@ -692,6 +693,12 @@ export function prepareGguf(model: LoadedModel, outtype: GgufOuttype) {
   });
   if (model.weights instanceof GptqWeights)
     plan.notes.push(...gptqNotes(model.weights, srcs, types, outtype));
+  else if (model.weights instanceof FusedView && model.weights.base instanceof GptqWeights)
+    plan.notes.push(
+      `GPTQ checkpoint with fused tensors: its linears are written dequantized, as ${outtype}${
+        outtype === "q4_0" ? " (re-quantized by Q4_0 round-to-nearest)" : ""
+      }`,
+    );
   const tensors: GgufTensor[] = srcs.map((s, i) => {
     const type = types[i];
     const q4 = type === "Q4_0" ? s.q4 : undefined;
