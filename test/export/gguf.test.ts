@@ -530,6 +530,33 @@ describe("GGUF export refuses what llama.cpp cannot run, before writing", () => 
     }
   });
 
+  it("Phi-3: its sliding window written as the converter does, with a note; llama3 rope scaling refused", () => {
+    const m = loadModel(write("phi3-window", makeTinyPhi3({ seed: 45 })));
+    try {
+      const { plan, meta } = prepareGguf(m, "f32");
+      expect(plan.arch).toBe("phi3");
+      expect(meta.get("phi3.attention.sliding_window")).toBe(4);
+      expect(meta.get("phi3.rope.dimension_count")).toBe(4);
+      expect(plan.notes.join("\n")).toMatch(/its phi3 disables it.*at most 4 tokens/);
+    } finally {
+      m.close();
+    }
+    const t = makeTinyPhi3({ seed: 46, slidingWindow: null, heads: 2, kvHeads: 1, headDim: 8 });
+    t.config.rope_scaling = {
+      rope_type: "llama3",
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 8,
+    };
+    const m3 = loadModel(write("phi3-llama3", t));
+    try {
+      expect(() => prepareGguf(m3, "f32")).toThrow(/llama3 rope scaling on phi3/);
+    } finally {
+      m3.close();
+    }
+  });
+
   it("an existing output needs --force; a bad --outtype is a usage error; a failed write leaves nothing", async () => {
     const dir = write("llama-exists", makeTinyLlama({ seed: 8 }));
     const out = path.join(ROOT, "exists.gguf");
