@@ -40,6 +40,24 @@ export function untrackTemporary(dir: string): void {
   inFlight.delete(dir);
 }
 
+const beforePublish = new Map<string, Set<() => void>>();
+
+/**
+ * Run `fn` when the output `target` is about to be published (its files fsynced, just before the rename): a
+ * prune removes its checkpoints and spill folder there, so that a kill after the rename finds nothing of them.
+ * Returns a function that unregisters it.
+ */
+export function onBeforePublish(target: string, fn: () => void): () => void {
+  const t = path.resolve(target);
+  const set = beforePublish.get(t) ?? new Set();
+  set.add(fn);
+  beforePublish.set(t, set);
+  return () => {
+    set.delete(fn);
+    if (set.size === 0 && beforePublish.get(t) === set) beforePublish.delete(t);
+  };
+}
+
 let leftoverListener: ((removed: string[]) => void) | undefined;
 
 /** Be told (the CLI prints it) when a run removes what a killed run left next to its output. */
@@ -117,12 +135,20 @@ function outputExists(target: string, what: string): PareError {
   );
 }
 
+/** The lock file of a killed run, taken over by `lock` (reported with the leftovers). */
+export function staleLock(lock: OutputLock): string[] {
+  if (lock.tookOver.length === 0) return [];
+  const found = [`${lock.file} (a stale lock of pid ${lock.tookOver.map((h) => h.pid).join(", ")})`];
+  reportLeftovers(found);
+  return found;
+}
+
 /** Lock, clean the leftovers, check the target: what every atomic output does before writing. */
 function begin(target: string, force: boolean, what: string): { lock: OutputLock; leftovers: string[] } {
   if (exists(target) && !force) throw outputExists(target, what);
   const lock = acquireLock(target);
   try {
-    const leftovers = cleanLeftovers(target);
+    const leftovers = [...staleLock(lock), ...cleanLeftovers(target)];
     if (exists(target) && !force) throw outputExists(target, what);
     return { lock, leftovers };
   } catch (e) {
@@ -134,11 +160,14 @@ function begin(target: string, force: boolean, what: string): { lock: OutputLock
 /**
  * The rename that publishes `tmp` as `target` (everything under `tmp` already fsynced). A target that exists
  * now is replaced only with `force` (it may have appeared during the run: E_OUTPUT_EXISTS, the target is left
- * as it is). The parent folder is fsynced after the rename.
+ * as it is). The `onBeforePublish` functions of the target run just before the rename; the parent folder is
+ * fsynced after it.
  */
 function publish(tmp: string, target: string, force: boolean, what: string): void {
   const parent = path.dirname(target);
-  if (exists(target)) {
+  const appeared = exists(target);
+  if (!appeared || force) for (const fn of beforePublish.get(target) ?? []) fn();
+  if (appeared) {
     if (!force)
       throw new PareError(
         "E_OUTPUT_EXISTS",

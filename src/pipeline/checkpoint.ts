@@ -10,6 +10,9 @@
  * missing, truncated or altered file (E_CHECKPOINT_INVALID) are refused, never trusted. A finished prune
  * removes them; a failed or aborted one keeps them; a run without --resume removes old ones (reported).
  *
+ * The checkpoints and the spill folder are removed just before the output is published (export/atomic.ts
+ * onBeforePublish): a kill after that rename leaves the finished output alone.
+ *
  * The prune holds the output's lock (src/io/lock.ts) from the moment its checkpoints are opened until
  * `releaseCheckpointLock` (runPrune's end), so that a second run cannot remove or overwrite them meanwhile.
  */
@@ -17,13 +20,18 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PareError } from "../errors.ts";
-import { cleanLeftovers, reportLeftovers } from "../export/atomic.ts";
+import { cleanLeftovers, onBeforePublish, reportLeftovers, staleLock } from "../export/atomic.ts";
 import { diskFailure, fsyncDir, fsyncFile } from "../io/durable.ts";
 import { acquireLock, isAlive, type OutputLock } from "../io/lock.ts";
 import { type NamedTensor, SafetensorsFile, writeSafetensors } from "../io/safetensors.ts";
 
 /** The checkpoint format; progress.json of another one is refused. */
 const FORMAT = 2;
+
+/** The spill folder of this process's prune of `out` (as pipeline/prune.ts names it). */
+function spillDirOf(out: string): string {
+  return `${checkpointDir(out).replace(/\.partial$/, "")}.spill-${process.pid}`;
+}
 
 export function checkpointDir(out: string): string {
   const o = path.resolve(out);
@@ -84,13 +92,15 @@ function digest(file: string): FileDigest {
   return { size, sha256: h.digest("hex") };
 }
 
-const locks = new Map<string, OutputLock>();
+const locks = new Map<string, { lock: OutputLock; unhook: () => void }>();
 
 /** Release the output lock taken by `Checkpoints.open` for `out` (the end of a prune, whatever its outcome). */
 export function releaseCheckpointLock(out: string): void {
   const key = path.resolve(out);
-  locks.get(key)?.release();
+  const held = locks.get(key);
   locks.delete(key);
+  held?.unhook();
+  held?.lock.release();
 }
 
 export class Checkpoints<R> {
@@ -114,9 +124,16 @@ export class Checkpoints<R> {
   ): { checkpoints: Checkpoints<R>; restored?: Restored<R> } {
     const target = path.resolve(out);
     const lock = acquireLock(target);
-    locks.get(target)?.release();
-    locks.set(target, lock);
+    releaseCheckpointLock(target);
+    // the prune's folders go just before its output is published: a kill after that finds the output only
+    const unhook = onBeforePublish(target, () => {
+      fs.rmSync(checkpointDir(target), { recursive: true, force: true });
+      fs.rmSync(spillDirOf(target), { recursive: true, force: true });
+      fsyncDir(path.dirname(target));
+    });
+    locks.set(target, { lock, unhook });
     try {
+      staleLock(lock);
       cleanLeftovers(target);
       const checkpoints = new Checkpoints<R>(checkpointDir(out), key);
       if (!resume) {
@@ -136,7 +153,15 @@ export class Checkpoints<R> {
   /** Layer `layer` is done: its cut tensors, the streams after it and the state to resume with. */
   save(layer: number, layerTensors: NamedTensor[], streams: CheckpointStreams, state: R): void {
     const dir = this.dir;
-    const need: { written: number } = { written: 0 };
+    // bytes these files need (f32 values), for E_NO_SPACE
+    const pending =
+      4 *
+      (layerTensors.reduce((n, t) => n + t.data.length, 0) +
+        [streams.stream, streams.dense].reduce(
+          (n, arr) => n + (arr ?? []).reduce((m, a) => m + a.length, 0),
+          0,
+        ));
+    const need = { written: Object.values(this.files).reduce((n, f) => n + f.size, 0), pending };
     try {
       fs.mkdirSync(dir, { recursive: true });
       const layerName = `layer-${layer}.safetensors`;
@@ -154,7 +179,6 @@ export class Checkpoints<R> {
       for (const n of Object.keys(files)) if (n.startsWith("streams-")) delete files[n];
       files[layerName] = digest(path.join(dir, layerName));
       files[streamsName] = digest(path.join(dir, streamsName));
-      need.written = Object.values(files).reduce((s, f) => s + f.size, 0);
       const progress: Progress<R> = {
         format: FORMAT,
         key: this.key,
