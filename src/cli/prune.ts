@@ -64,9 +64,19 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
     const f0 = (n: number) => n.toLocaleString("en-US");
     const lines = [
       `pruned ${r.input.dir} → ${r.output}`,
+      ...(r.target
+        ? [
+            `  target      ${r.target.speedup}× ${r.target.workload.kind}: ${r.target.candidates
+              .map(
+                (c) =>
+                  `${c.chosen ? "[chosen] " : ""}--depth ${c.depth} --ratio ${c.ratio} (measured shapes ${c.predictedSpeedup.toFixed(2)}×, held-out loss ${c.loss.toFixed(4)})`,
+              )
+              .join("; ")}`,
+          ]
+        : []),
       ...(r.depth
         ? [
-            `  depth       removed blocks ${r.depth.removed.join(", ")} of ${r.depth.removed.length + r.depth.kept.length} (${r.depth.criterion}) · ${
+            `  depth       removed ${r.depth.removed.length} of ${r.depth.removed.length + r.depth.kept.length} blocks: ${r.depth.removed.join(", ")} (${r.depth.criterion}) · ${
               r.depth.compensation === "liar"
                 ? `least-squares compensation (calibration error ${r.depth.folds.map((f) => `${f.relError.dropped} → ${f.relError.fitted}`).join(", ") || "none to fold"})`
                 : "dropped, no compensation"

@@ -113,19 +113,7 @@ export async function benchSpeed(
       models.map((m) => Session.create(buildCachedDecoderGraph(m).toModel(), { threads: opts.threads })),
     );
     opts.onProgress?.(`decoder prefill ${B} × ${T}`);
-    const prefill = models.map((m) => ({
-      input_ids: i64From([B, T], ids(B * T, m.dims.vocab, 11)),
-      attention_mask: i64From([B, T], new Array(B * T).fill(1)),
-      position_ids: i64From(
-        [B, T],
-        Array.from({ length: B * T }, (_, k) => k % T),
-      ),
-      ...emptyPast(m, B),
-    }));
-    const sec = await timeInterleaved(
-      sessions.map((s, i) => async () => void (await s.run(prefill[i]))),
-      runs,
-    );
+    const sec = await timeInterleaved(prefillRuns(sessions, models, B, T), runs);
     cases.push({
       name: `decoder prefill ${B} × ${T} tokens`,
       seconds: sec,
@@ -134,36 +122,10 @@ export async function benchSpeed(
     const P = opts.promptLen ?? 32;
     const G = opts.genTokens ?? 64;
     opts.onProgress?.(`decoder generation ${G} tokens after a ${P}-token prompt (batch 1, KV cache)`);
-    const gen = sessions.map((s, i) => async () => {
-      const m = models[i];
-      let past = emptyPast(m, 1);
-      let feed = ids(P, m.dims.vocab, 13);
-      let total = 0;
-      for (let step = 0; step < G; step++) {
-        total += feed.length;
-        const r = await s.run({
-          input_ids: i64From([1, feed.length], feed),
-          attention_mask: i64From([1, total], new Array(total).fill(1)),
-          position_ids: i64From(
-            [1, feed.length],
-            feed.map((_, t) => total - feed.length + t),
-          ),
-          ...past,
-        });
-        const V = m.dims.vocab;
-        const lg = r.logits.data as Float32Array;
-        const last = lg.subarray(lg.length - V);
-        let best = 0;
-        for (let j = 1; j < V; j++) if (last[j] > last[best]) best = j;
-        past = {};
-        m.dims.layers.forEach((_, l) => {
-          past[`past_key_values.${l}.key`] = r[`present.${l}.key`];
-          past[`past_key_values.${l}.value`] = r[`present.${l}.value`];
-        });
-        feed = [best];
-      }
-    });
-    const gsec = await timeInterleaved(gen, Math.max(3, Math.ceil(runs / 2)));
+    const gsec = await timeInterleaved(
+      generationRuns(sessions, models, P, G),
+      Math.max(3, Math.ceil(runs / 2)),
+    );
     cases.push({
       name: `decoder generation, ${G} new tokens (batch 1, KV cache)`,
       seconds: gsec,
@@ -180,4 +142,87 @@ export async function benchSpeed(
     runs,
     threads: opts.threads,
   };
+}
+
+/** One prefill of B × T tokens per model (the KV-cache graph, empty past). */
+function prefillRuns(sessions: Session[], models: Model[], B: number, T: number): (() => Promise<void>)[] {
+  const feeds = models.map((m) => ({
+    input_ids: i64From([B, T], ids(B * T, m.dims.vocab, 11)),
+    attention_mask: i64From([B, T], new Array(B * T).fill(1)),
+    position_ids: i64From(
+      [B, T],
+      Array.from({ length: B * T }, (_, k) => k % T),
+    ),
+    ...emptyPast(m, B),
+  }));
+  return sessions.map((s, i) => async () => void (await s.run(feeds[i])));
+}
+
+/** Greedy generation of G tokens after a P-token prompt (batch 1, KV cache), per model. */
+function generationRuns(sessions: Session[], models: Model[], P: number, G: number): (() => Promise<void>)[] {
+  return sessions.map((s, i) => async () => {
+    const m = models[i];
+    let past = emptyPast(m, 1);
+    let feed = ids(P, m.dims.vocab, 13);
+    let total = 0;
+    for (let step = 0; step < G; step++) {
+      total += feed.length;
+      const r = await s.run({
+        input_ids: i64From([1, feed.length], feed),
+        attention_mask: i64From([1, total], new Array(total).fill(1)),
+        position_ids: i64From(
+          [1, feed.length],
+          feed.map((_, t) => total - feed.length + t),
+        ),
+        ...past,
+      });
+      const V = m.dims.vocab;
+      const lg = r.logits.data as Float32Array;
+      const last = lg.subarray(lg.length - V);
+      let best = 0;
+      for (let j = 1; j < V; j++) if (last[j] > last[best]) best = j;
+      past = {};
+      m.dims.layers.forEach((_, l) => {
+        past[`past_key_values.${l}.key`] = r[`present.${l}.key`];
+        past[`past_key_values.${l}.value`] = r[`present.${l}.value`];
+      });
+      feed = [best];
+    }
+  });
+}
+
+/** A decoder workload of `pare bench`: prefill B × T tokens, or generation of G tokens after a P-token prompt. */
+export interface DecoderWorkload {
+  kind: "prefill" | "generation";
+  batch: number;
+  seqLen: number;
+  promptLen: number;
+  genTokens: number;
+}
+
+export const DEFAULT_WORKLOAD: Omit<DecoderWorkload, "kind"> = {
+  batch: 8,
+  seqLen: 256,
+  promptLen: 32,
+  genTokens: 64,
+};
+
+/** Median seconds of one workload run per decoder, the models interleaved (as `pare bench` measures them). */
+export async function decoderWorkloadSeconds(
+  models: Model[],
+  w: DecoderWorkload,
+  opts: { runs?: number; threads?: number } = {},
+): Promise<number[]> {
+  const sessions = await Promise.all(
+    models.map((m) => Session.create(buildCachedDecoderGraph(m).toModel(), { threads: opts.threads })),
+  );
+  try {
+    const fns =
+      w.kind === "prefill"
+        ? prefillRuns(sessions, models, w.batch, w.seqLen)
+        : generationRuns(sessions, models, w.promptLen, w.genTokens);
+    return await timeInterleaved(fns, opts.runs ?? 5);
+  } finally {
+    for (const s of sessions) await s.release();
+  }
 }

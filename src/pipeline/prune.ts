@@ -38,6 +38,7 @@ import { type Job, planUnits, prepare } from "./prepare.ts";
 import type { Recipe } from "./recipe.ts";
 import { SequentialCalibration } from "./sequential.ts";
 import { Streams } from "./spill.ts";
+import { runTarget } from "./target.ts";
 import type { DepthReport, LayerReport, PruneEvent, PruneOptions, PruneReport } from "./types.ts";
 
 export { PARE_VERSION } from "./output.ts";
@@ -58,6 +59,8 @@ export async function runPrune(
 ): Promise<PruneReport> {
   const opts: PruneOptions =
     typeof onEvent === "function" ? { ...options, onEvent } : { ...onEvent, ...options };
+  // --target-speedup: candidates of depth and width, each a prune of its own
+  if (recipe.targetSpeedup !== undefined) return runTarget(recipe, opts, (r, o) => runPrune(r, o));
   const run = new RunContext(opts.onEvent ?? (() => {}), opts.signal);
   run.checkAborted();
   run.phase("load", recipe.model);

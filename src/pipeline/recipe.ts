@@ -119,6 +119,18 @@ export const RECIPE_SCHEMA = {
     help: "fraction of decoder blocks to remove (instead of --depth: n = round(f · layers))",
     hint: "--depth-ratio is a fraction in [0, 1), e.g. 0.25",
   } as NumField,
+  targetSpeedup: {
+    kind: "number",
+    min: 1,
+    flag: "--target-speedup <x>",
+    help: "choose depth and width to reach this measured speedup of --target-workload on this machine (ONNX Runtime), at the least calibration loss",
+    hint: "e.g. --target-speedup 1.3 (a speedup > 1)",
+  } as NumField,
+  targetWorkload: enumOf(["generation", "prefill"] as const, {
+    flag: "--target-workload <w>",
+    help: "what --target-speedup measures (as pare bench): generation (batch 1, 64 tokens after a 32-token prompt, KV cache) | prefill (8 × 256 tokens)",
+    code: "E_METHOD_UNKNOWN",
+  }),
   depthCriterion: enumOf(["bi", "angular", "sleb"] as const, {
     flag: "--depth-criterion <name>",
     help: "bi: ShortGPT's block influence | angular: the contiguous span of least angular distance (Gromov et al.) | sleb: iterative, the block whose removal raises the calibration loss least (SLEB)",
@@ -251,7 +263,7 @@ export const RECIPE_SCHEMA = {
 type Schema = typeof RECIPE_SCHEMA;
 export type RecipeKey = keyof Schema;
 /** settings that have no default (absent = not set) */
-type OptionalKey = "threads" | "maxMemory";
+type OptionalKey = "threads" | "maxMemory" | "targetSpeedup";
 
 /** A validated recipe: every setting present (the optional ones may be undefined). */
 export type Recipe = { [K in Exclude<RecipeKey, OptionalKey>]: ValueOf<Schema[K]> } & {
@@ -266,6 +278,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   depth: 0,
   depthRatio: 0,
   depthCriterion: "bi",
+  targetWorkload: "generation",
   criterion: "flap-wifv",
   allocation: "global",
   reconstruct: "liar",
@@ -426,7 +439,7 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
   const r: Record<string, unknown> = { calib: [] };
   for (const k of KEYS) {
     const v = k in input && input[k] !== undefined ? input[k] : (DEFAULTS as Record<string, unknown>)[k];
-    if (v === undefined && (k === "threads" || k === "maxMemory")) continue;
+    if (v === undefined && (k === "threads" || k === "maxMemory" || k === "targetSpeedup")) continue;
     if (v === undefined && k === "calib") continue;
     r[k] = parseField(k, RECIPE_SCHEMA[k] as Field, v);
   }
@@ -473,6 +486,20 @@ function checkQuantize(r: Recipe, calibrated: boolean): void {
 
 /** Depth settings that need no model: one of --depth / --depth-ratio; with depth, --ratio defaults to 0. */
 function checkDepth(r: Recipe, ratioGiven: boolean): void {
+  if (r.targetSpeedup !== undefined) {
+    if (r.depth > 0 || r.depthRatio > 0 || ratioGiven)
+      bad(
+        "--target-speedup chooses the depth and the width ratio itself",
+        "drop --depth / --depth-ratio / --ratio, or drop --target-speedup",
+      );
+    if (!(r.targetSpeedup > 1)) bad("--target-speedup must be above 1", "e.g. --target-speedup 1.3");
+    if (r.reconstruct === "bias")
+      bad(
+        "--target-speedup may remove blocks, which --reconstruct bias cannot compensate",
+        "use --reconstruct liar or none",
+      );
+    return;
+  }
   if (r.depth > 0 && r.depthRatio > 0)
     bad(
       "--depth and --depth-ratio are alternatives",

@@ -23,6 +23,25 @@ export interface LayerReport {
   ridge?: { attn?: number; mlp?: number; retries: number };
 }
 
+/** --target-speedup: the plan and the candidates measured. */
+export interface TargetReport {
+  speedup: number;
+  workload: {
+    kind: "prefill" | "generation";
+    batch: number;
+    seqLen: number;
+    promptLen: number;
+    genTokens: number;
+  };
+  /** the latency table (speedups of candidate shapes on this machine), absent when not measured */
+  latencyTable?: string;
+  measuredShapes: number;
+  cachedShapes: number;
+  /** each candidate: depth, width ratio, predicted (measured-shape) speedup, held-out calibration loss */
+  candidates: { depth: number; ratio: number; predictedSpeedup: number; loss: number; chosen: boolean }[];
+  heldOutWindows: number;
+}
+
 /** What the depth stage decided (original layer indices). */
 export interface DepthReport {
   criterion: "bi" | "angular" | "sleb";
@@ -66,6 +85,8 @@ export interface PruneReport {
   layers: LayerReport[];
   /** depth pruning (--depth / --depth-ratio): which original blocks were removed, why, and the compensation */
   depth?: DepthReport;
+  /** --target-speedup: how the depth and width ratio were chosen */
+  target?: TargetReport;
   timings: Record<string, number>;
   /** seconds spent in layer forwards, statistics (moments/Gram), solves and writing the output */
   busySeconds?: { forward: number; statistics: number; solve: number; output: number };
