@@ -33,7 +33,7 @@ import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 const MODEL = path.join(SHARED, "models/llama-gqa-6l");
 const CALIB = path.join(REPO_ROOT, "examples/data/calib-wikitext2-valid.txt");
-const SETTINGS = { samples: 8, seqLen: 64, ratio: 0.3 };
+const SETTINGS = { samples: 4, seqLen: 32, ratio: 0.3 };
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -140,6 +140,59 @@ async function main(): Promise<void> {
       return tallies.get(k)!;
     };
     const failures: string[] = [];
+    const totals = () => {
+      const rows = [...tallies.values()].sort((a, b) => (a.command + a.phase < b.command + b.phase ? -1 : 1));
+      const total = rows.filter((r) => r.phase !== "resume (killed again)").reduce((n, r) => n + r.tried, 0);
+      return { rows, total, broken: rows.reduce((n, r) => n + r.broken, 0) };
+    };
+    /** Writes the results so far (every 10 instants: a run cut short still leaves honest numbers). */
+    const report = (done: number, planned: number) => {
+      const { rows, total, broken } = totals();
+      const result = {
+        machine: machineInfo(),
+        date: new Date().toISOString(),
+        command: `npm run bench:faults -- --instants ${planned} --seed ${seed}`,
+        complete: done === planned,
+        model: "llama-gqa-6l",
+        settings: { ...SETTINGS, maxMemoryGiB: Number(maxMemory) },
+        cleanCalls: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, v.length])),
+        instants: total,
+        broken,
+        seconds: Math.round((performance.now() - t0) / 1000),
+        perPhase: rows,
+        failures,
+      };
+      const table = markdownTable(
+        ["command", "phase", "instants", "killed", "promise kept", "broken"],
+        rows.map((r) => [r.command, r.phase, r.tried, r.killed, r.kept, r.broken]),
+        [false, false, true, true, true, true],
+      );
+      const md = [
+        `# bench:faults — SIGKILL at ${total} seeded instants (llama-gqa-6l)${done === planned ? "" : ` — partial: ${done} of ${planned} planned`}`,
+        "",
+        `${result.machine.cpu}, ${result.machine.cores} cores; ${result.date}; \`${result.command}\`; ${result.seconds} s`,
+        "",
+        `prune: --samples ${SETTINGS.samples} --seq-len ${SETTINGS.seqLen} --ratio ${SETTINGS.ratio} --max-memory ${Number(maxMemory).toFixed(4)} (calibration data spills); file-writing calls of the clean runs: ${Object.entries(
+          result.cleanCalls,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}.`,
+        "A kill at a call lands before it, after it or half-way through a write; 'time' kills after a random delay.",
+        "'killed' < 'instants' where the run finished before the delay. 'resume (killed again)': resumes killed once more",
+        "before the final --resume (not counted in the total). 'promise kept': after the kill the output was absent or",
+        "equal to the clean run's with only pare's own leftovers next to it, the final run completed byte-identically",
+        "(pare-pruning.json: run-dependent fields aside) leaving the output alone in its folder, and the inputs were unchanged.",
+        "",
+        table,
+        "",
+        `**${broken} broken outputs over ${total} instants.**`,
+        ...(failures.length ? ["", "Failures:", "", ...failures.map((f) => `- ${f}`)] : []),
+        "",
+      ].join("\n");
+      const files = writeResults("faults", result, md);
+      if (done === planned) console.log(table);
+      return files;
+    };
     const turn = new Map<string, number>();
     for (let i = 0; i < instants; i++) {
       // 70 % prune (of which 1 in 8 after a delay, 1 in 6 with the resume killed too), 10 % each other command
@@ -173,7 +226,7 @@ async function main(): Promise<void> {
         c.args(out),
         call
           ? { inject: { root: work, killAt: { n: call.n, how } }, timeoutMs: 600_000 }
-          : { killAfterMs: 1500 + rand() * Math.max(1000, pruneMs - 1500), timeoutMs: 600_000 },
+          : { killAfterMs: 1000 + rand() * Math.max(1000, 0.9 * pruneMs - 1000), timeoutMs: 600_000 },
       );
       if (killed.signal === "SIGKILL") T.killed++;
       const problems =
@@ -211,57 +264,17 @@ async function main(): Promise<void> {
         );
       } else T.kept++;
       fs.rmSync(work, { recursive: true, force: true });
+      if ((i + 1) % 10 === 0) report(i + 1, instants);
       if ((i + 1) % 10 === 0)
         console.error(
           `  ${i + 1}/${instants} instants, ${failures.length} broken, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
         );
     }
-    const rows = [...tallies.values()].sort((a, b) => (a.command + a.phase < b.command + b.phase ? -1 : 1));
-    const total = rows.filter((r) => r.phase !== "resume (killed again)").reduce((s, r) => s + r.tried, 0);
-    const broken = rows.reduce((s, r) => s + r.broken, 0);
-    const result = {
-      machine: machineInfo(),
-      date: new Date().toISOString(),
-      command: `npm run bench:faults -- --instants ${instants} --seed ${seed}`,
-      model: "llama-gqa-6l",
-      settings: { ...SETTINGS, maxMemoryGiB: Number(maxMemory) },
-      cleanCalls: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, v.length])),
-      instants: total,
-      broken,
-      seconds: Math.round((performance.now() - t0) / 1000),
-      perPhase: rows,
-      failures,
-    };
-    const table = markdownTable(
-      ["command", "phase", "instants", "killed", "promise kept", "broken"],
-      rows.map((r) => [r.command, r.phase, r.tried, r.killed, r.kept, r.broken]),
-      [false, false, true, true, true, true],
+    const files = report(instants, instants);
+    const { total, broken } = totals();
+    console.log(
+      `\n${broken} broken over ${total} instants (${Math.round((performance.now() - t0) / 1000)} s) → ${files.md}`,
     );
-    const md = [
-      `# bench:faults — SIGKILL at ${total} seeded instants (llama-gqa-6l)`,
-      "",
-      `${result.machine.cpu ?? ""}; ${result.date}; \`${result.command}\`; ${result.seconds} s`,
-      "",
-      `prune: --samples ${SETTINGS.samples} --seq-len ${SETTINGS.seqLen} --ratio ${SETTINGS.ratio} --max-memory ${Number(maxMemory).toFixed(4)} (calibration data spills); file-writing calls of the clean runs: ${Object.entries(
-        result.cleanCalls,
-      )
-        .map(([k, v]) => `${k} ${v}`)
-        .join(", ")}.`,
-      "A kill at a call lands before it, after it or half-way through a write; 'time' kills after a random delay.",
-      "'killed' < 'instants' where the run finished before the delay. 'resume (killed again)': resumes killed once more",
-      "before the final --resume (not counted in the total). 'promise kept': after the kill the output was absent or",
-      "equal to the clean run's with only pare's own leftovers next to it, the final run completed byte-identically",
-      "(pare-pruning.json: run-dependent fields aside) leaving the output alone in its folder, and the inputs were unchanged.",
-      "",
-      table,
-      "",
-      `**${broken} broken outputs over ${total} instants.**`,
-      ...(failures.length ? ["", "Failures:", "", ...failures.map((f) => `- ${f}`)] : []),
-      "",
-    ].join("\n");
-    const files = writeResults("faults", result, md);
-    console.log(table);
-    console.log(`\n${broken} broken over ${total} instants (${result.seconds} s) → ${files.md}`);
     if (broken > 0) process.exitCode = 1;
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
