@@ -434,6 +434,58 @@ describe.each(
   });
 });
 
+// depth-pruned models (--depth): fewer layers, renumbered tensors, compensated down projections (llama: with the
+// created mlp_bias), explicit layer_types (gemma3: sliding layers)
+describe.each([
+  { family: "llama", tiny: () => makeTinyLlama({ seed: 73, layers: 4 }), reconstruct: "liar" as const },
+  {
+    family: "gemma3",
+    tiny: () => FAMILY_CASES.find((c) => c.family === "gemma3_text")!.tiny(),
+    reconstruct: "none" as const,
+  },
+])("transformers.js on a depth-pruned tiny $family (--depth 1, $reconstruct)", (dc) => {
+  let c: GenerationCheck;
+  beforeAll(async () => {
+    const folder = `tiny-${dc.family}-depth`;
+    const src = path.join(ROOT, `src-${folder}`);
+    writeTinyModel(src, dc.tiny(), makeByteBpeTokenizerJson(300));
+    const calib = path.join(ROOT, `calib-${folder}.txt`);
+    fs.writeFileSync(calib, FAMILY_CALIB);
+    const out = path.join(ROOT, `pruned-${folder}`);
+    const r = await runPrune(
+      resolveRecipe({
+        model: src,
+        out,
+        calib: [calib],
+        depth: 1,
+        skipLayers: [0],
+        reconstruct: dc.reconstruct,
+        samples: 6,
+        seqLen: 16,
+        threads: 1,
+      }),
+    );
+    expect(r.depth!.removed).toHaveLength(1);
+    c = {
+      name: folder,
+      folder,
+      model: exportAs(out, folder),
+      tok: loadTokenizer(out),
+      prompt: TINY_TEXTS[0],
+      newTokens: 10,
+    };
+  });
+  afterAll(() => c?.model.close());
+
+  it("AutoModelForCausalLM: logits equal pare's forward (≤ 1e-3)", async () => {
+    await checkCausalLmLogits(c, TINY_TEXTS);
+  });
+
+  it("pipeline('text-generation') greedy, 10 new tokens: the same ids and text as pare's KV-cache greedy", async () => {
+    await checkTextGeneration(c);
+  });
+});
+
 const BERT_WORDS = [
   "the",
   "movie",
