@@ -59,6 +59,8 @@ const variants: Record<string, () => { model: ReturnType<typeof makeTinyLlama>; 
 };
 /** variants also pruned (uniform allocation keeps config.json standard) */
 const PRUNED = ["llama-gqa", "qwen2", "bert", "qwen3", "qwen3-window", "gemma2", "gemma3", "phi3"];
+/** variants also depth-pruned (--depth 1) */
+const DEPTH = ["llama-gqa", "qwen2", "qwen3-window", "gemma2", "gemma3", "phi3"];
 
 // 12 tokens: longer than the tiny models' sliding windows (4 and 5)
 const ids = Array.from({ length: 12 }, (_, i) => 3 + ((i * 37 + 11) % 250));
@@ -94,6 +96,14 @@ for (const [name, make] of Object.entries(variants)) {
     const pdir = path.join(out, "models", `${name}-pruned`);
     await runPrune(resolveRecipe({ model: dir, out: pdir, ratio: 0.4, allocation: "uniform", reconstruct: "liar", calib: [calib], samples: 16, seqLen: 32 }));
     await pareLogits(pdir, `${name}-pruned`);
+  }
+  if (DEPTH.includes(name)) {
+    // depth pruning: fewer layers, renumbered tensors, explicit layer_types where layers slide; liar where the
+    // family can fold (not Gemma: its post-FFN norm), otherwise the blocks are dropped
+    const ddir = path.join(out, "models", `${name}-depth`);
+    const reconstruct = name.startsWith("gemma") ? "none" : "liar";
+    await runPrune(resolveRecipe({ model: dir, out: ddir, depth: 1, skipLayers: [0], reconstruct, calib: [calib], samples: 16, seqLen: 32 }));
+    await pareLogits(ddir, `${name}-depth`);
   }
 }
 const shared = path.resolve("../shared/models/llama-gqa-6l");
