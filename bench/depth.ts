@@ -9,7 +9,8 @@
  * through ONNX Runtime, every model interleaved with the dense one in one run (pare bench's protocol), so speedups
  * are ratios measured together. Calibration: WikiText-2 validation, 128 × 256 tokens, seed 0.
  * Results: bench/results/depth.{json,md}. Reads ../shared; without it, says so and exits 0.
- * Options: --windows N, --kl-windows N, --runs N (speed repetitions, default 5), --cells a,b (label filter).
+ * Options: --windows N, --kl-windows N, --runs N (speed repetitions, default 5), --cells a,b (label filter);
+ * --target [--targets 1.2,1.5]: --target-speedup for each workload instead (bench/results/depth-target.*).
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -44,6 +45,101 @@ if (!fs.existsSync(dir)) {
 }
 const calib = path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-depth-"));
+
+if (process.argv.includes("--target")) {
+  await targetBench();
+  process.exit(0);
+}
+
+/**
+ * --target: `--target-speedup x` for the generation and prefill workloads; the chosen model's speedup is then
+ * measured as `pare bench` measures it (interleaved with the dense model, medians), to compare with x.
+ * Results: bench/results/depth-target.{json,md}.
+ */
+async function targetBench(): Promise<void> {
+  const t0 = Date.now();
+  process.env.PARE_CACHE_DIR = path.join(work, "latency-cache");
+  const rows: Record<string, unknown>[] = [];
+  const targets = arg("targets", "1.2,1.5").split(",").map(Number);
+  for (const workload of ["generation", "prefill"] as const) {
+    for (const x of targets) {
+      const out = path.join(work, `target-${workload}-${x}`);
+      const t1 = Date.now();
+      const rep = await runPrune(
+        resolveRecipe({
+          model: dir,
+          out,
+          calib: [calib],
+          samples: 128,
+          seqLen: 256,
+          seed: 0,
+          targetSpeedup: x,
+          targetWorkload: workload,
+        }),
+      );
+      const planSeconds = (Date.now() - t1) / 1000;
+      const d = loadModel(dir);
+      const m = loadModel(out);
+      const sp = await benchSpeed([d, m], { runs });
+      const c = sp.cases.find((k) => k.name.includes(workload))!;
+      const achieved = c.seconds[0] / c.seconds[1];
+      d.close();
+      m.close();
+      const chosen = rep.target!.candidates.find((k) => k.chosen)!;
+      rows.push({
+        workload,
+        target: x,
+        depth: chosen.depth,
+        ratio: chosen.ratio,
+        predicted: chosen.predictedSpeedup,
+        achieved,
+        withinTenPercent: Math.abs(achieved / x - 1) <= 0.1,
+        candidates: rep.target!.candidates,
+        seconds: planSeconds,
+      });
+      log(
+        `${workload} ${x}×: chose depth ${chosen.depth} ratio ${chosen.ratio}, predicted ${chosen.predictedSpeedup.toFixed(2)}, achieved ${achieved.toFixed(2)} (${planSeconds.toFixed(0)} s)`,
+      );
+    }
+  }
+  fs.rmSync(work, { recursive: true, force: true });
+  let md =
+    "# bench:depth --target — `--target-speedup` against the speed `pare bench` measures afterwards\n\n";
+  md += `Command: \`npm run bench:depth -- ${process.argv.slice(2).join(" ")}\`  \n`;
+  md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores; ${new Date().toISOString()}; wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.  \n`;
+  md +=
+    "Model: llama-gqa-6l; recipe defaults (flap-wifv · liar, uniform widths), calibration WikiText-2 validation 128 × 256; a fresh latency table. Achieved = dense / pruned time of the workload in one interleaved `benchSpeed` run.\n\n";
+  md += markdownTable(
+    [
+      "workload",
+      "target",
+      "depth",
+      "ratio",
+      "predicted ×",
+      "achieved ×",
+      "within 10%",
+      "candidates (depth/ratio: loss)",
+      "s",
+    ],
+    rows.map((r) => [
+      String(r.workload),
+      String(r.target),
+      String(r.depth),
+      String(r.ratio),
+      (r.predicted as number).toFixed(2),
+      (r.achieved as number).toFixed(2),
+      r.withinTenPercent ? "yes" : "no",
+      (r.candidates as { depth: number; ratio: number; loss: number }[])
+        .map((c) => `${c.depth}/${c.ratio}: ${c.loss.toFixed(3)}`)
+        .join(", "),
+      (r.seconds as number).toFixed(0),
+    ]),
+    [false, true, true, true, true, true, false, false, true],
+  );
+  md += "\n";
+  writeResults("depth-target", { machine: machineInfo(), args: process.argv.slice(2), runs, rows }, md);
+  process.stdout.write(`${md}\n`);
+}
 
 interface Cell {
   label: string;
