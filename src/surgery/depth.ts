@@ -95,7 +95,7 @@ export function depthConfig(model: Model, kept: number[]): Record<string, unknow
   // the window pattern of the kept layers: a family rule (every layer from max_window_layers on, every
   // k-th layer full) need not describe it any more, so sliding models list layer_types explicitly
   const types = model.dims.layerTypes;
-  if (types.includes("sliding")) {
+  if (types.includes("sliding") && model.spec.semantics.window.kind !== "all") {
     c.layer_types = kept.map((i) => (types[i] === "sliding" ? "sliding_attention" : "full_attention"));
     const rule = model.spec.semantics.window;
     if (rule.kind === "from" && typeof c[rule.fromKey] === "number") {

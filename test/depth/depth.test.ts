@@ -26,6 +26,7 @@ import {
   makeTinyBert,
   makeTinyLlama,
   makeWordPieceTokenizerJson,
+  nonUniformLlama,
   type TinyModel,
   writeTinyModel,
 } from "../helpers/tinyModels.ts";
@@ -62,6 +63,10 @@ beforeAll(() => {
     makeTinyQwen3({ seed: 23, layers: 5, useSlidingWindow: true, maxWindowLayers: 2, slidingWindow: 4 }),
   );
   write("phi3", makeTinyPhi3({ seed: 24, layers: 4 }));
+  write("llama-widths", nonUniformLlama(26)); // an already width-pruned model: pare_layer_widths
+  const mistral = makeTinyLlama({ seed: 27, layers: 4, modelType: "mistral" });
+  mistral.config.sliding_window = 5;
+  write("mistral", mistral);
   const bertDir = path.join(root, "bert");
   writeTinyModel(bertDir, makeTinyBert({ seed: 25 }), makeWordPieceTokenizerJson(["the", "fox", "dog"]));
   models.bert = bertDir;
@@ -344,6 +349,8 @@ describe("the output is the input without the removed blocks", () => {
     ["gemma3", refFamily, "angular"],
     ["qwen3", refFamily, "bi"],
     ["phi3", refFamily, "sleb"],
+    ["llama-widths", refLlama, "bi"],
+    ["mistral", refLlama, "angular"],
   ] as [string, Ref, Recipe["depthCriterion"]][])(
     "%s (--reconstruct none): reference(output) = reference(input skipping them)",
     async (name, ref, criterion) => {
