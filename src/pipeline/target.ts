@@ -23,7 +23,10 @@ import { decoderCalibrationFromText } from "../calib/sampling.ts";
 import { PareError } from "../errors.ts";
 import { DEFAULT_WORKLOAD, type DecoderWorkload, decoderWorkloadSeconds } from "../eval/latency.ts";
 import { Runner } from "../eval/runner.ts";
+import { trackTemporary, untrackTemporary } from "../export/atomic.ts";
 import { readCalibrationText } from "../io/datasets.ts";
+import { fsyncDir, fsyncTree } from "../io/durable.ts";
+import { acquireLock } from "../io/lock.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { runtimeVersions } from "../runtime/ort.ts";
 import { depthOverlay, depthView } from "../surgery/depth.ts";
@@ -258,6 +261,9 @@ export async function runTarget(
   const dir = path.dirname(path.resolve(recipe.out));
   const tmp = (k: number) => path.join(dir, `.${path.basename(recipe.out)}.target-${k}-${process.pid}`);
   const results: (Candidate & { loss: number; out: string; report: PruneReport })[] = [];
+  // the output is ours until the chosen candidate is renamed into place (E_OUTPUT_LOCKED for a second run)
+  const lock = acquireLock(recipe.out);
+  for (let k = 0; k < candidates.length; k++) trackTemporary(tmp(k));
   try {
     for (const [k, c] of candidates.entries()) {
       emit({
@@ -302,10 +308,16 @@ export async function runTarget(
         throw new PareError("E_OUTPUT_EXISTS", `${recipe.out} already exists`, "use --force to replace it");
       fs.rmSync(recipe.out, { recursive: true, force: true });
     }
+    fsyncTree(best.out); // on disk before it is published
     fs.renameSync(best.out, recipe.out);
+    fsyncDir(dir);
     return report;
   } finally {
-    for (let k = 0; k < candidates.length; k++) fs.rmSync(tmp(k), { recursive: true, force: true });
+    for (let k = 0; k < candidates.length; k++) {
+      fs.rmSync(tmp(k), { recursive: true, force: true });
+      untrackTemporary(tmp(k));
+    }
+    lock.release();
   }
 }
 
