@@ -293,7 +293,7 @@ function cellLabel(c: Cell): string {
 
 async function selectionBench(): Promise<void> {
   const t0 = Date.now();
-  const ratios = [0.3, 0.5];
+  const ratios = (arg("ratios") ?? "0.5,0.3").split(",").map(Number);
   const cells: Cell[] = [
     ...["magnitude-l1", "wanda-sp", "flap-ifv", "flap-wifv"].map((criterion) => ({
       criterion,
@@ -305,14 +305,35 @@ async function selectionBench(): Promise<void> {
     { criterion: "obs", allocation: "global", norm: "output" },
     { criterion: "obs", allocation: "global", norm: "none" },
     { criterion: "obs", allocation: "global", norm: "standardized" },
+    { criterion: "flap-ifv", allocation: "global", ridge: "auto" },
+    { criterion: "obs", allocation: "uniform", ridge: "auto" },
   ];
   const filter = arg("cells")?.split(",");
   const want = (c: Cell) => !filter || filter.some((f) => cellLabel(c).includes(f));
-  const file = path.join(REPO_ROOT, "bench", "results", "quality-selection.partial.json");
+  // --part NAME: a separate partial file (two invocations at once must not share one)
+  const file = path.join(
+    REPO_ROOT,
+    "bench",
+    "results",
+    `quality-selection${arg("part") ? `-${arg("part")}` : ""}.partial.json`,
+  );
   const prev =
     fs.existsSync(file) && !process.argv.includes("--fresh") ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
   const srows: SelRow[] = prev.rows ?? [];
   const sdense: Record<string, Record<string, number>> = prev.dense ?? {};
+  const mergeOnly = process.argv.includes("--report-only");
+  if (mergeOnly) {
+    // the table from every partial file (invocations with different --part), nothing run
+    srows.length = 0;
+    const dir = path.join(REPO_ROOT, "bench", "results");
+    for (const f of fs.readdirSync(dir).filter((n) => /^quality-selection.*\.partial\.json$/.test(n))) {
+      const j = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8"));
+      Object.assign(sdense, j.dense);
+      for (const r of j.rows as SelRow[])
+        if (!srows.some((x) => x.model === r.model && x.label === r.label && x.ratio === r.ratio))
+          srows.push(r);
+    }
+  }
   const ssave = () => {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, JSON.stringify({ dense: sdense, rows: srows }));
@@ -331,7 +352,7 @@ async function selectionBench(): Promise<void> {
         if (!want(c) || srows.some((r) => r.model === model && r.label === label && r.ratio === ratio))
           continue;
         const out = path.join(work, `${model}-${label.replace(/\W+/g, "-")}-${ratio}`);
-        obsGlobal.normalization = c.norm ?? "output";
+        obsGlobal.normalization = c.norm ?? "none";
         const rep = await runPrune(
           resolveRecipe({
             model: dir,
@@ -347,7 +368,7 @@ async function selectionBench(): Promise<void> {
             seed: 0,
           }),
         );
-        obsGlobal.normalization = "output";
+        obsGlobal.normalization = "none";
         const m = loadModel(out);
         const fields = await measure(m).finally(() => m.close());
         fs.rmSync(out, { recursive: true, force: true });
@@ -365,14 +386,14 @@ async function selectionBench(): Promise<void> {
         log(
           `${model} ${label} ${ratio}: ${["ppl", "kl", "top1", "agree"]
             .filter((k) => row[k as keyof SelRow] !== undefined)
-            .map((k) => `${k} ${Number(row[k as keyof SelRow]).toFixed(4)}`)
+            .map((k) => `${k} ${Number(row[k as keyof SelRow]).toFixed(5)}`)
             .join(" ")} (${rep.timings.total.toFixed(1)} s)`,
         );
       }
     }
   }
 
-  if (only !== "llama") {
+  if (!mergeOnly && only !== "llama") {
     // bert-sst2-4l: KL(dense‖pruned) of the class distribution and agreement on SST-2 dev
     const dir = path.join(SHARED, "models/bert-sst2-4l");
     const calib = path.join(work, "sst2-train-sentences.txt");
@@ -414,11 +435,18 @@ async function selectionBench(): Promise<void> {
       return { kl: kl / p.length, agree: agree / p.length, accuracy: correct / p.length };
     });
   }
-  if (only !== "bert") {
+  if (!mergeOnly && only !== "bert") {
     const dir = path.join(SHARED, "models/llama-gqa-6l");
     const calib = path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens");
     const tok = loadTokenizer(dir);
-    const ids = tok.encode(readTextFile(path.join(SHARED, "data/wikitext-2/raw-v1/wiki.test.raw")));
+    // encoded in chunks of 200 lines (one call on the whole file overflows the tokenizer's stack here); the
+    // chunks end at line breaks, which the pre-tokenizer splits at anyway
+    const lines = readTextFile(path.join(SHARED, "data/wikitext-2/raw-v1/wiki.test.raw")).split("\n");
+    const ids: number[] = [];
+    for (let i = 0; i < lines.length; i += 200) {
+      const last = i + 200 >= lines.length;
+      ids.push(...tok.encode(lines.slice(i, i + 200).join("\n") + (last ? "" : "\n")));
+    }
     const maxWindows = windowsArg === "all" ? undefined : Number(windowsArg);
     const klWin = cutWindows(ids, 256, klWindows);
     const denseModel = loadModel(dir);

@@ -31,13 +31,14 @@ export type LayerStats = { attn?: TapStats; mlp?: TapStats }[];
 
 /**
  * How global allocation makes one module's OBS costs comparable with another's:
- *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (relative error; default)
- *  none          the raw costs (squared output error summed over the tokens)
+ *  none          the raw costs: squared output error summed over the calibration tokens (default: measured best,
+ *                docs/results.md)
+ *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (a relative error)
  *  standardized  each module's step costs standardized (mean 0, sd 1), as FLAP standardizes its scores
  */
 export type ObsNormalization = "output" | "none" | "standardized";
 /** the normalization global allocation uses for structured criteria (a setting for the benchmark) */
-export const obsGlobal: { normalization: ObsNormalization } = { normalization: "output" };
+export const obsGlobal: { normalization: ObsNormalization } = { normalization: "none" };
 
 /** Where global allocation of a structured criterion finds the Grams that a dense pass set aside. */
 export interface GramSource {
