@@ -12,8 +12,8 @@
  * the output must equal the clean run's, alone in its folder. The kills come from the test-only preload
  * test/reliability/inject.mjs.
  *
- * Usage: npm run bench:faults [-- --instants 200 --seed 15]
- * Writes bench/results/faults.json and bench/results/faults.md and prints the table.
+ * Usage: npm run bench:faults [-- --instants 200 --seed 15 --name faults]
+ * Writes bench/results/<name>.json and .md (default faults) as it goes (every 10 instants) and prints the table.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -71,6 +71,9 @@ async function main(): Promise<void> {
   }
   const instants = arg("instants", 200);
   const seed = arg("seed", 15);
+  // results go to bench/results/<name>.{json,md}: a second run alongside the first writes its own files
+  const nameAt = process.argv.indexOf("--name");
+  const name = nameAt >= 0 ? process.argv[nameAt + 1] : "faults";
   const rand = rng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pare-bench-faults-"));
@@ -151,7 +154,7 @@ async function main(): Promise<void> {
       const result = {
         machine: machineInfo(),
         date: new Date().toISOString(),
-        command: `npm run bench:faults -- --instants ${planned} --seed ${seed}`,
+        command: `npm run bench:faults -- --instants ${planned} --seed ${seed}${name === "faults" ? "" : ` --name ${name}`}`,
         complete: done === planned,
         model: "llama-gqa-6l",
         settings: { ...SETTINGS, maxMemoryGiB: Number(maxMemory) },
@@ -189,7 +192,7 @@ async function main(): Promise<void> {
         ...(failures.length ? ["", "Failures:", "", ...failures.map((f) => `- ${f}`)] : []),
         "",
       ].join("\n");
-      const files = writeResults("faults", result, md);
+      const files = writeResults(name, result, md);
       if (done === planned) console.log(table);
       return files;
     };

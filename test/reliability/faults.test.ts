@@ -266,20 +266,34 @@ describe("damaged checkpoints", () => {
       },
     ],
   ];
-  it.each(damage)(
-    "%s: --resume refuses (E_CHECKPOINT_INVALID), writes nothing; a run without --resume starts over",
-    async (name, hurt) => {
-      const out = path.join(work(`damaged-${name.replace(/\W+/g, "-")}`), "out");
-      await expect(runPrune(recipe(out), interruptAt(2))).rejects.toThrow("interrupted");
-      const ck = checkpointDir(out);
+  it("each damage: --resume refuses (E_CHECKPOINT_INVALID) and writes nothing; a run without --resume starts over", async () => {
+    const out = path.join(work("damaged"), "out");
+    await expect(runPrune(recipe(out), interruptAt(2))).rejects.toThrow("interrupted");
+    const ck = checkpointDir(out);
+    const pristine = path.join(root, "damaged-pristine");
+    fs.cpSync(ck, pristine, { recursive: true });
+    const refused: Record<string, string> = {};
+    for (const [name, hurt] of damage) {
+      fs.rmSync(ck, { recursive: true, force: true });
+      fs.cpSync(pristine, ck, { recursive: true });
       hurt(ck);
-      expect(await codeOf(runPrune(recipe(out, { resume: true })))).toBe("E_CHECKPOINT_INVALID");
-      expect(fs.existsSync(out)).toBe(false);
-      expect(fs.existsSync(lockFile(out))).toBe(false);
-      await runPrune(recipe(out));
-      expect(checkCompleted(path.dirname(out), "out", reference)).toEqual([]);
-    },
-  );
+      refused[name] = await codeOf(runPrune(recipe(out, { resume: true })));
+      expect(fs.existsSync(out), name).toBe(false);
+      expect(fs.existsSync(lockFile(out)), name).toBe(false);
+    }
+    expect(refused).toEqual(Object.fromEntries(damage.map(([n]) => [n, "E_CHECKPOINT_INVALID"])));
+    // the undamaged checkpoints resume
+    fs.rmSync(ck, { recursive: true, force: true });
+    fs.cpSync(pristine, ck, { recursive: true });
+    await runPrune(recipe(out, { resume: true }));
+    expect(checkCompleted(path.dirname(out), "out", reference)).toEqual([]);
+    // damaged ones are removed by a run without --resume, which starts over
+    fs.rmSync(out, { recursive: true });
+    fs.cpSync(pristine, ck, { recursive: true });
+    damage[0][1](ck);
+    await runPrune(recipe(out));
+    expect(checkCompleted(path.dirname(out), "out", reference)).toEqual([]);
+  });
 });
 
 describe("the output replaced during the run", () => {

@@ -47,7 +47,11 @@ const fdPath = new Map();
 let n = 0;
 let written = 0;
 
-const under = (p) => root !== undefined && typeof p === "string" && path.resolve(p).startsWith(root);
+const under = (p) => {
+  if (root === undefined || typeof p !== "string") return false;
+  const r = path.resolve(p);
+  return r === root || r.startsWith(`${root}${path.sep}`);
+};
 
 function fail(code, op, p) {
   const e = new Error(`${code}: injected failure, ${op} '${p}'`);
@@ -63,13 +67,13 @@ function around(op, p, dest, perform, bytes) {
   if (errCode && (errOp === "*" || op === errOp) && errRe.test(`${p} -> ${dest ?? ""}`))
     throw fail(errCode, op, p);
   if (enospc !== undefined && bytes !== undefined && written + bytes > enospc) throw fail("ENOSPC", op, p);
-  n++;
+  const me = ++n; // calls made inside this one (rmSync → unlinkSync, writeFileSync → openSync…) count after it
   if (slowMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, slowMs);
-  if (logFile) real.appendFileSync(logFile, `${n}\t${op}\t${p}${dest ? `\t${dest}` : ""}\n`);
-  if (n === killAt && killHow === "before") process.kill(process.pid, "SIGKILL");
-  const r = perform(n === killAt && killHow === "torn");
+  if (logFile) real.appendFileSync(logFile, `${me}\t${op}\t${p}${dest ? `\t${dest}` : ""}\n`);
+  if (me === killAt && killHow === "before") process.kill(process.pid, "SIGKILL");
+  const r = perform(me === killAt && killHow === "torn");
   if (bytes !== undefined) written += bytes;
-  if (n === killAt) process.kill(process.pid, "SIGKILL");
+  if (me === killAt) process.kill(process.pid, "SIGKILL");
   return r;
 }
 
