@@ -10,6 +10,7 @@ import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { matmulRate, SPD_BASE } from "../ops/index.ts";
+import type { QuantizationCost } from "../quant/cost.ts";
 import { RECONSTRUCTORS } from "../reconstruct/index.ts";
 import type { Recipe } from "./recipe.ts";
 
@@ -58,6 +59,8 @@ export interface PrunePlan {
   estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
   /** sequential calibration: the estimate of the same prune with --calibration dense (one pass) */
   denseAlternativeSeconds?: number;
+  /** --quantize: what quantizing the layers adds (quant/cost.ts) */
+  quantization?: QuantizationCost;
 }
 
 /** FLOPs of one chunk-summed Gram of X̃ [N, D]: full product in f64, lower block triangle in mixed. */
@@ -278,6 +281,11 @@ export function describePlan(plan: PrunePlan): string[] {
     `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)}`,
     `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Grams ${g(m.gram)}, waiting calibration data ${g(m.held)})${m.spilled > 0 ? `; ${g(m.spilled)} spilled to a temporary file` : ""}`,
   ];
+  const qc = plan.quantization;
+  if (qc)
+    lines.push(
+      `  quantize + ${qc.layerPasses} layer passes, forward ${tf(qc.flops.forward)}, statistics ${tf(qc.flops.statistics)}, solves ${tf(qc.flops.solve)}${qc.seconds !== undefined ? `, ≈ ${qc.seconds.toFixed(1)} s` : ""}`,
+    );
   if (plan.estimateSeconds && plan.rates) {
     const e = plan.estimateSeconds;
     const gf = (r: number) => (r / 1e9).toFixed(0);

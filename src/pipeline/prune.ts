@@ -22,6 +22,7 @@ import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { checkFinite } from "../arch/model.ts";
 import { countParams, type ParamCounts } from "../arch/params.ts";
 import { Ops, type TokenBatch } from "../ops/index.ts";
+import { quantizationCost } from "../quant/cost.ts";
 import { rewriteAsGptq } from "../quant/folder.ts";
 import { checkQuantizablePrune } from "../quant/sequential.ts";
 import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
@@ -309,6 +310,15 @@ export async function dryRun(recipe: Recipe): Promise<PrunePlan> {
     preflight(mods, recipe.ratio, recipe.allocation);
     const plan = estimatePlan(base, recipe, await measureRates(recipe.threads));
     checkMemory(plan, recipe.maxMemory);
+    if (recipe.quantize)
+      plan.quantization = quantizationCost(
+        base,
+        recipe.quantMethod,
+        plan.calibrationTokens,
+        recipe.seqLen,
+        recipe.ratio,
+        plan.rates,
+      );
     return plan;
   } finally {
     base.close();
