@@ -14,6 +14,7 @@ import { RunContext } from "../pipeline/context.ts";
 import { resolveRecipe } from "../pipeline/recipe.ts";
 import type { PruneEvent } from "../pipeline/types.ts";
 import { writeGptqFolder } from "../quant/folder.ts";
+import { headName, quantizeHead } from "../quant/head.ts";
 import type { QuantizedLinear } from "../quant/linear.ts";
 import { checkQuantizable, type LinearQuantReport, quantizeLayer } from "../quant/sequential.ts";
 import { checkQuantSettings, type QuantBits, type QuantMethod } from "../quant/settings.ts";
@@ -29,6 +30,8 @@ export interface QuantizeOptions {
   method?: QuantMethod;
   /** asymmetric grid (default symmetric) */
   asym?: boolean;
+  /** also quantize the LM head (untied heads only) */
+  quantizeHead?: boolean;
   /** calibration text files (GPTQ needs them) */
   calib?: string[];
   samples?: number;
@@ -88,6 +91,7 @@ export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
   const ops = new Ops();
   try {
     checkQuantizable(model, s);
+    if (o.quantizeHead) headName(model, s); // refused before any work
     // the layer graphs read every weight of a layer per batch: a bounded cache, as the prune has
     const overlay = new OverlayWeights(new CachedWeights(model.weights, 256 << 20));
     let xs: Float32Array[] | undefined;
@@ -119,6 +123,13 @@ export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
             `${rep.name}: the Hessian was not positive definite with 1% damping; quantized with ${rep.damp} · mean(diag H)`,
           );
     }
+    if (o.quantizeHead) {
+      run.phase("quantize", "LM head");
+      const inputs = xs;
+      const h = await quantizeHead(ops, model, overlay, inputs && ((b) => inputs[b]), batches, s);
+      quantized.set(h.name, h.linear);
+      linears.push(h.report);
+    }
     run.phase("write", recipe.out);
     const dtype = model.dtypes.includes("F16") ? "F16" : model.dtypes.includes("BF16") ? "BF16" : "F32";
     writeGptqFolder(
@@ -130,6 +141,7 @@ export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
         bits: s.bits,
         groupSize: s.groupSize,
         sym: s.sym,
+        lmHead: o.quantizeHead ?? false,
         dtype,
         auxFrom: model.dir,
         json: {

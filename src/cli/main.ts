@@ -96,6 +96,7 @@ program
   .option("--group-size <n>", "input channels per scale and zero point: 32, 64 or 128", "128")
   .option("--quant-method <m>", "gptq (calibrated, Frantar et al. 2023) | rtn (round to nearest)", "gptq")
   .option("--asym", "asymmetric grid (a zero point per group); default symmetric")
+  .option("--quantize-head", "also quantize the LM head (untied heads); default: it stays in float")
   .option("--calib <files...>", "calibration text (.txt or .jsonl), as pare prune takes it (GPTQ needs it)")
   .option("--samples <n>", "calibration windows (default as pare prune)")
   .option("--seq-len <n>", "tokens per calibration window (default as pare prune)")

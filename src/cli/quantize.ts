@@ -10,6 +10,7 @@ export interface QuantizeFlags {
   groupSize?: string;
   quantMethod?: string;
   asym?: boolean;
+  quantizeHead?: boolean;
   calib?: string[];
   samples?: string;
   seqLen?: string;
@@ -39,6 +40,7 @@ export async function quantizeCommand(model: string, f: QuantizeFlags, con: Cons
     groupSize: int("--group-size", f.groupSize),
     method: f.quantMethod as QuantMethod | undefined,
     asym: f.asym,
+    quantizeHead: f.quantizeHead,
     calib: f.calib,
     samples: int("--samples", f.samples),
     seqLen: int("--seq-len", f.seqLen),

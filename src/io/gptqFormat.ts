@@ -33,8 +33,11 @@ export function gptqQuantizationConfig(
   bits: number,
   groupSize: number,
   sym: boolean,
+  lmHead = false,
 ): Record<string, unknown> {
   return {
+    // the LM head quantized too (GPTQModel's `lm_head` flag); absent: it stays in float
+    ...(lmHead ? { lm_head: true } : {}),
     quant_method: "gptq",
     bits,
     group_size: groupSize,

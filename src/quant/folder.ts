@@ -26,6 +26,8 @@ export interface GptqFolderContents {
   bits: number;
   groupSize: number;
   sym: boolean;
+  /** the LM head is among the quantized linears */
+  lmHead?: boolean;
   /** storage dtype of the tensors that stay in float */
   dtype: "F32" | "F16" | "BF16";
   auxFrom?: string;
@@ -83,7 +85,10 @@ export function writeGptqFolder(target: string, c: GptqFolderContents, force = f
     }
     writeRawSafetensors(path.join(dir, "model.safetensors"), tensors);
     fillFolderFiles(dir, {
-      config: { ...c.config, quantization_config: gptqQuantizationConfig(c.bits, c.groupSize, c.sym) },
+      config: {
+        ...c.config,
+        quantization_config: gptqQuantizationConfig(c.bits, c.groupSize, c.sym, c.lmHead ?? false),
+      },
       dtype: c.dtype,
       auxFrom: c.auxFrom,
       json: c.json,
