@@ -142,7 +142,9 @@ export function acquireLock(target: string): OutputLock {
       }
       const holder = readHolder(file);
       if (holder && holder.host !== me.host) throw locked(t, file, holder, true);
-      if (holder && isAlive(holder.pid, holder.start)) throw locked(t, file, holder, false);
+      // our own pid on a lock this process does not hold: a previous process with the same pid (reused)
+      if (holder && holder.pid !== process.pid && isAlive(holder.pid, holder.start))
+        throw locked(t, file, holder, false);
       if (!holder) {
         // unreadable: being replaced right now, or damaged; a damaged one older than a few seconds is stale
         let age = 0;
