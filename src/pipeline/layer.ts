@@ -6,6 +6,7 @@
 
 import type { TapStats } from "../calib/moments.ts";
 import type { Ops } from "../ops/index.ts";
+import { quantizeHead } from "../quant/head.ts";
 import type { QuantizedLinear } from "../quant/linear.ts";
 import { type LinearQuantReport, quantizeLayer } from "../quant/sequential.ts";
 import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
@@ -162,5 +163,30 @@ export class LayerPruner {
     );
     for (const [k, v] of q.quantized) this.quantized.set(k, v);
     this.quantReports.push(...q.reports);
+  }
+
+  /** --quantize-head, after the last layer: the LM head on the final norm of the quantized stream (quant/head.ts). */
+  async quantizeHead(): Promise<void> {
+    const r = this.job.recipe;
+    const s = checkQuantSettings({
+      bits: r.quantize as QuantBits,
+      groupSize: r.groupSize,
+      method: r.quantMethod,
+      sym: !r.asym,
+    });
+    const gptq = s.method === "gptq" && this.sequential !== undefined;
+    this.run.phase("quantize", "LM head");
+    const h = await this.run.timed("solve", () =>
+      quantizeHead(
+        this.ops,
+        this.job.pruned.model,
+        this.job.pruned.weights,
+        gptq ? (b) => this.streams.model.peek(b) : undefined,
+        this.sequential?.batches ?? [],
+        s,
+      ),
+    );
+    this.quantized.set(h.name, h.linear);
+    this.quantReports.push(h.report);
   }
 }

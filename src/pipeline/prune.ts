@@ -24,6 +24,7 @@ import { countParams, type ParamCounts } from "../arch/params.ts";
 import { Ops, type TokenBatch } from "../ops/index.ts";
 import { quantizationCost } from "../quant/cost.ts";
 import { rewriteAsGptq } from "../quant/folder.ts";
+import { headName } from "../quant/head.ts";
 import { checkQuantizablePrune } from "../quant/sequential.ts";
 import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
@@ -111,16 +112,16 @@ async function prune(
 ): Promise<PruneReport> {
   // plan: settings, units and the cost plan, before any work
   const job = await prepare(input, recipe, run, heldBudgetBytes);
-  if (recipe.quantize)
-    checkQuantizablePrune(
-      job.pruned.model,
-      checkQuantSettings({
-        bits: recipe.quantize as QuantBits,
-        groupSize: recipe.groupSize,
-        method: recipe.quantMethod,
-        sym: !recipe.asym,
-      }),
-    );
+  if (recipe.quantize) {
+    const qs = checkQuantSettings({
+      bits: recipe.quantize as QuantBits,
+      groupSize: recipe.groupSize,
+      method: recipe.quantMethod,
+      sym: !recipe.asym,
+    });
+    checkQuantizablePrune(job.pruned.model, qs);
+    if (recipe.quantizeHead) headName(job.pruned.model, qs);
+  }
   run.lap("load");
 
   // calibrate: windows and their embeddings (the first calibration stream)
@@ -181,6 +182,7 @@ async function prune(
       checkpoint(job, streams, i, layers, removedHeads);
       await output.writeLayer(i);
     }
+    if (recipe.quantize && recipe.quantizeHead) await pruner.quantizeHead();
     await ops.close(); // frees ORT's working memory before the write
     run.lap("prune");
 
@@ -205,7 +207,12 @@ async function prune(
     // --quantize: the written folder becomes a GPTQ folder (quant/folder.ts)
     if (recipe.quantize) {
       run.phase("quantize", `${recipe.out} as a GPTQ folder`);
-      const s = { bits: recipe.quantize, groupSize: recipe.groupSize, sym: !recipe.asym };
+      const s = {
+        bits: recipe.quantize,
+        groupSize: recipe.groupSize,
+        sym: !recipe.asym,
+        lmHead: recipe.quantizeHead,
+      };
       rewriteAsGptq(recipe.out, pruner.quantized, s, {
         ...s,
         method: recipe.quantMethod,

@@ -104,7 +104,7 @@ export function writeGptqFolder(target: string, c: GptqFolderContents, force = f
 export function rewriteAsGptq(
   dir: string,
   quantized: Map<string, QuantizedLinear>,
-  s: { bits: number; groupSize: number; sym: boolean },
+  s: { bits: number; groupSize: number; sym: boolean; lmHead?: boolean },
   quantization: Record<string, unknown>,
 ): void {
   const m = loadModel(dir);

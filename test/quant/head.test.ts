@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { evaluate } from "../../src/api/evaluate.ts";
+import { prune } from "../../src/api/prune.ts";
 import { quantize } from "../../src/api/quantize.ts";
 import { loadModel } from "../../src/arch/load.ts";
 import { exportOnnx } from "../../src/export/onnx.ts";
@@ -85,4 +86,23 @@ it("a tied head is refused before any work", async () => {
     quantize({ model: path.join(root, "tied"), out, groupSize: 16, quantizeHead: true, calib: [text] }),
   ).rejects.toMatchObject({ code: "E_USAGE" });
   expect(fs.existsSync(out)).toBe(false);
+});
+
+it("prune --quantize 4 --quantize-head: the pruned model's head quantized too", async () => {
+  const out = path.join(root, "pq");
+  const base = { model: path.join(root, "untied"), calib: [text], samples: 8, seqLen: 32, ratio: 0.25 };
+  await prune({ ...base, out, allocation: "uniform", quantize: 4, groupSize: 16, quantizeHead: true });
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8"));
+  expect(cfg.quantization_config.lm_head).toBe(true);
+  const q = JSON.parse(fs.readFileSync(path.join(out, "pare-quantization.json"), "utf8"));
+  expect(q.linears.map((l: { name: string }) => l.name)).toContain("lm_head.weight");
+  const store = TensorStore.openFolder(out);
+  expect(store.has("lm_head.qweight")).toBe(true);
+  store.close();
+  const ppl = (await evaluate(out, { task: "ppl", data: text, seqLen: 32 })) as { ppl: number };
+  expect(Number.isFinite(ppl.ppl)).toBe(true);
+  const bad = path.join(root, "pq-bad");
+  await expect(prune({ ...base, out: bad, quantizeHead: true })).rejects.toMatchObject({
+    code: "E_RECIPE_INVALID",
+  });
 });
