@@ -22,7 +22,7 @@ import { cutWindows, perplexity } from "../src/eval/perplexity.ts";
 import { Runner } from "../src/eval/runner.ts";
 import { readClassificationFile, readTextFile } from "../src/io/datasets.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { type ObsNormalization, obsGlobal } from "../src/pipeline/allocation.ts";
+import type { ObsNormalization } from "../src/pipeline/allocation.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../src/reconstruct/index.ts";
@@ -307,6 +307,7 @@ async function selectionBench(): Promise<void> {
     { criterion: "obs", allocation: "global", norm: "standardized" },
     { criterion: "flap-ifv", allocation: "global", ridge: "auto" },
     { criterion: "obs", allocation: "uniform", ridge: "auto" },
+    { criterion: "obs", allocation: "global", norm: "none", ridge: "auto" },
   ];
   const filter = arg("cells")?.split(",");
   const want = (c: Cell) => !filter || filter.some((f) => cellLabel(c).includes(f));
@@ -352,7 +353,6 @@ async function selectionBench(): Promise<void> {
         if (!want(c) || srows.some((r) => r.model === model && r.label === label && r.ratio === ratio))
           continue;
         const out = path.join(work, `${model}-${label.replace(/\W+/g, "-")}-${ratio}`);
-        obsGlobal.normalization = c.norm ?? "none";
         const rep = await runPrune(
           resolveRecipe({
             model: dir,
@@ -362,13 +362,13 @@ async function selectionBench(): Promise<void> {
             allocation: c.allocation,
             reconstruct: "liar",
             ...(c.ridge !== undefined ? { ridge: c.ridge } : {}),
+            ...(c.norm ? { obsNormalization: c.norm } : {}),
             calib: [calib],
             samples: 128,
             seqLen,
             seed: 0,
           }),
         );
-        obsGlobal.normalization = "none";
         const m = loadModel(out);
         const fields = await measure(m).finally(() => m.close());
         fs.rmSync(out, { recursive: true, force: true });

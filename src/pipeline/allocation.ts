@@ -30,15 +30,13 @@ import type { Module } from "./types.ts";
 export type LayerStats = { attn?: TapStats; mlp?: TapStats }[];
 
 /**
- * How global allocation makes one module's OBS costs comparable with another's:
+ * How global allocation makes one module's OBS costs comparable with another's (--obs-normalization):
  *  none          the raw costs: squared output error summed over the calibration tokens (default: measured best,
  *                docs/results.md)
  *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (a relative error)
  *  standardized  each module's step costs standardized (mean 0, sd 1), as FLAP standardizes its scores
  */
-export type ObsNormalization = "output" | "none" | "standardized";
-/** the normalization global allocation uses for structured criteria (a setting for the benchmark) */
-export const obsGlobal: { normalization: ObsNormalization } = { normalization: "none" };
+export type ObsNormalization = Recipe["obsNormalization"];
 
 /** Where global allocation of a structured criterion finds the Grams that a dense pass set aside. */
 export interface GramSource {
@@ -48,7 +46,7 @@ export interface GramSource {
 
 export interface GlobalEnv {
   ops: Ops;
-  recipe: Pick<Recipe, "ridge" | "createBias">;
+  recipe: Pick<Recipe, "ridge" | "createBias" | "obsNormalization">;
   /** the Grams of the dense pass (its stats carry none) */
   grams?: GramSource;
   /** put each Gram back after use (dense calibration reconstructs from them later) */
@@ -148,10 +146,10 @@ export class Selection {
         alpha: ridgeAlpha(env.recipe),
       });
       let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
-      if (obsGlobal.normalization === "output") {
+      if (env.recipe.obsNormalization === "output") {
         const e = await outputEnergy(model, u.layer, u.module, gram, env.ops);
         c = c.map((v) => (e > 0 ? v / e : v));
-      } else if (obsGlobal.normalization === "standardized") c = standardize(c);
+      } else if (env.recipe.obsNormalization === "standardized") c = standardize(c);
       if (env.keepGrams) env.grams?.put(u.layer, u.module, gram);
       orders.push(o);
       steps.push(c);

@@ -151,6 +151,11 @@ export const RECIPE_SCHEMA = {
     help: "none | bias | liar | liar-seq",
     code: "E_METHOD_UNKNOWN",
   }),
+  obsNormalization: enumOf(["none", "output", "standardized"] as const, {
+    flag: "--obs-normalization <n>",
+    help: "criterion obs under global allocation: how the modules' post-compensation costs are compared — none (raw squared output error) | output (relative to the consumer's output energy) | standardized (z-scored per module, as FLAP)",
+    code: "E_METHOD_UNKNOWN",
+  }),
   createBias: enumOf(["auto", "never"] as const, {
     flag: "--create-bias <mode>",
     help: "auto: reconstruction may give a consumer a bias where the family's config can declare it | never: no new biases (fits without an intercept), for runtimes without them such as llama.cpp's qwen3 / gemma",
@@ -258,11 +263,6 @@ export const RECIPE_SCHEMA = {
     flag: "--asym",
     help: "with --quantize: asymmetric grid (default symmetric)",
   } as BoolField,
-  quantizeHead: {
-    kind: "bool",
-    flag: "--quantize-head",
-    help: "with --quantize: also quantize the LM head (untied heads; default: it stays in float)",
-  } as BoolField,
 } as const;
 
 type Schema = typeof RECIPE_SCHEMA;
@@ -286,6 +286,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   targetWorkload: "generation",
   criterion: "flap-wifv",
   allocation: "global",
+  obsNormalization: "none",
   reconstruct: "liar",
   createBias: "auto",
   calibration: "sequential",
@@ -306,7 +307,6 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   groupSize: 128,
   quantMethod: "gptq",
   asym: false,
-  quantizeHead: false,
 };
 
 const KEYS = Object.keys(RECIPE_SCHEMA) as RecipeKey[];
@@ -467,10 +467,7 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
 
 /** --quantize: 4 or 8 bits, a valid group size; GPTQ needs the sequential calibration stream. */
 function checkQuantize(r: Recipe, calibrated: boolean): void {
-  if (r.quantize === 0) {
-    if (r.quantizeHead) bad("--quantize-head needs --quantize", "add --quantize 4");
-    return;
-  }
+  if (r.quantize === 0) return;
   checkQuantSettings({
     bits: r.quantize as QuantBits,
     groupSize: r.groupSize,

@@ -1,7 +1,8 @@
 /**
  * `--criterion obs` through the whole prune, for every family (LLaMA GQA, BERT, and the spec-only Qwen3, Gemma 2,
- * Gemma 3, Phi-3 tiny models): uniform allocation under sequential and dense calibration, and global allocation
- * under dense calibration (its Grams serve both the OBS costs and, afterwards, liar's reconstruction). Each output
+ * Gemma 3, Phi-3 tiny models): uniform allocation under sequential and dense calibration, global allocation
+ * under dense calibration (its Grams serve both the OBS costs and, afterwards, liar's reconstruction) and under
+ * sequential calibration with the other cost normalizations. Each output
  * loads with the widths the report states, keeps exactly the uniform counts, and reports the OBS cost of every unit.
  */
 import fs from "node:fs";
@@ -54,6 +55,8 @@ const SETTINGS = [
   { allocation: "uniform", calibration: "sequential" },
   { allocation: "uniform", calibration: "dense" },
   { allocation: "global", calibration: "dense" },
+  { allocation: "global", calibration: "sequential", obsNormalization: "output" },
+  { allocation: "global", calibration: "sequential", obsNormalization: "standardized" },
 ] as const;
 
 describe.each(FAMILIES)("obs · $name", (f) => {
@@ -67,46 +70,52 @@ describe.each(FAMILIES)("obs · $name", (f) => {
     );
   });
 
-  it.each(SETTINGS)("$allocation allocation · $calibration calibration · liar", async (s) => {
-    const out = path.join(root, `${path.basename(input)}-${s.allocation}-${s.calibration}`);
-    const recipe = resolveRecipe({
-      model: input,
-      out,
-      calib: [path.join(root, "calib.txt")],
-      ratio: 0.4,
-      samples: 6,
-      seqLen: 16,
-      batchSize: 3,
-      threads: 1,
-      criterion: "obs",
-      reconstruct: "liar",
-      ...s,
-    });
-    const r = await runPrune(recipe);
-    expect(r.achievedRatio).toBeGreaterThan(0.2);
-    const m = loadModel(out);
-    try {
-      for (const L of r.layers) {
-        const dims = m.dims.layers[L.layer];
-        expect(dims.nKv).toBe(L.keptKvGroups.length);
-        expect(dims.ffn).toBe(L.keptChannels.length);
-        // every unit has a finite, non-negative OBS cost in the report
-        const sc = L.scores!;
-        expect(sc.attn.length).toBe(L.kvHeads[0]);
-        expect(sc.mlp.length).toBe(L.ffn[0]);
-        for (const v of [...sc.attn, ...sc.mlp]) {
-          expect(Number.isFinite(v)).toBe(true);
-          expect(v).toBeGreaterThanOrEqual(0);
+  it.each(SETTINGS)(
+    "$allocation allocation · $calibration calibration · liar $obsNormalization",
+    async (s) => {
+      const out = path.join(
+        root,
+        `${path.basename(input)}-${s.allocation}-${s.calibration}-${"obsNormalization" in s ? s.obsNormalization : ""}`,
+      );
+      const recipe = resolveRecipe({
+        model: input,
+        out,
+        calib: [path.join(root, "calib.txt")],
+        ratio: 0.4,
+        samples: 6,
+        seqLen: 16,
+        batchSize: 3,
+        threads: 1,
+        criterion: "obs",
+        reconstruct: "liar",
+        ...s,
+      });
+      const r = await runPrune(recipe);
+      expect(r.achievedRatio).toBeGreaterThan(0.2);
+      const m = loadModel(out);
+      try {
+        for (const L of r.layers) {
+          const dims = m.dims.layers[L.layer];
+          expect(dims.nKv).toBe(L.keptKvGroups.length);
+          expect(dims.ffn).toBe(L.keptChannels.length);
+          // every unit has a finite, non-negative OBS cost in the report
+          const sc = L.scores!;
+          expect(sc.attn.length).toBe(L.kvHeads[0]);
+          expect(sc.mlp.length).toBe(L.ffn[0]);
+          for (const v of [...sc.attn, ...sc.mlp]) {
+            expect(Number.isFinite(v)).toBe(true);
+            expect(v).toBeGreaterThanOrEqual(0);
+          }
+          expect(L.ridge?.retries).toBe(0);
         }
-        expect(L.ridge?.retries).toBe(0);
+        if (s.allocation === "uniform") {
+          // uniform: every layer removes the same number of KV groups
+          const kv = new Set(r.layers.map((L) => L.kvHeads[0] - L.kvHeads[1]));
+          expect(kv.size).toBe(1);
+        }
+      } finally {
+        m.close();
       }
-      if (s.allocation === "uniform") {
-        // uniform: every layer removes the same number of KV groups
-        const kv = new Set(r.layers.map((L) => L.kvHeads[0] - L.kvHeads[1]));
-        expect(kv.size).toBe(1);
-      }
-    } finally {
-      m.close();
-    }
-  });
+    },
+  );
 });
