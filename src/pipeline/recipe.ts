@@ -263,6 +263,11 @@ export const RECIPE_SCHEMA = {
     flag: "--asym",
     help: "with --quantize: asymmetric grid (default symmetric)",
   } as BoolField,
+  quantizeHead: {
+    kind: "bool",
+    flag: "--quantize-head",
+    help: "with --quantize: also quantize the LM head (untied heads; default: it stays in float)",
+  } as BoolField,
 } as const;
 
 type Schema = typeof RECIPE_SCHEMA;
@@ -307,6 +312,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   groupSize: 128,
   quantMethod: "gptq",
   asym: false,
+  quantizeHead: false,
 };
 
 const KEYS = Object.keys(RECIPE_SCHEMA) as RecipeKey[];
@@ -467,7 +473,10 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
 
 /** --quantize: 4 or 8 bits, a valid group size; GPTQ needs the sequential calibration stream. */
 function checkQuantize(r: Recipe, calibrated: boolean): void {
-  if (r.quantize === 0) return;
+  if (r.quantize === 0) {
+    if (r.quantizeHead) bad("--quantize-head needs --quantize", "add --quantize 4");
+    return;
+  }
   checkQuantSettings({
     bits: r.quantize as QuantBits,
     groupSize: r.groupSize,
