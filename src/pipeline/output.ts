@@ -102,6 +102,14 @@ export class PrunedOutput {
       pruned.dense.dims.layers,
     );
     run.notes.push(...notes);
+    // the weights are written in float: a quantized input's quantization_config no longer describes them
+    // (--quantize writes its own afterwards)
+    if (config.quantization_config !== undefined) {
+      delete config.quantization_config;
+      run.notes.push(
+        "the input was quantized: the output holds its dequantized weights in float (no quantization_config)",
+      );
+    }
     // the written config must describe the written weights exactly
     const after = countParams(buildModel(config, weights));
     const strip = ({ perLayer: _p, ...rest }: ParamCounts) => rest;
