@@ -19,6 +19,7 @@ import { fitFold } from "../depth/fit.ts";
 import { PareError } from "../errors.ts";
 import { headNll } from "../ops/head.ts";
 import { type Ops, type TokenBatch, WHOLE_LAYER } from "../ops/index.ts";
+import { RIDGE_DEFAULT } from "../reconstruct/index.ts";
 import { depthConfig, depthOverlay, depthView, keptDims } from "../surgery/depth.ts";
 import { declareCreatedBiases } from "../surgery/surgery.ts";
 import { calibrationWindows } from "./calibrate.ts";
@@ -57,12 +58,6 @@ export function checkDepthSettings(model: Model, recipe: Recipe): number {
       "E_RECIPE_INVALID",
       `--depth ${n}: only ${allowed} blocks may be removed (--skip-layers keeps ${nL - allowed})`,
       "remove fewer blocks or skip fewer layers",
-    );
-  if (recipe.reconstruct !== "none" && model.spec.names.mlpOutNorm)
-    throw new PareError(
-      "E_RECIPE_INVALID",
-      `${model.spec.family}: its FFN output passes through a norm (${model.spec.names.mlpOutNorm}) before the residual, so a removed span's compensation cannot be folded linearly into the down projection`,
-      "use --reconstruct none with --depth for this family (the blocks are dropped)",
     );
   if (recipe.calib.length === 0)
     throw new PareError(
@@ -183,6 +178,26 @@ export async function depthStage(
         }
         run.layer(j, kept.length, "depth compensation");
         const target = h[span[1] + 1];
+        const outNorm = view.spec.names.mlpOutNorm;
+        if (outNorm) {
+          // the FFN output is normalized before the residual: the fit scales the norm's channels instead
+          const fit = await compensateScale(view, j, x, target, batches, recipe, ops, run);
+          overlay.set(`${view.path(outNorm, j)}.weight`, { shape: [D], data: fit.weight });
+          view = depthView(input, kept, overlay, config);
+          const out = await forward(view, j, x, batches, ops, run);
+          folds.push({
+            layer: p,
+            span: [span[0], span[1]],
+            ridge: fit.alpha,
+            relError: {
+              dropped: round4(fit.errBefore / fit.norm),
+              fitted: round4(residual(out, target, batches, D) / fit.norm),
+            },
+          });
+          x = out;
+          p = span[1] + 1;
+          continue;
+        }
         const fold = await compensate(view, j, x, target, batches, recipe, ops, run, input, p);
         const { mod } = consumer(view, j, "mlp");
         overlay.set(`${mod}.weight`, { shape: [D, fold.dIn], data: fold.W });
@@ -319,13 +334,77 @@ async function compensate(
       dOut: D,
       dIn,
       // --ridge auto chooses per width module on held-out windows; the depth fit uses the default α then
-      alpha: typeof recipe.ridge === "number" ? recipe.ridge : 0.01,
+      alpha: typeof recipe.ridge === "number" ? recipe.ridge : RIDGE_DEFAULT,
       intercept: canHoldBias(input, original, "mlp", recipe.createBias),
       where: `depth: block ${original}'s FFN down projection`,
       ops,
     }),
   );
   return { ...fit, dIn, errBefore, norm };
+}
+
+/**
+ * Compensation where the FFN output passes through a norm before the residual (out = mid + n̂ ⊙ s, n̂ the
+ * normalized down projection, s = offset + w the norm's scale): refit s per channel,
+ *   s'_c = argmin Σ_t (n̂_tc s'_c − Y_tc)² + λ (s'_c − s_c)² = (Σ n̂Y + λ s_c) / (Σ n̂² + λ),  λ = α · mean_c Σ n̂²,
+ * with Y = target − mid as for the down-projection fit; n̂ = (out − mid) / s (channels with s_c = 0 keep w).
+ */
+async function compensateScale(
+  view: Model,
+  j: number,
+  x: Stream,
+  target: Stream,
+  batches: TokenBatch[],
+  recipe: Recipe,
+  ops: Ops,
+  run: RunContext,
+) {
+  const D = view.dims.hidden;
+  const name = `${view.path(view.spec.names.mlpOutNorm!, j)}.weight`;
+  const w = view.weights.get(name);
+  const off = view.spec.block.normOffset;
+  const s = Float64Array.from(w, (v) => v + off);
+  const nn = new Float64Array(D); // Σ n̂²
+  const ny = new Float64Array(D); // Σ n̂ Y
+  let errBefore = 0;
+  let norm = 0;
+  for (let k = 0; k < batches.length; k++) {
+    run.checkAborted();
+    const b = batches[k];
+    const r = await run.timed("forward", () =>
+      ops.layers.run(view, j, { from: "x", outputs: ["mid", "out"] }, { x: x[k] }, b),
+    );
+    const mid = r.mid;
+    if (!mid)
+      throw new PareError(
+        "E_INTERNAL",
+        `internal: no mid stream for ${view.spec.family}`,
+        "this is a bug in pare",
+      );
+    const out = r.out!;
+    const tg = target[k];
+    b.mask.forEach((m, t) => {
+      if (!m) return;
+      for (let c = 0; c < D; c++) {
+        const i = t * D + c;
+        const y = tg[i] - mid[i];
+        errBefore += (out[i] - tg[i]) ** 2;
+        norm += y * y;
+        if (s[c] === 0) continue;
+        const n = (out[i] - mid[i]) / s[c];
+        nn[c] += n * n;
+        ny[c] += n * y;
+      }
+    });
+  }
+  const alpha = typeof recipe.ridge === "number" ? recipe.ridge : RIDGE_DEFAULT;
+  let mean = 0;
+  for (const v of nn) mean += v / D;
+  const lambda = alpha * mean;
+  const weight = Float32Array.from(w);
+  for (let c = 0; c < D; c++)
+    if (s[c] !== 0 && nn[c] + lambda > 0) weight[c] = (ny[c] + lambda * s[c]) / (nn[c] + lambda) - off;
+  return { weight, alpha, errBefore, norm };
 }
 
 /**

@@ -451,6 +451,53 @@ describe("liar: the removed span is compensated in the block before it", () => {
     expect(kl(out)).toBeLessThan(kl(none));
   });
 
+  it("Gemma (FFN output normalized before the residual): the norm's scale is refitted per channel", async () => {
+    const dir = models.gemma3;
+    const out = path.join(root, "liar-gemma3");
+    await runPrune(recipe(dir, out, { depth: 1, skipLayers: [0], depthCriterion: "bi" }));
+    const r = report(out).depth!;
+    expect(r.folds).toHaveLength(1);
+    const [, e] = r.folds[0].span;
+    const p = r.folds[0].layer;
+    expect(r.folds[0].relError.fitted!).toBeLessThan(r.folds[0].relError.dropped!);
+    // reference: n̂ = RMS-normalized down projection output, s = 1 + w, Y = h_{e+1} − (h_{p+1} − n̂ s)
+    const f = folder(dir);
+    const H = Number(f.config.hidden_size);
+    const eps = Number(f.config.rms_norm_eps ?? 1e-6);
+    const dW = f.get(`model.layers.${p}.mlp.down_proj.weight`)!;
+    const w = f.get(`model.layers.${p}.post_feedforward_layernorm.weight`)!.data;
+    const F = dW.shape[1];
+    const nn = new Float64Array(H);
+    const ny = new Float64Array(H);
+    for (const ids of sequences(dir)) {
+      const o = refFamily(dir, ids);
+      const a = o.mlpTaps[p];
+      for (let t = 0; t < ids.length; t++) {
+        const down = new Float64Array(H);
+        for (let c = 0; c < H; c++) for (let k = 0; k < F; k++) down[c] += a[t * F + k] * dW.data[c * F + k];
+        let ms = 0;
+        for (const v of down) ms += (v * v) / H;
+        for (let c = 0; c < H; c++) {
+          const n = down[c] / Math.sqrt(ms + eps);
+          const mid = o.hidden[p + 1][t * H + c] - n * (1 + w[c]);
+          const y = o.hidden[e + 1][t * H + c] - mid;
+          nn[c] += n * n;
+          ny[c] += n * y;
+        }
+      }
+    }
+    let mean = 0;
+    for (const v of nn) mean += v / H;
+    const lambda = 0.01 * mean;
+    const want = Float64Array.from(
+      { length: H },
+      (_, c) => (ny[c] + lambda * (1 + w[c])) / (nn[c] + lambda) - 1,
+    );
+    const got = folder(out).get(`model.layers.${p}.post_feedforward_layernorm.weight`)!.data;
+    expect(maxRelDiff(got, want)).toBeLessThan(1e-4);
+    expect(maxRelDiff(got, w)).toBeGreaterThan(1e-3); // it did change
+  });
+
   it("--create-bias never fits without an intercept and creates no bias", async () => {
     const out = path.join(root, "liar-nobias");
     await runPrune(recipe(models.llama, out, { depth: 1, skipLayers: [0], createBias: "never" }));
@@ -556,10 +603,9 @@ describe("bad settings fail before any work", () => {
     expect((err as Error).message).toMatch(pattern);
     expect(fs.existsSync(out)).toBe(false);
   };
-  it("too many blocks, an encoder, bias compensation, a post-FFN norm with liar, skip-layers", async () => {
+  it("too many blocks, an encoder, bias compensation, skip-layers", async () => {
     await fails(models.llama, { depth: 5 }, /has 5 blocks/);
     await fails(models.bert, { depth: 1 }, /encoder/);
-    await fails(models.gemma3, { depth: 1 }, /cannot be folded/);
     await fails(models.llama, { depth: 3, skipLayers: [0, 1, 2] }, /only 2 blocks may be removed/);
     expect(() => recipe(models.llama, path.join(root, "x"), { depth: 1, reconstruct: "bias" })).toThrow(
       /bias/,

@@ -98,10 +98,10 @@ for (const [name, make] of Object.entries(variants)) {
     await pareLogits(pdir, `${name}-pruned`);
   }
   if (DEPTH.includes(name)) {
-    // depth pruning: fewer layers, renumbered tensors, explicit layer_types where layers slide; liar where the
-    // family can fold (not Gemma: its post-FFN norm), otherwise the blocks are dropped
+    // depth pruning: fewer layers, renumbered tensors, explicit layer_types where layers slide; compensated (Gemma:
+    // in its post-FFN norm's scale)
     const ddir = path.join(out, "models", `${name}-depth`);
-    const reconstruct = name.startsWith("gemma") ? "none" : "liar";
+    const reconstruct = "liar";
     await runPrune(resolveRecipe({ model: dir, out: ddir, depth: 1, skipLayers: [0], reconstruct, calib: [calib], samples: 16, seqLen: 32 }));
     await pareLogits(ddir, `${name}-depth`);
   }
