@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { quantize } from "../../src/api/quantize.ts";
 import { type LoadedModel, loadModel } from "../../src/arch/load.ts";
 import { exportOnnx } from "../../src/export/onnx.ts";
 import { emitModelGraph } from "../../src/onnx/emit.ts";
@@ -29,6 +30,7 @@ import {
 import {
   makeByteBpeTokenizerJson,
   makeTinyBert,
+  makeTinyLlama,
   makeWordPieceTokenizerJson,
   nonUniformLlama,
   type TinyModel,
@@ -115,10 +117,26 @@ describe.skipIf(!HAVE_CHROMIUM)(
         models.push(m);
         exportOnnx(m, path.join(exported, name));
       }
+      // a 4-bit GPTQ folder (pare quantize) → onnx/model_q4.onnx with MatMulNBits
+      writeTinyModel(path.join(root, "src-q"), makeTinyLlama({ seed: 83 }), makeByteBpeTokenizerJson(300));
+      const calib = path.join(root, "calib.txt");
+      fs.writeFileSync(calib, "the cat sat on the mat while the dog slept by the door. ".repeat(60));
+      await quantize({
+        model: path.join(root, "src-q"),
+        out: path.join(root, "q4"),
+        bits: 4,
+        groupSize: 16,
+        calib: [calib],
+        samples: 4,
+        seqLen: 16,
+      });
+      const q = loadModel(path.join(root, "q4"));
+      models.push(q);
+      exportOnnx(q, path.join(exported, "q4"));
       server = await startStaticServer({ "/": PAGE_DIR, "/ort/": ORT_WEB_DIST, "/models/": exported });
       browser = await launchChromium();
       ({ page, errors: pageErrors } = await openPage(browser, `${server.url}/index.html`, "pareReady"));
-    }, 60_000);
+    }, 180_000);
 
     afterAll(async () => {
       await page?.close();
@@ -218,6 +236,50 @@ describe.skipIf(!HAVE_CHROMIUM)(
       }
     });
 
+    it("a GPTQ 4-bit export (onnx/model_q4.onnx, com.microsoft MatMulNBits): prefill logits equal ORT-node's and pare's dequantized forward (≤ 1e-4)", async () => {
+      const model = models[2];
+      const ids = [1, 40, 41, 42, 43, 44, 45, 46];
+      const T = ids.length;
+      const feeds: Record<string, PageFeed> = {
+        input_ids: feed("int64", [1, T], ids),
+        attention_mask: feed("int64", [1, T], new Array(T).fill(1)),
+        position_ids: feed(
+          "int64",
+          [1, T],
+          ids.map((_, t) => t),
+        ),
+      };
+      model.dims.layers.forEach((L, i) => {
+        for (const kv of ["key", "value"])
+          feeds[`past_key_values.${i}.${kv}`] = feed("float32", [1, L.nKv, 0, model.dims.headDim], []);
+      });
+      const file = path.join(root, "models", "q4", "onnx", "model_q4.onnx");
+      expect(fs.readFileSync(file).includes(Buffer.from("MatMulNBits"))).toBe(true);
+      const r = await runInPage(page, `${server.url}/models/q4/onnx/model_q4.onnx`, feeds, ["logits"]);
+      const node = await Session.create(file, { threads: 1 });
+      const own = await Session.create(emitModelGraph(model), { threads: 1 });
+      try {
+        const n = await node.run(
+          Object.fromEntries(Object.entries(feeds).map(([k, f]) => [k, hostTensor(f)])),
+          ["logits"],
+        );
+        expect(
+          diff("q4: ort-web vs ort-node", r.outputs.logits.data, n.logits.data as Float32Array),
+        ).toBeLessThan(1e-4);
+        const want = await own.run({ input_ids: i64From([1, T], ids) }, ["logits"]);
+        expect(
+          diff(
+            "q4: ort-web vs pare dequantized forward",
+            r.outputs.logits.data,
+            want.logits.data as Float32Array,
+          ),
+        ).toBeLessThan(1e-4);
+      } finally {
+        await node.release();
+        await own.release();
+      }
+    });
+
     it("tiny BERT classifier, right-padded batch of 3: logits equal pare's (≤ 1e-4)", async () => {
       const model = models[1];
       const seqs = [
@@ -279,7 +341,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
     it("the page fetched only local files (page, ort-web WASM build, the two models) and logged no errors", () => {
       for (const p of server.requests)
         expect(p).toMatch(
-          /^\/(index\.html|run\.mjs|ort\/ort(\.wasm\.min\.mjs|-wasm-simd-threaded\.(mjs|wasm))|models\/(llama|bert)\/onnx\/model\.onnx)$/,
+          /^\/(index\.html|run\.mjs|ort\/ort(\.wasm\.min\.mjs|-wasm-simd-threaded\.(mjs|wasm))|models\/((llama|bert)\/onnx\/model|q4\/onnx\/model_q4)\.onnx)$/,
         );
       expect(server.requests).toContain("/ort/ort-wasm-simd-threaded.wasm");
       expect(pageErrors).toEqual([]);
