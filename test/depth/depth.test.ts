@@ -20,7 +20,7 @@ import { loadTokenizer } from "../../src/io/tokenizer.ts";
 import { sharedOps } from "../../src/ops/index.ts";
 import { type PruneEvent, type PruneReport, runPrune } from "../../src/pipeline/prune.ts";
 import { type Recipe, resolveRecipe } from "../../src/pipeline/recipe.ts";
-import { makeTinyGemma3, makeTinyPhi3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
+import { makeTinyGemma2, makeTinyGemma3, makeTinyPhi3, makeTinyQwen3 } from "../helpers/tinyFamilies.ts";
 import {
   makeByteBpeTokenizerJson,
   makeTinyBert,
@@ -64,6 +64,8 @@ beforeAll(() => {
   );
   write("phi3", makeTinyPhi3({ seed: 24, layers: 4 }));
   write("llama-widths", nonUniformLlama(26)); // an already width-pruned model: pare_layer_widths
+  write("qwen2", makeTinyLlama({ seed: 28, layers: 4, modelType: "qwen2" }));
+  write("gemma2", makeTinyGemma2({ seed: 29, layers: 4 }));
   const mistral = makeTinyLlama({ seed: 27, layers: 4, modelType: "mistral" });
   mistral.config.sliding_window = 5;
   write("mistral", mistral);
@@ -497,6 +499,26 @@ describe("liar: the removed span is compensated in the block before it", () => {
     expect(maxRelDiff(got, want)).toBeLessThan(1e-4);
     expect(maxRelDiff(got, w)).toBeGreaterThan(1e-3); // it did change
   });
+
+  it.each([
+    ["qwen2", refLlama],
+    ["mistral", refLlama],
+    ["qwen3", refFamily],
+    ["gemma2", refFamily],
+    ["phi3", refFamily],
+  ] as [string, Ref][])(
+    "%s: the compensated output reads back in the reference as pare runs it",
+    async (name, ref) => {
+      const out = path.join(root, `liar-${name}`);
+      await runPrune(recipe(models[name], out, { depth: 1, skipLayers: [0] }));
+      const r = report(out).depth!;
+      expect(r.compensation).toBe("liar");
+      expect(r.folds).toHaveLength(1);
+      expect(r.folds[0].relError.fitted!).toBeLessThan(r.folds[0].relError.dropped!);
+      const ids = sequences(models[name])[2].slice(0, 12);
+      await expectPareMatches(out, ids, ref(out, ids).logits);
+    },
+  );
 
   it("--create-bias never fits without an intercept and creates no bias", async () => {
     const out = path.join(root, "liar-nobias");
