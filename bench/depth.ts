@@ -23,7 +23,7 @@ import { readTextFile } from "../src/io/datasets.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { type Recipe, resolveRecipe } from "../src/pipeline/recipe.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { againstDense, machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 const arg = (name: string, def: string) => {
@@ -213,22 +213,7 @@ for (const c of chosen) {
     resolveRecipe({ model: dir, out, calib: [calib], samples: 128, seqLen: 256, seed: 0, ...c.recipe }),
   );
   const m = loadModel(out);
-  const r = await Runner.create(m);
-  const p = await perplexity(r, ids, { seqLen: 256, maxWindows: windows });
-  await r.close();
-  const cr = await Runner.create(m, { mode: "compare" });
-  let kl = 0;
-  let agree = 0;
-  let n = 0;
-  for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
-    const cmp = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
-    for (let j = 0; j < cmp.kl.length; j++) {
-      kl += cmp.kl[j];
-      agree += cmp.agree[j];
-    }
-    n += cmp.kl.length;
-  }
-  await cr.close();
+  const q = await againstDense(m, ids, windows, klWin, refLogp);
   m.close();
   outs.push(out);
   rows.push({
@@ -238,12 +223,12 @@ for (const c of chosen) {
     removedBlocks: rep.depth?.removed,
     achievedRatio: rep.achievedRatio,
     pruneSeconds: rep.timings.total,
-    ppl: p.ppl,
-    kl: kl / n,
-    top1: agree / n,
+    ppl: q.ppl,
+    kl: q.kl,
+    top1: q.top1,
   });
   log(
-    `${c.label}: removed ${rep.depth?.removed ?? "-"} ppl ${p.ppl.toFixed(2)} kl ${(kl / n).toFixed(4)} (${rep.timings.total.toFixed(1)} s)`,
+    `${c.label}: removed ${rep.depth?.removed ?? "-"} ppl ${q.ppl.toFixed(2)} kl ${q.kl.toFixed(4)} (${rep.timings.total.toFixed(1)} s)`,
   );
 }
 

@@ -6,6 +6,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Model } from "../src/arch/model.ts";
+import { perplexity } from "../src/eval/perplexity.ts";
+import { Runner } from "../src/eval/runner.ts";
 
 /** The repository root (bench/ is one level below it). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -148,4 +151,34 @@ export function sst2TrainSentences(shared: string): string {
     .split("\n")
     .map((l) => l.replace(/^\d+\s+/, ""))
     .join("\n");
+}
+
+/**
+ * A model against the dense one: WikiText-style perplexity on `ids` (L = 256, first `maxWindows` windows), and
+ * KL(dense‖model) and top-1 agreement on `klWin` given the dense log-probabilities `refLogp` (batches of 4).
+ */
+export async function againstDense(
+  m: Model,
+  ids: number[],
+  maxWindows: number | undefined,
+  klWin: number[][],
+  refLogp: Float32Array[],
+): Promise<{ ppl: number; kl: number; top1: number }> {
+  const r = await Runner.create(m);
+  const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
+  await r.close();
+  const cr = await Runner.create(m, { mode: "compare" });
+  let kl = 0;
+  let agree = 0;
+  let n = 0;
+  for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
+    const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
+    for (let j = 0; j < c.kl.length; j++) {
+      kl += c.kl[j];
+      agree += c.agree[j];
+    }
+    n += c.kl.length;
+  }
+  await cr.close();
+  return { ppl: p.ppl, kl: kl / n, top1: agree / n };
 }

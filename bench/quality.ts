@@ -26,7 +26,14 @@ import type { ObsNormalization } from "../src/pipeline/allocation.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { RECONSTRUCTORS } from "../src/reconstruct/index.ts";
-import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
+import {
+  againstDense,
+  machineInfo,
+  markdownTable,
+  REPO_ROOT,
+  sst2TrainSentences,
+  writeResults,
+} from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 const arg = (name: string, def?: string) => {
@@ -118,25 +125,10 @@ async function benchLlama(): Promise<void> {
   dense.llama = { ppl: dp.ppl, windows: dp.windows, tokens: dp.tokens };
   log(`dense llama-gqa-6l: ppl ${dp.ppl.toFixed(2)} (${dp.protocol})`);
   await grid("llama-gqa-6l", dir, calib, quick ? [0.5] : [0.2, 0.3, 0.5], 256, async (m) => {
-    const r = await Runner.create(m);
-    const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
-    await r.close();
-    const cr = await Runner.create(m, { mode: "compare" });
-    let kl = 0;
-    let agree = 0;
-    let n = 0;
-    for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
-      const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
-      for (let j = 0; j < c.kl.length; j++) {
-        kl += c.kl[j];
-        agree += c.agree[j];
-      }
-      n += c.kl.length;
-    }
-    await cr.close();
+    const q = await againstDense(m, ids, maxWindows, klWin, refLogp);
     return {
-      fields: { ppl: p.ppl, kl: kl / n, top1: agree / n },
-      text: `ppl ${p.ppl.toFixed(2)} kl ${(kl / n).toFixed(4)} top1 ${((100 * agree) / n).toFixed(1)}%`,
+      fields: q,
+      text: `ppl ${q.ppl.toFixed(2)} kl ${q.kl.toFixed(4)} top1 ${(100 * q.top1).toFixed(1)}%`,
     };
   });
 }
@@ -460,23 +452,8 @@ async function selectionBench(): Promise<void> {
     denseModel.close();
     sdense.llama = { ppl: dpp.ppl, windows: dpp.windows, tokens: dpp.tokens };
     await run("llama-gqa-6l", dir, calib, 256, async (m) => {
-      const r = await Runner.create(m);
-      const p = await perplexity(r, ids, { seqLen: 256, maxWindows });
-      await r.close();
-      const cr = await Runner.create(m, { mode: "compare" });
-      let kl = 0;
-      let agree = 0;
-      let n = 0;
-      for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
-        const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
-        for (let j = 0; j < c.kl.length; j++) {
-          kl += c.kl[j];
-          agree += c.agree[j];
-        }
-        n += c.kl.length;
-      }
-      await cr.close();
-      return { ppl: p.ppl, kl: kl / n, top1: agree / n };
+      const q = await againstDense(m, ids, maxWindows, klWin, refLogp);
+      return q;
     });
   }
   fs.rmSync(work, { recursive: true, force: true });

@@ -23,7 +23,7 @@ import { readTextFile } from "../src/io/datasets.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
-import { machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
+import { againstDense, machineInfo, markdownTable, REPO_ROOT, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
 const arg = (name: string, def: string) => {
@@ -85,23 +85,8 @@ const refLogp: Float32Array[] = [];
 }
 
 async function measure(m: LoadedModel): Promise<{ ppl: number; kl: number; top1: number }> {
-  const r = await Runner.create(m);
-  const p = await perplexity(r, ids, { seqLen: 256, maxWindows: windows });
-  await r.close();
-  const cr = await Runner.create(m, { mode: "compare" });
-  let kl = 0;
-  let agree = 0;
-  let n = 0;
-  for (let i = 0, k = 0; i < klWin.length; i += 4, k++) {
-    const c = await cr.compareWindows(klWin.slice(i, i + 4), refLogp[k]);
-    for (let j = 0; j < c.kl.length; j++) {
-      kl += c.kl[j];
-      agree += c.agree[j];
-    }
-    n += c.kl.length;
-  }
-  await cr.close();
-  return { ppl: p.ppl, kl: kl / n, top1: agree / n };
+  const q = await againstDense(m, ids, windows, klWin, refLogp);
+  return q;
 }
 
 const rows: Row[] = [];
