@@ -17,7 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { quantize } from "../src/api/quantize.ts";
 import { type LoadedModel, loadModel } from "../src/arch/load.ts";
-import { cutWindows, perplexity } from "../src/eval/perplexity.ts";
+import { cutWindows } from "../src/eval/perplexity.ts";
 import { Runner } from "../src/eval/runner.ts";
 import { readTextFile } from "../src/io/datasets.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
