@@ -9,6 +9,9 @@
  *   and Metaspace (split, prepend_scheme), the Lowercase normalizer (no final-sigma rule), the ByteFallback and
  *   Metaspace decoders;
  * - TemplateProcessing (the listed special-token ids), lone surrogates (U+FFFD), decoding of unknown ids (skipped).
+ * Long texts: a BPE model gets a long pre-token (e.g. a whole text under a tokenizer without pre-tokenizer, as
+ * Llama 2's) as its pieces between places no merge can join (bpeWordSplitter): the same tokens, in linear time,
+ * where the library's BPE over one huge word is slow (its time per character grows with the word).
  * Known limit: characters assigned in Unicode versions newer than the reference's tables can split differently.
  */
 import path from "node:path";
@@ -169,6 +172,10 @@ const lib = tokenizersJs as unknown as {
   SequencePreTokenizer: new (config: Config) => LibPreTokenizer;
   Normalizer: abstract new (config: Config) => LibNormalizer;
   SequenceNormalizer: new (config: Config) => LibNormalizer;
+  /** the BPE model */
+  BPE: abstract new (
+    config: Config,
+  ) => LibModel;
 };
 interface LibPreTokenizer {
   pre_tokenize(text: string | string[], options?: PreTokenizeOptions): string[];
@@ -543,6 +550,82 @@ function charBefore(s: string, i: number): string {
   return low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff ? s.slice(i - 2, i) : s[i - 1];
 }
 
+/** The library's BPE model, as far as bpeWordSplitter reads it. */
+interface LibBpe extends LibModel {
+  /** [left, right] strings, in rank order */
+  merges: [string, string][];
+  end_of_word_suffix?: string;
+  continuing_subword_suffix?: string | null;
+  ignore_merges: boolean;
+  config: Config;
+}
+
+/**
+ * Where a long word may be cut for the library's BPE model without changing its tokens: a function giving the
+ * pieces of a word, whose tokens (each encoded on its own, in order) are the word's, or null when no such rule is
+ * known for the model (not the library's BPE class itself, or one with an end-of-word suffix or a continuing-
+ * subword prefix / suffix, which mark a word's first or last character: a cut would move them).
+ *
+ * Why the tokens are the same: the library's BPE starts from the word's characters (code points) and repeatedly
+ * joins the two adjacent symbols whose pair has the lowest merge rank, leftmost first; every symbol is a run of
+ * the word's characters. Take a place between characters x and y such that no merge (a, b) has a ending in x and
+ * b starting with y. No join can ever make a symbol that covers both x and y: the first one to do so would join
+ * a symbol ending in x to one starting with y. So the symbols left of the place only ever join among themselves,
+ * as do those right of it, each side in the order it would alone (lowest rank, then leftmost, within the side),
+ * and the word's symbols are the left side's followed by the right side's. What comes after the joins works on
+ * each final symbol alone (its id, or its bytes <0xNN> with byte_fallback, or unk_token), and the unknown tokens
+ * are fused (fuse_unk) over the whole model call, which still gets all the pieces. With ignore_merges, a word
+ * that is itself in the vocab is taken whole without merges: there every piece is made longer than the longest
+ * token in the vocab (by keeping some cuts uncut), so that no piece can be one. The tests compare pieces with
+ * whole words (test/io/tokenizer-long.test.ts).
+ */
+function bpeWordSplitter(model: LibModel): ((word: string) => string[]) | null {
+  // the library's class itself (a subclass could encode otherwise)
+  if (Object.getPrototypeOf(model) !== lib.BPE.prototype) return null;
+  const bpe = model as LibBpe;
+  const prefix = bpe.config.continuing_subword_prefix;
+  if (
+    bpe.end_of_word_suffix ||
+    bpe.continuing_subword_suffix ||
+    (typeof prefix === "string" && prefix !== "")
+  ) {
+    return null;
+  }
+  if (!Array.isArray(bpe.merges)) return null;
+  /** the last character of a, then the first of b, for every merge (a, b): the joins that may cross */
+  let joined: Set<string> | undefined;
+  let minPiece = 0;
+  return (word: string): string[] => {
+    if (joined === undefined) {
+      joined = new Set();
+      for (const [a, b] of bpe.merges) {
+        // a merge with an empty side joins nothing (symbols are never empty)
+        if (typeof a !== "string" || typeof b !== "string" || a === "" || b === "") continue;
+        joined.add(charBefore(a, a.length) + String.fromCodePoint(b.codePointAt(0) as number));
+      }
+      if (bpe.ignore_merges)
+        for (const t of bpe.tokens_to_ids.keys()) minPiece = Math.max(minPiece, t.length + 1);
+    }
+    const pieces: string[] = [];
+    let start = 0;
+    let prev = "";
+    for (let i = 0; i < word.length; ) {
+      const c = String.fromCodePoint(word.codePointAt(i) as number);
+      if (i > start && i - start >= minPiece && !joined.has(prev + c)) {
+        pieces.push(word.slice(start, i));
+        start = i;
+      }
+      prev = c;
+      i += c.length;
+    }
+    const rest = word.slice(start);
+    // a last piece too short for ignore_merges stays with the one before (a longer piece is as safe)
+    if (pieces.length > 0 && rest.length < minPiece) pieces[pieces.length - 1] += rest;
+    else pieces.push(rest);
+    return pieces;
+  };
+}
+
 /**
  * Replaces the library's first encoding steps (added tokens, normalizer, pre-tokenizer, model) by the reference
  * library's: the added tokens that are not normalized (normalized: false) are found in the text; each part between
@@ -552,7 +635,11 @@ function charBefore(s: string, i: number): string {
  * normalized form is also what a normalized added token's id decodes to, as in the reference library (a special
  * one is then not skipped by skip_special_tokens there either).
  */
-function useReferenceSplitting(tok: LibTokenizer): void {
+function useReferenceSplitting(
+  tok: LibTokenizer,
+  splitLongWord: ((word: string) => string[]) | null,
+  longWord: number,
+): void {
   const state = tok as unknown as AddedTokenState;
   const normalizer = tok.normalizer;
   const raw: AddedPattern[] = [];
@@ -590,7 +677,13 @@ function useReferenceSplitting(tok: LibTokenizer): void {
         const pieces = tok.pre_tokenizer
           ? tok.pre_tokenizer.pre_tokenize(sub.text, { section_index: atStart ? 0 : 1 })
           : [sub.text];
-        for (const piece of pieces) if (piece !== "") tokens.push(...model([piece]));
+        for (const piece of pieces) {
+          if (piece === "") continue;
+          // one model call per pre-token (fuse_unk fuses within it): a long one as its pieces that no merge joins
+          const words = splitLongWord !== null && piece.length > longWord ? splitLongWord(piece) : [piece];
+          // a loop, not push(...): a long text can give more tokens than a call takes arguments
+          for (const t of model(words)) tokens.push(t);
+        }
       }
     }
     return tokens;
@@ -723,7 +816,29 @@ function applyTemplate(
   return { ids, typeIds };
 }
 
-export function loadTokenizer(dir: string): PareTokenizer {
+/** Options of loadTokenizer. */
+export interface TokenizerOptions {
+  /**
+   * A pre-token (what the model encodes as one word) longer than this many UTF-16 code units goes to a BPE model
+   * as the pieces between the places where no merge can join its two sides (see bpeWordSplitter), which gives the
+   * same tokens; default 256. Infinity encodes every pre-token whole, as the library does.
+   */
+  splitWordsLongerThan?: number;
+}
+
+/** Pre-tokens longer than this (UTF-16 code units) are split where no merge joins (the library caches shorter words). */
+const LONG_WORD = 256;
+
+export function loadTokenizer(dir: string, options: TokenizerOptions = {}): PareTokenizer {
+  const longWord = options.splitWordsLongerThan ?? LONG_WORD;
+  if (!(longWord >= 0)) {
+    throw new PareError(
+      "E_USAGE",
+      `splitWordsLongerThan must be a number ≥ 0 (or Infinity), not ${String(longWord)}`,
+      `leave it out (default ${LONG_WORD}) or pass Infinity to encode every pre-token whole`,
+      { splitWordsLongerThan: String(longWord) },
+    );
+  }
   const jsonPath = path.join(dir, "tokenizer.json");
   if (!fileInsideFolder(dir, "tokenizer.json")) {
     throw new PareError(
@@ -788,7 +903,7 @@ export function loadTokenizer(dir: string): PareTokenizer {
     if (usesOwn(tokJson.pre_tokenizer, OWN_PRE_TOKENIZERS, "pretokenizers")) {
       tok.pre_tokenizer = buildPreTokenizer(tokJson.pre_tokenizer as Config);
     }
-    useReferenceSplitting(tok);
+    useReferenceSplitting(tok, bpeWordSplitter(tok.model), longWord);
     if (usesOwn(tokJson.decoder, OWN_DECODERS, "decoders")) {
       const decoder = buildDecoder(tokJson.decoder as Config);
       // what the library gives its decoder (the ByteLevel decoder keeps added tokens whole)
