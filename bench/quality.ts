@@ -300,6 +300,8 @@ async function selectionBench(): Promise<void> {
     { criterion: "flap-ifv", allocation: "global", ridge: "auto" },
     { criterion: "obs", allocation: "uniform", ridge: "auto" },
     { criterion: "obs", allocation: "global", norm: "none", ridge: "auto" },
+    { criterion: "obs", allocation: "global", norm: "stream" },
+    { criterion: "obs", allocation: "global", norm: "stream", ridge: "auto" },
   ];
   const filter = arg("cells")?.split(",");
   const want = (c: Cell) => !filter || filter.some((f) => cellLabel(c).includes(f));

@@ -112,6 +112,21 @@ export class Emitter {
     return g.op("Mul", [g.op("Mul", [x, inv]), scale]);
   }
 
+  /**
+   * Per token, the factor by which the normalization of layer-norm module `mod` scales a small change of its
+   * input x [.., D]: 1/(var + ε) for LayerNorm (the change's component along the mean is removed too), 1/(ms + ε)
+   * for RMSNorm → [..] (the last axis reduced). The norm's weight is applied by the caller.
+   */
+  normGain(x: string): string {
+    const { g, model } = this;
+    const eps = g.scalar(model.dims.eps);
+    let c = x;
+    if (model.spec.block.norm === "layer")
+      c = g.op("Sub", [x, g.op("ReduceMean", [x], { axes: [-1], keepdims: 1 })]);
+    const v = g.op("ReduceMean", [g.op("Mul", [c, c])], { axes: [-1], keepdims: 0 }); // [..]
+    return g.op("Reciprocal", [g.op("Add", [v, eps])]);
+  }
+
   act(x: string): string {
     const g = this.g;
     const act = this.model.dims.act;
@@ -215,6 +230,13 @@ export function emitLayer(
   mlpIn: string;
   qkvIn: string;
   upIn: string;
+  /**
+   * [B, T, D] the input of the first normalization that an error of o_proj's / down_proj's output passes
+   * through: the post-attention / post-MLP norm of post-norm blocks, the sublayer-output norm of sandwich-norm
+   * blocks (Gemma); none where the output is added to the residual stream as it is (see Emitter.normGain)
+   */
+  attnNormIn?: string;
+  mlpNormIn?: string;
   presentK?: string;
   presentV?: string;
 } {
@@ -265,11 +287,20 @@ export function emitLayer(
     g.constI64([0, 0, L.nHeads * hd]),
   ]);
   let o = e.linear(attnIn, p(N.o), L.bias.o); // [B,T,D]
-  if (N.attnOutNorm) o = e.norm(o, p(N.attnOutNorm));
+  // the input of the first normalization an error of o_proj's output passes through (none: the residual)
+  let attnNormIn: string | undefined;
+  if (N.attnOutNorm) {
+    attnNormIn = o;
+    o = e.norm(o, p(N.attnOutNorm));
+  }
 
   let x1: string;
   if (blk.placement === "pre") x1 = g.op("Add", [x, o]);
-  else x1 = e.norm(g.op("Add", [x, o]), p(N.norm1));
+  else {
+    const sum = g.op("Add", [x, o]);
+    attnNormIn ??= sum;
+    x1 = e.norm(sum, p(N.norm1));
+  }
 
   const h2 = blk.placement === "pre" ? e.norm(x1, p(N.norm2)) : x1;
   let mlpIn: string;
@@ -281,9 +312,29 @@ export function emitLayer(
     mlpIn = e.act(e.linear(h2, p(N.up), L.bias.up));
   }
   let down = e.linear(mlpIn, p(N.down), L.bias.down);
-  if (N.mlpOutNorm) down = e.norm(down, p(N.mlpOutNorm));
-  const out = blk.placement === "pre" ? g.op("Add", [x1, down]) : e.norm(g.op("Add", [x1, down]), p(N.norm2));
-  return { out, attnIn, mlpIn, qkvIn: h, upIn: h2, presentK, presentV };
+  let mlpNormIn: string | undefined;
+  if (N.mlpOutNorm) {
+    mlpNormIn = down;
+    down = e.norm(down, p(N.mlpOutNorm));
+  }
+  let out: string;
+  if (blk.placement === "pre") out = g.op("Add", [x1, down]);
+  else {
+    const sum = g.op("Add", [x1, down]);
+    mlpNormIn ??= sum;
+    out = e.norm(sum, p(N.norm2));
+  }
+  return {
+    out,
+    attnIn,
+    mlpIn,
+    qkvIn: h,
+    upIn: h2,
+    attnNormIn,
+    mlpNormIn,
+    presentK,
+    presentV,
+  };
 }
 
 /** HF's inverse frequencies θ^(−2i/d), with linear or llama3 rope scaling applied. */

@@ -28,6 +28,7 @@ import { choleskyInverse, SPD_BASE, spdSolve } from "./spd.ts";
 export type { GemmOptions } from "./gemm.ts";
 export { gramBlocks } from "./gram.ts";
 export {
+  hasNormGain,
   type LayerInputs,
   type LayerPart,
   type LayerRun,

@@ -32,8 +32,18 @@ export interface TokenBatch {
   T: number;
 }
 
-/** attnIn / mlpIn: inputs of o_proj / down_proj; qkvIn / upIn: inputs of q/k/v and gate/up (quantization) */
-export type LayerValue = "attnIn" | "mid" | "mlpIn" | "out" | "qkvIn" | "upIn";
+/**
+ * attnIn / mlpIn: inputs of o_proj / down_proj; qkvIn / upIn: inputs of q/k/v and gate/up (quantization);
+ * attnGain / mlpGain [b, T]: per token, the gain of the first norm an error of o_proj's / down_proj's output
+ * passes through (`Emitter.normGain`; only where the block has such a norm, see `hasNormGain`)
+ */
+export type LayerValue = "attnIn" | "mid" | "mlpIn" | "out" | "qkvIn" | "upIn" | "attnGain" | "mlpGain";
+
+/** Whether module m's consumer output passes a normalization before it joins the residual stream. */
+export function hasNormGain(model: Model, m: "attn" | "mlp"): boolean {
+  const N = model.spec.names;
+  return model.spec.block.placement === "post" || Boolean(m === "attn" ? N.attnOutNorm : N.mlpOutNorm);
+}
 
 export interface LayerPart {
   from: "x" | "mid";
@@ -76,7 +86,7 @@ export function emitLayerPart(model: Model, i: number, part: LayerPart): Uint8Ar
   const next = part.nextAttnIn ? emitLayer(e, i + 1, r.out, ctx) : undefined;
   const mid = midOf(t, x, r);
   const L = d.layers[i];
-  const value: Record<LayerValue, Port> = {
+  const value: Record<Exclude<LayerValue, "attnGain" | "mlpGain">, Port> = {
     attnIn: { value: r.attnIn, name: "attn_in", type: "float32", shape: [...seq, L.nHeads * d.headDim] },
     mid: { value: mid, name: "mid", type: "float32", shape: [...seq, D] },
     mlpIn: { value: r.mlpIn, name: "mlp_in", type: "float32", shape: [...seq, L.ffn] },
@@ -84,7 +94,13 @@ export function emitLayerPart(model: Model, i: number, part: LayerPart): Uint8Ar
     qkvIn: { value: r.qkvIn, name: "qkv_in", type: "float32", shape: [...seq, D] },
     upIn: { value: r.upIn, name: "up_in", type: "float32", shape: [...seq, D] },
   };
-  const outputs = part.outputs.map((o) => value[o]);
+  const gain = (o: "attnGain" | "mlpGain", normIn: string | undefined): Port => {
+    if (!normIn) throw new Error(`internal: layer ${i} has no norm after its ${o.slice(0, -4)} output`);
+    return { value: e.normGain(normIn), name: OUTPUT_NAMES[o], type: "float32", shape: seq };
+  };
+  const outputs = part.outputs.map((o) =>
+    o === "attnGain" ? gain(o, r.attnNormIn) : o === "mlpGain" ? gain(o, r.mlpNormIn) : value[o],
+  );
   if (next) {
     const N = d.layers[i + 1];
     outputs.push({
@@ -128,6 +144,8 @@ const OUTPUT_NAMES: Record<LayerValue | "nextAttnIn", string> = {
   out: "out",
   qkvIn: "qkv_in",
   upIn: "up_in",
+  attnGain: "attn_gain",
+  mlpGain: "mlp_gain",
   nextAttnIn: "next_attn_in",
 };
 
@@ -299,9 +317,9 @@ export class LayerGraphs {
   }
 }
 
-/** The whole layer, with the quantization taps that `part` asks for too (they are not in WHOLE_LAYER). */
+/** The whole layer, with the other values `part` asks for too (quantization taps, norm gains). */
 function wholeWith(part: LayerPart): LayerPart {
-  const extra = part.outputs.filter((o) => o === "qkvIn" || o === "upIn");
+  const extra = part.outputs.filter((o) => !WHOLE_LAYER.outputs.includes(o) && o !== "mid");
   return extra.length ? { from: "x", outputs: [...WHOLE_LAYER.outputs, ...extra] } : WHOLE_LAYER;
 }
 

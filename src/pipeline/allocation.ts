@@ -20,21 +20,31 @@ import {
 import type { Model } from "../arch/model.ts";
 import type { TapStats } from "../calib/moments.ts";
 import type { Criterion, ObsOrder } from "../criteria/index.ts";
-import type { Ops } from "../ops/index.ts";
+import { hasNormGain, type Ops } from "../ops/index.ts";
 import { canHoldBias, consumer } from "./prepare.ts";
 import { type Recipe, ridgeAlpha } from "./recipe.ts";
 import { globalUnitScores, type StructuredEnv, structuredOrder, unitScores } from "./score.ts";
 import type { Module } from "./types.ts";
 
-/** Statistics of both consumer inputs of every layer (a dense pass). */
-export type LayerStats = { attn?: TapStats; mlp?: TapStats }[];
+/**
+ * Statistics of both consumer inputs of every layer (a dense pass), and (--obs-normalization stream) each
+ * module's mean normalization gain over the calibration tokens (Emitter.normGain; absent where the consumer's
+ * output joins the residual stream as it is).
+ */
+export type LayerStats = { attn?: TapStats; mlp?: TapStats; gain?: { attn?: number; mlp?: number } }[];
 
 /**
  * How global allocation makes one module's OBS costs comparable with another's (--obs-normalization):
- *  none          the raw costs: squared output error summed over the calibration tokens (default: measured best,
- *                docs/results.md)
+ *  stream        (default) the cost as it reaches the residual stream: an error e of the consumer's output
+ *                that passes a normalization first (post-norm blocks: the norm after the residual add; sandwich
+ *                norms: the sublayer-output norm) leaves it scaled per token by γ/σ_t, so its cost is multiplied
+ *                by mean(γ²) · mean_t(1/σ_t²) (σ_t² the variance — RMSNorm: mean square — of the norm's input
+ *                for token t, measured in the dense pass); an error added to the residual stream as it is
+ *                keeps its raw cost (every such error reaches the same final norm). = none for pre-norm blocks.
+ *  none          the raw costs: squared output error summed over the calibration tokens
  *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (a relative error)
  *  standardized  each module's step costs standardized (mean 0, sd 1), as FLAP standardizes its scores
+ * Measured in docs/results.md (bench:quality --selection).
  */
 export type ObsNormalization = Recipe["obsNormalization"];
 
@@ -77,6 +87,30 @@ async function outputEnergy(
   let e = 0;
   for (let k = 0; k < WG.length; k++) e += WG[k] * Wt[k];
   return e;
+}
+
+/**
+ * --obs-normalization stream: mean(γ²) · gain for a module whose consumer output passes a norm first (gain =
+ * mean_t 1/σ_t² from the dense pass), 1 where it joins the residual stream as it is.
+ */
+export function streamFactor(model: Model, i: number, m: Module, gain: number | undefined): number {
+  if (!hasNormGain(model, m)) return 1;
+  if (gain === undefined) throw new Error(`internal: no normalization gain measured for layer ${i} ${m}`);
+  const N = model.spec.names;
+  const post = model.spec.block.placement === "post";
+  const norm =
+    m === "attn"
+      ? post && !N.attnOutNorm
+        ? N.norm1
+        : N.attnOutNorm
+      : post && !N.mlpOutNorm
+        ? N.norm2
+        : N.mlpOutNorm;
+  const w = model.weights.get(`${model.path(norm!, i)}.weight`);
+  const off = model.spec.block.normOffset ?? 0;
+  let g2 = 0;
+  for (let k = 0; k < w.length; k++) g2 += (w[k] + off) ** 2;
+  return (g2 / w.length) * gain;
 }
 
 export class Selection {
@@ -146,7 +180,10 @@ export class Selection {
         alpha: ridgeAlpha(env.recipe),
       });
       let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
-      if (env.recipe.obsNormalization === "output") {
+      if (env.recipe.obsNormalization === "stream") {
+        const f = streamFactor(model, u.layer, u.module, stats?.[u.layer].gain?.[u.module]);
+        c = c.map((v) => v * f);
+      } else if (env.recipe.obsNormalization === "output") {
         const e = await outputEnergy(model, u.layer, u.module, gram, env.ops);
         c = c.map((v) => (e > 0 ? v / e : v));
       } else if (env.recipe.obsNormalization === "standardized") c = standardize(c);

@@ -5,14 +5,17 @@
  * and global allocation under sequential calibration (the criterion's statistics, for the scores).
  */
 import type { StatKind } from "../calib/moments.ts";
-import { type Ops, type TokenBatch, WHOLE_LAYER } from "../ops/index.ts";
+import { hasNormGain, type LayerPart, type Ops, type TokenBatch, WHOLE_LAYER } from "../ops/index.ts";
 import type { LayerStats } from "./allocation.ts";
 import type { RunContext } from "./context.ts";
 import type { Job } from "./prepare.ts";
 import type { Streams } from "./spill.ts";
 import { TapCollector, tapWidth } from "./taps.ts";
 
-/** Moments of every layer's taps; their Grams (if collected) go to `streams.grams`. */
+/**
+ * Moments of every layer's taps; their Grams (if collected) go to `streams.grams`. With `gains`, also each
+ * module's mean normalization gain over the calibration tokens (`LayerGains`, where the block has the norm).
+ */
 export async function densePass(
   job: Job,
   streams: Streams,
@@ -20,26 +23,46 @@ export async function densePass(
   ops: Ops,
   run: RunContext,
   kinds: ReadonlySet<StatKind>,
+  gains = false,
 ): Promise<LayerStats> {
   const dense = job.pruned.dense;
   const nL = dense.dims.nLayers;
   const stats: LayerStats = [];
+  const extra: ("attnGain" | "mlpGain")[] = [];
+  if (gains && hasNormGain(dense, "attn")) extra.push("attnGain");
+  if (gains && hasNormGain(dense, "mlp")) extra.push("mlpGain");
+  const part: LayerPart = extra.length
+    ? { from: "x", outputs: [...WHOLE_LAYER.outputs, ...extra] }
+    : WHOLE_LAYER;
   for (let i = 0; i < nL; i++) {
     run.layer(i, nL, "statistics");
     const a = new TapCollector(tapWidth(dense, i, "attn"), kinds, job.recipe, false, ops, run);
     const m = new TapCollector(tapWidth(dense, i, "mlp"), kinds, job.recipe, false, ops, run);
+    const sum = { attnGain: 0, mlpGain: 0 };
+    let tokens = 0;
     for (let b = 0; b < batches.length; b++) {
       run.checkAborted();
       // layer 0 reads the embeddings (kept for later passes), deeper layers the previous layer's output
       const x = i === 0 ? streams.model.peek(b) : streams.next.take(b);
-      const r = await run.timed("forward", () => ops.layers.run(dense, i, WHOLE_LAYER, { x }, batches[b]));
+      const r = await run.timed("forward", () => ops.layers.run(dense, i, part, { x }, batches[b]));
       await a.add(r.attnIn!, batches[b]);
       await m.add(r.mlpIn!, batches[b]);
+      for (const o of extra) {
+        const g = r[o]!; // [b, T]
+        for (let t = 0; t < g.length; t++) if (batches[b].mask[t]) sum[o] += g[t];
+      }
+      tokens += batches[b].mask.reduce((s, v) => s + (v ? 1 : 0), 0);
       if (i < nL - 1) streams.next.put(b, r.out!);
     }
     const sa = (await a.finish()).stats;
     const sm = (await m.finish()).stats;
-    stats.push({ attn: { ...sa, gram: undefined }, mlp: { ...sm, gram: undefined } });
+    const gain = extra.length
+      ? {
+          attn: extra.includes("attnGain") ? sum.attnGain / tokens : undefined,
+          mlp: extra.includes("mlpGain") ? sum.mlpGain / tokens : undefined,
+        }
+      : undefined;
+    stats.push({ attn: { ...sa, gram: undefined }, mlp: { ...sm, gram: undefined }, gain });
     if (sa.gram) streams.grams.put(i, "attn", sa.gram);
     if (sm.gram) streams.grams.put(i, "mlp", sm.gram);
   }

@@ -141,7 +141,7 @@ async function prune(
     let denseStats: LayerStats | undefined;
     if (!job.sequential && calibrated) {
       run.phase("statistics", "dense calibration pass");
-      denseStats = await densePass(job, streams, batches, ops, run, job.kinds.all);
+      denseStats = await densePass(job, streams, batches, ops, run, job.kinds.all, needsGains(job));
       run.lap("statistics");
     }
 
@@ -256,6 +256,17 @@ function spillDir(out: string): string {
   return `${checkpointDir(out).replace(/\.partial$/, "")}.spill-${process.pid}`;
 }
 
+/** --obs-normalization stream under global allocation: the dense pass measures the norms' gains. */
+function needsGains(job: Job): boolean {
+  const { recipe, criterion } = job;
+  return (
+    recipe.allocation === "global" &&
+    recipe.ratio > 0 &&
+    criterion.structured === true &&
+    recipe.obsNormalization === "stream"
+  );
+}
+
 /** The allocation: global needs every layer's scores first (a dense pass unless dense calibration made one). */
 async function select(
   job: Job,
@@ -271,7 +282,7 @@ async function select(
   let stats = denseStats;
   if (!stats && job.kinds.criterion.size > 0) {
     run.phase("scoring", "dense pass for global allocation");
-    stats = await densePass(job, streams, batches, ops, run, job.kinds.criterion);
+    stats = await densePass(job, streams, batches, ops, run, job.kinds.criterion, needsGains(job));
     run.lap("scoring");
   }
   return Selection.global(job.pruned.model, units, criterion, recipe.ratio, stats, {

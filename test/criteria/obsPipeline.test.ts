@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/arch/load.ts";
+import { hasNormGain } from "../../src/ops/index.ts";
 import { runPrune } from "../../src/pipeline/prune.ts";
 import { resolveRecipe } from "../../src/pipeline/recipe.ts";
 import { FAMILY_CASES } from "../families/cases.ts";
@@ -55,12 +56,16 @@ const SETTINGS = [
   { allocation: "uniform", calibration: "sequential" },
   { allocation: "uniform", calibration: "dense" },
   { allocation: "global", calibration: "dense" },
+  { allocation: "global", calibration: "sequential", obsNormalization: "stream" },
+  { allocation: "global", calibration: "sequential", obsNormalization: "none" },
   { allocation: "global", calibration: "sequential", obsNormalization: "output" },
   { allocation: "global", calibration: "sequential", obsNormalization: "standardized" },
 ] as const;
 
 describe.each(FAMILIES)("obs · $name", (f) => {
   let input: string;
+  let streamOut: { out: string; keep: unknown } | undefined;
+  let noneOut: { out: string; keep: unknown } | undefined;
   beforeAll(() => {
     input = path.join(root, `${f.name.replace(/\W+/g, "-")}-in`);
     writeTinyModel(
@@ -108,6 +113,10 @@ describe.each(FAMILIES)("obs · $name", (f) => {
           }
           expect(L.ridge?.retries).toBe(0);
         }
+        if (s.allocation === "global" && "obsNormalization" in s && s.obsNormalization === "stream")
+          streamOut = { out, keep: r.layers.map((L) => [L.keptKvGroups, L.keptChannels]) };
+        if (s.allocation === "global" && "obsNormalization" in s && s.obsNormalization === "none")
+          noneOut = { out, keep: r.layers.map((L) => [L.keptKvGroups, L.keptChannels]) };
         if (s.allocation === "uniform") {
           // uniform: every layer removes the same number of KV groups
           const kv = new Set(r.layers.map((L) => L.kvHeads[0] - L.kvHeads[1]));
@@ -118,4 +127,16 @@ describe.each(FAMILIES)("obs · $name", (f) => {
       }
     },
   );
+
+  // stream normalization: no norm between a pre-norm block's consumer and the residual stream → = none, byte
+  // for byte; post-norm (BERT) and sandwich-norm (Gemma) blocks scale the costs by the norms' gains
+  it("stream = none exactly where no norm follows the consumers, different selections where one does", () => {
+    expect(streamOut && noneOut).toBeTruthy();
+    const bytes = (o: string) => fs.readFileSync(path.join(o, "model.safetensors"));
+    const m = loadModel(input);
+    const gains = hasNormGain(m, "attn") || hasNormGain(m, "mlp");
+    m.close();
+    if (!gains) expect(bytes(streamOut!.out).equals(bytes(noneOut!.out))).toBe(true);
+    else expect(JSON.stringify(streamOut!.keep)).not.toBe(JSON.stringify(noneOut!.keep));
+  });
 });
