@@ -35,13 +35,14 @@ export type LayerStats = { attn?: TapStats; mlp?: TapStats; gain?: { attn?: numb
 
 /**
  * How global allocation makes one module's OBS costs comparable with another's (--obs-normalization):
- *  stream        (default) the cost as it reaches the residual stream: an error e of the consumer's output
+ *  none          (default) the raw costs: squared output error summed over the calibration tokens
+ *  stream        the cost as it reaches the residual stream: an error e of the consumer's output
  *                that passes a normalization first (post-norm blocks: the norm after the residual add; sandwich
  *                norms: the sublayer-output norm) leaves it scaled per token by γ/σ_t, so its cost is multiplied
  *                by mean(γ²) · mean_t(1/σ_t²) (σ_t² the variance — RMSNorm: mean square — of the norm's input
  *                for token t, measured in the dense pass); an error added to the residual stream as it is
- *                keeps its raw cost (every such error reaches the same final norm). = none for pre-norm blocks.
- *  none          the raw costs: squared output error summed over the calibration tokens
+ *                keeps its raw cost (every such error reaches the same final norm). = none for pre-norm blocks;
+ *                on bert-sst2-4l it chose nearly what none chose (docs/results.md), so it is not the default.
  *  output        cost / ‖Y‖², Y = X̃W̃ᵀ the consumer's dense output on the calibration tokens (a relative error)
  *  standardized  each module's step costs standardized (mean 0, sd 1), as FLAP standardizes its scores
  * Measured in docs/results.md (bench:quality --selection).

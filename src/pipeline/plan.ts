@@ -7,11 +7,11 @@ import os from "node:os";
 import { layerLinearElems } from "../arch/groups.ts";
 import type { Model } from "../arch/model.ts";
 import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
-import { CRITERIA } from "../criteria/index.ts";
+import { CRITERIA, type Criterion } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { matmulRate, SPD_BASE } from "../ops/index.ts";
 import type { QuantizationCost } from "../quant/cost.ts";
-import { RECONSTRUCTORS } from "../reconstruct/index.ts";
+import { RECONSTRUCTORS, RIDGE_GRID } from "../reconstruct/index.ts";
 import type { Recipe } from "./recipe.ts";
 
 export { matmulRate } from "../ops/index.ts";
@@ -133,7 +133,7 @@ function layerPassFlops(
  */
 export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): PrunePlan {
   const d = model.dims;
-  const crit = CRITERIA[recipe.criterion];
+  const crit: Criterion = CRITERIA[recipe.criterion];
   const rec = RECONSTRUCTORS[recipe.reconstruct];
   const needs = new Set([...crit.needs, ...rec.needs]);
   const calibrated = needs.size > 0;
@@ -157,6 +157,11 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   let solve = 0;
   let waiting = 0;
   const r = recipe.ratio;
+  // a structured criterion (obs) under global allocation runs every module's greedy path on the dense pass's
+  // Grams, which wait (spilled beyond the budget) until all are scored
+  const structuredGlobal = crit.structured === true && recipe.allocation === "global" && r > 0;
+  // --ridge auto: each α of the grid fitted on the fit batches, then the chosen one on all
+  const fits = recipe.ridge === "auto" && rec.needs.includes("gram") ? RIDGE_GRID.length + 1 : 1;
   for (const L of d.layers) {
     for (const din of [L.nHeads * d.headDim, L.ffn]) {
       if (needs.has("gram")) {
@@ -164,7 +169,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
         const f = gramFlops(N, din + 1, mixed) + (rec.needsCross ? 2 * N * (din + 1) ** 2 : 0);
         if (mixed) statisticsF32 += f;
         else statisticsF64 += f;
-        if (!sequential) waiting += 8 * (din + 1) ** 2;
+        if (!sequential || structuredGlobal) waiting += 8 * (din + 1) ** 2;
       } else if (needs.size) statisticsF64 += 3 * N * din;
       if (rec.needs.includes("gram")) {
         // ORT float64 (src/ops/spd.ts): blocked Cholesky (≈ 0.42 u³), two triangular solves with m
@@ -172,7 +177,19 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
         const u = (1 - r) * din + 1;
         const m = rec.needsCross ? d.hidden : r * din;
         solve +=
-          0.42 * u ** 3 + 2 * u * u * m + 4 * u * SPD_BASE * m + (rec.needsCross ? 0 : 2 * d.hidden * m * u);
+          fits *
+          (0.42 * u ** 3 +
+            2 * u * u * m +
+            4 * u * SPD_BASE * m +
+            (rec.needsCross ? 0 : 2 * d.hidden * m * u));
+      }
+      if (crit.structured && r > 0) {
+        // obs (src/criteria/obs.ts): H⁻¹ (Cholesky inverse and L⁻ᵀL⁻¹, ≈ 1.4 D³), then per removal step at
+        // width k the downdate of H⁻¹ (2k²) and of W̃ and the next costs (4·d_out·k), down to the kept width
+        // (global: to the module's minimum — taken as 0 here)
+        const D = din + 1;
+        const e = structuredGlobal ? 0 : (1 - r) * D;
+        solve += 1.4 * D ** 3 + (2 / 3) * (D ** 3 - e ** 3) + 2 * d.hidden * (D ** 2 - e ** 2);
       }
     }
   }
@@ -278,7 +295,7 @@ export function describePlan(plan: PrunePlan): string[] {
   const m = plan.memoryBytes;
   const lines = [
     `plan: ${plan.calibrationTokens.toLocaleString("en-US")} calibration tokens, ${plan.layerPasses} layer passes (whole-layer equivalents)`,
-    `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)}`,
+    `  work    forward ${tf(plan.flops.forward)}, statistics ${tf(plan.flops.statistics)}, solves ${tf(plan.flops.solve)} (least squares, with OBS selection and --ridge auto fits where chosen)`,
     `  memory  peak ≈ ${g(m.peak)} (weights cache ${g(m.weightsCache)}, one pruned layer ${g(m.prunedWeights)}, activations ${g(m.streams + m.batch)}, Grams ${g(m.gram)}, waiting calibration data ${g(m.held)})${m.spilled > 0 ? `; ${g(m.spilled)} spilled to a temporary file` : ""}`,
   ];
   const qc = plan.quantization;

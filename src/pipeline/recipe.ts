@@ -151,9 +151,9 @@ export const RECIPE_SCHEMA = {
     help: "none | bias | liar | liar-seq",
     code: "E_METHOD_UNKNOWN",
   }),
-  obsNormalization: enumOf(["stream", "none", "output", "standardized"] as const, {
+  obsNormalization: enumOf(["none", "stream", "output", "standardized"] as const, {
     flag: "--obs-normalization <n>",
-    help: "criterion obs under global allocation: how the modules' post-compensation costs are compared — stream (the error as it reaches the residual stream: scaled by the gain of a norm it passes first; = none for pre-norm blocks) | none (raw squared output error) | output (relative to the consumer's output energy) | standardized (z-scored per module, as FLAP)",
+    help: "criterion obs under global allocation: how the modules' post-compensation costs are compared — none (raw squared output error) | stream (the error as it reaches the residual stream: scaled by the gain of a norm it passes first; = none for pre-norm blocks) | output (relative to the consumer's output energy) | standardized (z-scored per module, as FLAP)",
     code: "E_METHOD_UNKNOWN",
   }),
   createBias: enumOf(["auto", "never"] as const, {
@@ -291,7 +291,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   targetWorkload: "generation",
   criterion: "flap-wifv",
   allocation: "global",
-  obsNormalization: "stream",
+  obsNormalization: "none",
   reconstruct: "liar",
   createBias: "auto",
   calibration: "sequential",

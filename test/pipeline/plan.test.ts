@@ -168,3 +168,36 @@ describe("estimates and the printed plan", () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 });
+
+describe("obs and --ridge auto in the plan", () => {
+  it("global obs holds every module's Gram until all are scored; its selection and the ridge fits count as solves", () => {
+    const flap = planPrune(model, recipe({ criterion: "flap-wifv" }), Number.POSITIVE_INFINITY);
+    const obsUniform = planPrune(
+      model,
+      recipe({ criterion: "obs", allocation: "uniform" }),
+      Number.POSITIVE_INFINITY,
+    );
+    const obsGlobal = planPrune(model, recipe({ criterion: "obs" }), Number.POSITIVE_INFINITY);
+    const auto = planPrune(
+      model,
+      recipe({ criterion: "flap-wifv", ridge: "auto" }),
+      Number.POSITIVE_INFINITY,
+    );
+    const d = model.dims;
+    let grams = 0;
+    for (const L of d.layers) for (const din of [L.nHeads * d.headDim, L.ffn]) grams += 8 * (din + 1) ** 2;
+    // the same streams wait in both; global obs adds every module's Gram
+    expect(obsGlobal.memoryBytes.held - flap.memoryBytes.held).toBe(grams);
+    const flapUniform = planPrune(
+      model,
+      recipe({ criterion: "flap-wifv", allocation: "uniform" }),
+      Number.POSITIVE_INFINITY,
+    );
+    expect(obsUniform.memoryBytes.held).toBe(flapUniform.memoryBytes.held);
+    // the greedy path: uniform stops at the kept width, global runs to the minimum
+    expect(obsUniform.flops.solve).toBeGreaterThan(flap.flops.solve);
+    expect(obsGlobal.flops.solve).toBeGreaterThan(obsUniform.flops.solve);
+    // --ridge auto: the grid's fits and the final one (8 solves instead of 1)
+    expect(auto.flops.solve).toBeCloseTo(8 * flap.flops.solve, -3);
+  });
+});
