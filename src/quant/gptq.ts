@@ -1,7 +1,7 @@
 /**
  * GPTQ (Frantar et al. 2023, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
  * Transformers"; docs/cli.md "pare quantize"): the columns of W [out, in] are quantized one after another
- * in their natural order (desc_act false), and each column's rounding error is spread over the columns not yet
+ * in their natural order (or by act-order, below), and each column's rounding error is spread over the columns not yet
  * quantized through the inverse Hessian of the layer-wise objective ‖W X − Ŵ X‖², H = 2 XᵀX (the factor 2 and
  * any positive scale of X cancel):
  *
@@ -17,6 +17,14 @@
  * of the group size, so a group's columns are always fully updated when its grid is chosen: the result is
  * the plain column-by-column algorithm above for any B (the reference implementation takes the grid of a
  * group that starts inside a block from columns whose in-block updates are still pending).
+ *
+ * Act-order (`actOrder`, the reference implementations' desc_act with static groups): the columns are processed
+ * in decreasing diag(H) order (ties: lower index first), so the columns with the largest input energy are
+ * quantized first and later, less important columns absorb their errors. The GPTQ folder keeps desc_act false
+ * and the trivial g_idx (column c in group ⌊c / g⌋) because the groups stay the natural-order ones and their
+ * grids are fixed BEFORE the permuted pass, from W (dead columns zeroed) as RTN would choose them ("static
+ * groups"): a column then reads its natural group's grid whenever its turn comes. H and W are permuted, U is
+ * taken of the permuted H, and the integers go back to their natural columns.
  *
  * U without forming H⁻¹ explicitly: with P the order-reversing permutation, P H P = L′ L′ᵀ gives
  * H⁻¹ = (P L′⁻¹ P)ᵀ (P L′⁻¹ P), and P L′⁻¹ P is upper triangular: U[i, j] = L′⁻¹[n−1−i, n−1−j], one
@@ -38,6 +46,13 @@ export interface GptqResult {
   retries: number;
   /** columns whose input was always zero (quantized as zeros) */
   dead: number;
+}
+
+/** Columns by decreasing diag(H) (ties: lower index first): act-order's processing order. */
+export function actOrderPermutation(H: Float64Array, cols: number): Int32Array {
+  const idx = Array.from({ length: cols }, (_, c) => c);
+  idx.sort((a, b) => H[b * cols + b] - H[a * cols + a] || a - b);
+  return Int32Array.from(idx);
 }
 
 /** Damping attempts: dampPercent · 10^k, k < MAX_DAMP_TRIES */
@@ -102,6 +117,35 @@ export async function gptqQuantize(
       "check the calibration data (non-finite activations?)",
       { tensor: name },
     );
+  const g = s.groupSize;
+  const B = Math.max(g, Math.ceil(s.blockSize / g) * g); // a multiple of g
+  const mq = maxQ(s.bits);
+  const groups = cols / g;
+  const scales = new Float64Array(groups * rows);
+  const zeros = new Uint8Array(groups * rows);
+  const q = new Uint8Array(rows * cols);
+  // act-order: static grids of the natural groups, then W and H permuted (position p holds column perm[p])
+  const perm = s.actOrder ? actOrderPermutation(Hd, cols) : undefined;
+  if (perm) {
+    for (let gi = 0; gi < groups; gi++)
+      groupGrid(
+        Wt,
+        rows,
+        gi * g,
+        (gi + 1) * g,
+        s.bits,
+        s.sym,
+        scales.subarray(gi * rows, (gi + 1) * rows),
+        zeros.subarray(gi * rows, (gi + 1) * rows),
+      );
+    const Wp = new Float64Array(Wt.length);
+    for (let p = 0; p < cols; p++) Wp.set(Wt.subarray(perm[p] * rows, (perm[p] + 1) * rows), p * rows);
+    Wt.set(Wp);
+    const Hp = new Float64Array(cols * cols);
+    for (let a = 0; a < cols; a++)
+      for (let b = 0; b < cols; b++) Hp[a * cols + b] = Hd[perm[a] * cols + perm[b]];
+    Hd.set(Hp);
+  }
   let U: Float64Array | null = null;
   let damp = s.dampPercent;
   let retries = 0;
@@ -120,27 +164,21 @@ export async function gptqQuantize(
     damp *= 10;
   }
 
-  const g = s.groupSize;
-  const B = Math.max(g, Math.ceil(s.blockSize / g) * g); // a multiple of g
-  const mq = maxQ(s.bits);
-  const groups = cols / g;
-  const scales = new Float64Array(groups * rows);
-  const zeros = new Uint8Array(groups * rows);
-  const q = new Uint8Array(rows * cols);
   for (let b0 = 0; b0 < cols; b0 += B) {
     const b1 = Math.min(cols, b0 + B);
     const E = new Float64Array((b1 - b0) * rows); // [b1 − b0, rows] scaled errors
     for (let c = b0; c < b1; c++) {
-      const gi = (c / g) | 0;
+      const col = perm ? perm[c] : c; // the natural column at this position
+      const gi = (col / g) | 0;
       const sc = scales.subarray(gi * rows, (gi + 1) * rows);
       const ze = zeros.subarray(gi * rows, (gi + 1) * rows);
-      if (c % g === 0) groupGrid(Wt, rows, c, c + g, s.bits, s.sym, sc, ze);
+      if (!perm && c % g === 0) groupGrid(Wt, rows, c, c + g, s.bits, s.sym, sc, ze);
       const d = U[c * cols + c];
       const w = Wt.subarray(c * rows, (c + 1) * rows);
       const e = E.subarray((c - b0) * rows, (c - b0 + 1) * rows);
       for (let j = 0; j < rows; j++) {
         const qj = quantizeValue(w[j], sc[j], ze[j], mq);
-        q[j * cols + c] = qj;
+        q[j * cols + col] = qj;
         e[j] = (w[j] - sc[j] * (qj - ze[j])) / d;
       }
       // the block's later columns now; the rest of W below, all at once

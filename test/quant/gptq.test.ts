@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { PareError } from "../../src/errors.ts";
 import { closeSharedOps, sharedOps } from "../../src/ops/index.ts";
-import { gptqQuantize, upperCholeskyOfInverse } from "../../src/quant/gptq.ts";
+import { actOrderPermutation, gptqQuantize, upperCholeskyOfInverse } from "../../src/quant/gptq.ts";
 import { roundHalfEven } from "../../src/quant/grid.ts";
 import { dequantize, type QuantizedLinear } from "../../src/quant/linear.ts";
 import { rtnQuantize } from "../../src/quant/rtn.ts";
@@ -49,12 +49,18 @@ function expectEqualToRef(
 }
 
 const CASES: { seed: number; out: number; cols: number; s: Partial<QuantSettings> }[] = [
-  { seed: 1, out: 16, cols: 64, s: { groupSize: 32, sym: true } },
-  { seed: 2, out: 16, cols: 64, s: { groupSize: 32, sym: false } },
-  { seed: 3, out: 8, cols: 128, s: { groupSize: 64, sym: true, blockSize: 32 } }, // block rounded up to 64
-  { seed: 4, out: 24, cols: 96, s: { groupSize: 32, sym: false, blockSize: 64 } }, // a partial last block
-  { seed: 5, out: 8, cols: 64, s: { groupSize: 16, bits: 8, sym: true } },
-  { seed: 6, out: 16, cols: 128, s: { groupSize: 128, sym: true } },
+  { seed: 1, out: 16, cols: 64, s: { groupSize: 32, sym: true, actOrder: false } },
+  { seed: 2, out: 16, cols: 64, s: { groupSize: 32, sym: false, actOrder: false } },
+  { seed: 3, out: 8, cols: 128, s: { groupSize: 64, sym: true, blockSize: 32, actOrder: false } }, // block rounded up to 64
+  { seed: 4, out: 24, cols: 96, s: { groupSize: 32, sym: false, blockSize: 64, actOrder: false } }, // a partial last block
+  { seed: 5, out: 8, cols: 64, s: { groupSize: 16, bits: 8, sym: true, actOrder: false } },
+  { seed: 6, out: 16, cols: 128, s: { groupSize: 128, sym: true, actOrder: false } },
+  // act-order with static groups
+  { seed: 11, out: 16, cols: 64, s: { groupSize: 32, sym: true, actOrder: true } },
+  { seed: 12, out: 16, cols: 64, s: { groupSize: 32, sym: false, actOrder: true } },
+  { seed: 13, out: 8, cols: 128, s: { groupSize: 32, sym: true, blockSize: 64, actOrder: true } },
+  { seed: 14, out: 24, cols: 96, s: { groupSize: 32, sym: false, blockSize: 64, actOrder: true } },
+  { seed: 15, out: 8, cols: 64, s: { groupSize: 16, bits: 8, sym: true, actOrder: true } },
 ];
 
 describe("GPTQ against the float64 reference", () => {
@@ -64,7 +70,7 @@ describe("GPTQ against the float64 reference", () => {
       const { W, H, Wf, Hf } = layer(seed, out, cols);
       const Wd = rowsOf(Wf, out, cols); // the float32 weights the kernel sees
       const r = await gptqQuantize(sharedOps(), "w", Wf, out, cols, Hf, set);
-      const ref = gptqRef(Wd, H, set.groupSize, set.bits, set.sym);
+      const ref = gptqRef(Wd, H, set.groupSize, set.bits, set.sym, 0.01, set.actOrder);
       expect(r.retries).toBe(0);
       expect(r.damp).toBe(0.01);
       expectEqualToRef(r.linear, ref);
@@ -105,6 +111,66 @@ describe("GPTQ against the float64 reference", () => {
     for (let k = 0; k < a.linear.scales.length; k++) expect(a.linear.scales[k]).toBe(b.linear.scales[k]);
   });
 
+  it("act-order: decreasing diag(H), ties by index; static grids are RTN's; integers back in natural columns", async () => {
+    const H = Float64Array.from([3, 0, 0, 0, 0, 5, 0, 0, 0, 0, 3, 0, 0, 0, 0, 7]);
+    expect(Array.from(actOrderPermutation(H, 4))).toEqual([3, 1, 0, 2]);
+    const { Wf, H: Hr, Hf } = layer(16, 16, 64);
+    const set = checkQuantSettings({ groupSize: 32, actOrder: true });
+    const r = await gptqQuantize(sharedOps(), "w", Wf, 16, 64, Hf, set);
+    // the grids are fixed before the pass: RTN's grids of the same groups
+    const rtn = rtnQuantize("w", Wf, 16, 64, set);
+    expect(Array.from(r.linear.scales)).toEqual(Array.from(rtn.scales));
+    expect(Array.from(r.linear.zeros)).toEqual(Array.from(rtn.zeros));
+    // and the order matters: not the natural-order result
+    const nat = await gptqQuantize(
+      sharedOps(),
+      "w",
+      Wf,
+      16,
+      64,
+      Hf,
+      checkQuantSettings({ groupSize: 32, actOrder: false }),
+    );
+    expect(Array.from(r.linear.q)).not.toEqual(Array.from(nat.linear.q));
+    // a dead channel stays zero under act-order too (it sorts with diag 1)
+    for (let a = 0; a < 64; a++) {
+      Hr[7][a] = 0;
+      Hr[a][7] = 0;
+    }
+    const d = await gptqQuantize(sharedOps(), "w", Wf, 16, 64, Float64Array.from(Hr.flat()), set);
+    expect(d.dead).toBe(1);
+    expectEqualToRef(d.linear, gptqRef(rowsOf(Wf, 16, 64), Hr, 32, 4, true, 0.01, true));
+    for (let j = 0; j < 16; j++) expect(dequantize(d.linear)[j * 64 + 7]).toBe(0);
+  });
+
+  it("act-order beats natural order when a few input channels carry most of the energy", async () => {
+    // channels 40..47 scaled ×8 (outlier features): natural order reaches them last, act-order first
+    let wins = 0;
+    for (const seed of [21, 22, 23, 24]) {
+      const { W, H } = layer(seed, 16, 64);
+      const Hs = H.map((row, a) =>
+        row.map((v, b) => v * (a >= 40 && a < 48 ? 8 : 1) * (b >= 40 && b < 48 ? 8 : 1)),
+      );
+      const Wf = Float32Array.from(W.flat());
+      const Wd = rowsOf(Wf, 16, 64);
+      const Hf = Float64Array.from(Hs.flat());
+      const err = async (actOrder: boolean) => {
+        const r = await gptqQuantize(
+          sharedOps(),
+          "w",
+          Wf,
+          16,
+          64,
+          Hf,
+          checkQuantSettings({ groupSize: 32, actOrder }),
+        );
+        return outputError(Wd, rowsOf(dequantize(r.linear), 16, 64), Hs);
+      };
+      if ((await err(true)) < (await err(false))) wins++;
+    }
+    expect(wins).toBe(4);
+  });
+
   it("dequantized values lie on the f16 grid and the integers in range", async () => {
     const { Wf, Hf } = layer(8, 16, 64);
     const r = await gptqQuantize(
@@ -134,7 +200,7 @@ describe("GPTQ against the float64 reference", () => {
       8,
       64,
       Float64Array.from(H.flat()),
-      checkQuantSettings({ groupSize: 32 }),
+      checkQuantSettings({ groupSize: 32, actOrder: false }),
     );
     expect(r.dead).toBe(1);
     const deq = dequantize(r.linear);
@@ -152,13 +218,16 @@ describe("GPTQ against the float64 reference", () => {
     const Hf = Float64Array.from(Hs.flat());
     // H − 0.05·m·I has negative eigenvalues (−0.05·m): its Cholesky fails
     expect(await upperCholeskyOfInverse(sharedOps(), Hf, cols)).toBeNull();
-    const r = await gptqQuantize(sharedOps(), "w", Wf, 8, cols, Hf, checkQuantSettings({ groupSize: 32 }));
-    expect(r.retries).toBeGreaterThanOrEqual(1);
-    expect(r.damp).toBeCloseTo(0.01 * 10 ** r.retries, 12);
-    const ref = gptqRef(rowsOf(Wf, 8, cols), Hs, 32, 4, true);
-    expect(ref.damp).toBeCloseTo(r.damp, 12);
-    expectEqualToRef(r.linear, ref);
-    for (const v of dequantize(r.linear)) expect(Number.isFinite(v)).toBe(true);
+    for (const actOrder of [false, true]) {
+      const set = checkQuantSettings({ groupSize: 32, actOrder });
+      const r = await gptqQuantize(sharedOps(), "w", Wf, 8, cols, Hf, set);
+      expect(r.retries).toBeGreaterThanOrEqual(1);
+      expect(r.damp).toBeCloseTo(0.01 * 10 ** r.retries, 12);
+      const ref = gptqRef(rowsOf(Wf, 8, cols), Hs, 32, 4, true, 0.01, actOrder);
+      expect(ref.damp).toBeCloseTo(r.damp, 12);
+      expectEqualToRef(r.linear, ref);
+      for (const v of dequantize(r.linear)) expect(Number.isFinite(v)).toBe(true);
+    }
   });
 
   it("a Hessian that stays singular is a PareError, not NaN weights", async () => {
@@ -178,10 +247,17 @@ describe("settings", () => {
       { groupSize: 48 },
       { groupSize: 0 },
       { method: "awq" },
+      { actOrder: "yes" },
     ] as const) {
       expect(() => checkQuantSettings(bad as Partial<QuantSettings>)).toThrowError(PareError);
     }
-    expect(checkQuantSettings({})).toMatchObject({ bits: 4, groupSize: 128, sym: true, method: "gptq" });
+    expect(checkQuantSettings({})).toMatchObject({
+      bits: 4,
+      groupSize: 128,
+      sym: true,
+      method: "gptq",
+      actOrder: true,
+    });
   });
 
   it("a group size that does not divide the input width fails before any work", async () => {

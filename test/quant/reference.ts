@@ -2,7 +2,8 @@
  * A slow, obvious float64 GPTQ (Frantar et al. 2023) and RTN for parity tests: W [out, in] row-major, H = XᵀX
  * [in, in]. H⁻¹ is formed explicitly (Gauss–Jordan), U = upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U), and the
  * columns are quantized one at a time with the error update applied to every later column immediately (no
- * lazy blocks). A group's grid is taken from the current (updated) weights when its first column is reached.
+ * lazy blocks). A group's grid is taken from the current (updated) weights when its first column is reached;
+ * with act-order, every group's grid is taken from W before the pass and the columns go by decreasing diag(H).
  * The grid follows src/quant/grid.ts (f16-rounded scales, round half to even).
  */
 import { f16BitsToF32, f32ToF16Bits } from "../../src/tensor/dtype.ts";
@@ -115,17 +116,40 @@ export function gptqRef(
   bits: number,
   sym: boolean,
   dampPercent = 0.01,
+  actOrder = false,
 ): RefQuantized & { damp: number } {
   const out = W0.length;
   const n = W0[0].length;
-  const W = W0.map((r) => [...r]);
-  const H = H0.map((r) => [...r]);
+  let W = W0.map((r) => [...r]);
+  let H = H0.map((r) => [...r]);
   for (let c = 0; c < n; c++)
     if (H[c][c] === 0) {
       H[c][c] = 1;
       for (let j = 0; j < out; j++) W[j][c] = 0;
     }
   const meanDiag = H.reduce((a, r, i) => a + r[i], 0) / n;
+  const groups = n / groupSize;
+  const r: RefQuantized & { damp: number } = {
+    q: W.map(() => []),
+    deq: W.map(() => []),
+    scales: Array.from({ length: groups }, () => []),
+    zeros: Array.from({ length: groups }, () => []),
+    damp: dampPercent,
+  };
+  // act-order with static groups: every natural group's grid from W before any update, then the columns in
+  // decreasing diag(H) order (ties by index); perm[p] is the natural column processed p-th
+  let perm = Array.from({ length: n }, (_, c) => c);
+  if (actOrder) {
+    for (let g = 0; g < groups; g++)
+      for (let j = 0; j < out; j++) {
+        const { s, z } = grid([W[j].slice(g * groupSize, (g + 1) * groupSize)], bits, sym);
+        r.scales[g][j] = s;
+        r.zeros[g][j] = z;
+      }
+    perm = [...perm].sort((a, b) => (H[b][b] !== H[a][a] ? H[b][b] - H[a][a] : a - b));
+    W = W.map((row) => perm.map((c) => row[c]));
+    H = perm.map((a) => perm.map((b) => H[a][b]));
+  }
   let damp = dampPercent;
   let U: number[][] | null = null;
   for (let tries = 0; tries < 6 && !U; tries++, damp *= 10) {
@@ -136,17 +160,11 @@ export function gptqRef(
     if (U) break;
   }
   if (!U) throw new Error("reference: H stays singular");
-  const groups = n / groupSize;
-  const r: RefQuantized & { damp: number } = {
-    q: W.map(() => []),
-    deq: W.map(() => []),
-    scales: Array.from({ length: groups }, () => []),
-    zeros: Array.from({ length: groups }, () => []),
-    damp,
-  };
+  r.damp = damp;
   for (let c = 0; c < n; c++) {
-    const g = Math.floor(c / groupSize);
-    if (c % groupSize === 0)
+    const col = perm[c];
+    const g = Math.floor(col / groupSize);
+    if (!actOrder && c % groupSize === 0)
       for (let j = 0; j < out; j++) {
         const { s, z } = grid([W[j].slice(c, c + groupSize)], bits, sym);
         r.scales[g][j] = s;
@@ -156,9 +174,9 @@ export function gptqRef(
       const s = r.scales[g][j];
       const z = r.zeros[g][j];
       const qv = quant(W[j][c], s, z, bits);
-      r.q[j][c] = qv;
-      r.deq[j][c] = s * (qv - z);
-      const e = (W[j][c] - r.deq[j][c]) / U[c][c];
+      r.q[j][col] = qv;
+      r.deq[j][col] = s * (qv - z);
+      const e = (W[j][c] - r.deq[j][col]) / U[c][c];
       for (let k = c + 1; k < n; k++) W[j][k] -= e * U[c][k];
     }
   }
