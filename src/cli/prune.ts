@@ -1,3 +1,4 @@
+import path from "node:path";
 import { loadModel } from "../arch/load.ts";
 import { PareError } from "../errors.ts";
 import { exportOnnxInto } from "../export/onnx.ts";
@@ -43,19 +44,22 @@ export async function pruneCommand(model: string, f: PruneFlags, con: Console): 
     );
     return;
   }
-  const r = await runPrune(recipe, onEvent);
   const extra: Record<string, unknown> = {};
-  if (f.export) {
-    con.info("» export: onnx/ inside the output folder");
-    const m = loadModel(r.output);
-    try {
-      const e = exportOnnxInto(m);
-      for (const n of e.notes) con.info(`  note: ${n}`);
-      extra.export = e;
-    } finally {
-      m.close();
-    }
-  }
+  // --export onnx: written into the output folder before it is published (all or nothing)
+  const beforePublish = f.export
+    ? (dir: string) => {
+        con.info("» export: onnx/ inside the output folder");
+        const m = loadModel(dir);
+        try {
+          const e = exportOnnxInto(m);
+          for (const n of e.notes) con.info(`  note: ${n}`);
+          extra.export = { ...e, out: path.resolve(recipe.out) };
+        } finally {
+          m.close();
+        }
+      }
+    : undefined;
+  const r = await runPrune(recipe, { onEvent, beforePublish });
   if (f.report) {
     con.info("» report");
     extra.report = (await buildReport(r.output, { data: f.reportData }, con)).file;

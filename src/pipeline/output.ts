@@ -88,8 +88,16 @@ export class PrunedOutput {
     );
   }
 
-  /** The rest of the weights, config.json, tokenizer files and pare-pruning.json; the folder is renamed into place. */
-  async finish(recipe: Recipe, input: LoadedModel, parts: ReportParts): Promise<PruneReport> {
+  /**
+   * The rest of the weights, config.json, tokenizer files and pare-pruning.json; then `beforeCommit` on the
+   * complete temporary folder (--quantize's GPTQ rewrite, an export); then the folder is renamed into place.
+   */
+  async finish(
+    recipe: Recipe,
+    input: LoadedModel,
+    parts: ReportParts,
+    beforeCommit?: (dir: string) => void | Promise<void>,
+  ): Promise<PruneReport> {
     const { run, pruned } = this;
     const model = pruned.model;
     const weights = pruned.weights;
@@ -147,6 +155,7 @@ export class PrunedOutput {
       auxFrom: input.dir,
       json: { "pare-pruning.json": report },
     });
+    if (beforeCommit) await beforeCommit(this.out.dir);
     this.out.commit();
     return report;
   }

@@ -16,7 +16,9 @@
  * `onEvent` and stops between batches and layers when its AbortSignal fires (E_ABORTED: no output, no temporary
  * files; checkpoints kept for --resume).
  */
+import fs from "node:fs";
 import os from "node:os";
+import path from "node:path";
 import { preflight } from "../allocate/allocate.ts";
 import { type LoadedModel, loadModel } from "../arch/load.ts";
 import { checkFinite } from "../arch/model.ts";
@@ -69,8 +71,7 @@ export async function runPrune(
   const input = loadModel(recipe.model);
   const ops = new Ops({ threads: recipe.threads });
   try {
-    if (depthCount(recipe, input.dims.nLayers) === 0)
-      return await prune(input, recipe, run, ops, opts.heldBudgetBytes);
+    if (depthCount(recipe, input.dims.nLayers) === 0) return await prune(input, recipe, run, ops, opts);
     // depth first: the width stages prune a view of the input without the removed blocks
     checkFinite(input);
     const before = countParams(input);
@@ -83,7 +84,7 @@ export async function runPrune(
       ...recipe,
       skipLayers: recipe.skipLayers.flatMap((s) => (kept.includes(s) ? [kept.indexOf(s)] : [])),
     };
-    return await prune(depth.model, widthRecipe, run, ops, opts.heldBudgetBytes, {
+    return await prune(depth.model, widthRecipe, run, ops, opts, {
       recipe,
       before,
       depth: depth.report,
@@ -107,11 +108,11 @@ async function prune(
   recipe: Recipe,
   run: RunContext,
   ops: Ops,
-  heldBudgetBytes?: number,
+  opts: Pick<PruneOptions, "heldBudgetBytes" | "beforePublish">,
   afterDepth?: AfterDepth,
 ): Promise<PruneReport> {
   // plan: settings, units and the cost plan, before any work
-  const job = await prepare(input, recipe, run, heldBudgetBytes);
+  const job = await prepare(input, recipe, run, opts.heldBudgetBytes);
   if (recipe.quantize) {
     const qs = checkQuantSettings({
       bits: recipe.quantize as QuantBits,
@@ -192,34 +193,44 @@ async function prune(
         `${(streams.spilledBytes / 1024 ** 3).toFixed(2)} GiB of calibration data (activations between layers, Gram matrices) went through a temporary file to stay within the memory budget`,
       );
     run.phase("write", recipe.out);
-    const report = await output.finish(afterDepth?.recipe ?? recipe, input, {
-      inputFiles: job.inputFiles,
-      calibration:
-        (calib && { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }) ??
-        afterDepth?.depth.calibration,
-      before: afterDepth?.before ?? job.before,
-      depth: afterDepth?.depth,
-      plan: job.plan,
-      layers,
-      removedHeads,
-    });
-    run.lap("write");
-    // --quantize: the written folder becomes a GPTQ folder (quant/folder.ts)
-    if (recipe.quantize) {
-      run.phase("quantize", `${recipe.out} as a GPTQ folder`);
-      const s = {
-        bits: recipe.quantize,
-        groupSize: recipe.groupSize,
-        sym: !recipe.asym,
-        lmHead: recipe.quantizeHead,
-      };
-      rewriteAsGptq(recipe.out, pruner.quantized, s, {
-        ...s,
-        method: recipe.quantMethod,
-        linears: pruner.quantReports,
-      });
-      run.lap("quantize");
-    }
+    // --quantize: the written folder becomes a GPTQ folder (quant/folder.ts) before it is published, and so does
+    // what the caller adds (beforePublish): the output appears complete or not at all
+    const beforeCommit = async (dir: string) => {
+      if (recipe.quantize) {
+        run.lap("write");
+        run.phase("quantize", `${recipe.out} as a GPTQ folder`);
+        const s = {
+          bits: recipe.quantize,
+          groupSize: recipe.groupSize,
+          sym: !recipe.asym,
+          lmHead: recipe.quantizeHead,
+        };
+        gptqInPlace(dir, pruner.quantized, s, {
+          ...s,
+          method: recipe.quantMethod,
+          linears: pruner.quantReports,
+        });
+        run.lap("quantize");
+      }
+      if (opts.beforePublish) await opts.beforePublish(dir);
+    };
+    const report = await output.finish(
+      afterDepth?.recipe ?? recipe,
+      input,
+      {
+        inputFiles: job.inputFiles,
+        calibration:
+          (calib && { sequences: calib.sequences, tokens: calib.tokens, protocol: calib.protocol }) ??
+          afterDepth?.depth.calibration,
+        before: afterDepth?.before ?? job.before,
+        depth: afterDepth?.depth,
+        plan: job.plan,
+        layers,
+        removedHeads,
+      },
+      beforeCommit,
+    );
+    if (!recipe.quantize) run.lap("write");
     job.checkpoints.remove();
     run.timings.total = (performance.now() - run.t0) / 1000;
     for (const n of run.notes) run.event({ type: "note", message: n });
@@ -231,6 +242,21 @@ async function prune(
     streams.close();
   }
 }
+
+/**
+ * The unpublished output folder `dir` rewritten as a GPTQ folder in place: written into a staging folder inside
+ * it, then its files replace the float ones (a kill meanwhile leaves only the output's temporary folder, which the
+ * next run removes; --resume restarts from the checkpoints).
+ */
+function gptqInPlace(dir: string, ...rest: DropFirst<Parameters<typeof rewriteAsGptq>>): void {
+  const staging = path.join(dir, ".gptq");
+  fs.rmSync(staging, { recursive: true, force: true });
+  rewriteAsGptq(dir, rest[0], rest[1], rest[2], staging);
+  for (const f of fs.readdirSync(dir)) if (f !== ".gptq") fs.rmSync(path.join(dir, f), { recursive: true });
+  for (const f of fs.readdirSync(staging)) fs.renameSync(path.join(staging, f), path.join(dir, f));
+  fs.rmdirSync(staging);
+}
+type DropFirst<T extends unknown[]> = T extends [unknown, ...infer R] ? R : never;
 
 /** Layer i is done: its cut tensors, the streams after it and the reports so far, for --resume. */
 function checkpoint(

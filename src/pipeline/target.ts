@@ -286,7 +286,7 @@ export async function runTarget(
           force: false,
           resume: false,
         },
-        opts,
+        { ...opts, beforePublish: undefined },
       );
       const loss = await heldOutLoss(out, heldOut, recipe.threads);
       results.push({ ...c, loss: Number(loss.toPrecision(6)), out, report });
@@ -308,6 +308,7 @@ export async function runTarget(
         throw new PareError("E_OUTPUT_EXISTS", `${recipe.out} already exists`, "use --force to replace it");
       fs.rmSync(recipe.out, { recursive: true, force: true });
     }
+    if (opts.beforePublish) await opts.beforePublish(best.out);
     fsyncTree(best.out); // on disk before it is published
     fs.renameSync(best.out, recipe.out);
     fsyncDir(dir);

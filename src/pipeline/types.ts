@@ -104,6 +104,12 @@ export interface PruneOptions {
   signal?: AbortSignal;
   /** tests: the in-memory budget of waiting calibration data (bytes; beyond it, data goes to a temporary file) */
   heldBudgetBytes?: number;
+  /**
+   * Called with the complete, not yet published output folder (a temporary sibling of `recipe.out`) just before
+   * it is renamed into place: what it adds there (an ONNX export, say) is published with the prune, all or
+   * nothing. Paths inside the folder are final relative to `recipe.out`.
+   */
+  beforePublish?: (dir: string) => void | Promise<void>;
 }
 
 /** The modules of a layer that lose units: attention (KV groups) and MLP (FFN channels). */

@@ -106,6 +106,8 @@ export function rewriteAsGptq(
   quantized: Map<string, QuantizedLinear>,
   s: { bits: number; groupSize: number; sym: boolean; lmHead?: boolean },
   quantization: Record<string, unknown>,
+  /** where to write the GPTQ folder (default: replace `dir` itself) */
+  into = dir,
 ): void {
   const m = loadModel(dir);
   try {
@@ -115,9 +117,9 @@ export function rewriteAsGptq(
         json[f] = JSON.parse(fs.readFileSync(path.join(m.dir, f), "utf8"));
     const dtype = m.dtypes.includes("F16") ? "F16" : m.dtypes.includes("BF16") ? "BF16" : "F32";
     writeGptqFolder(
-      dir,
+      into,
       { config: m.config, weights: m.weights, quantized, ...s, dtype, auxFrom: m.dir, json },
-      true,
+      into === dir,
     );
   } finally {
     m.close();

@@ -391,7 +391,7 @@ describe("SIGINT / SIGTERM twice in a row", () => {
     [["SIGINT", "SIGTERM"], 130],
     [["SIGTERM", "SIGTERM"], 143],
   ] as [NodeJS.Signals[], number][])(
-    "%j back to back: exit %i, no temporary output, no lock, input untouched; --resume completes byte-identically",
+    "%j back to back: exit %i (mixed: the handled one's), no temporary output, no lock, input untouched; --resume completes byte-identically",
     async (sigs, exit) => {
       const dir = work(`signals-${sigs.join("-")}`);
       const out = path.join(dir, "out");
@@ -409,7 +409,10 @@ describe("SIGINT / SIGTERM twice in a row", () => {
       const progress = path.join(checkpointDir(out), "progress.json");
       for (let i = 0; i < 3000 && !fs.existsSync(progress); i++) await new Promise((r) => setTimeout(r, 5));
       for (const s of sigs) child.kill(s);
-      expect(await exited).toBe(exit);
+      // two different signals sent back to back may be handled in either order (a process-directed signal can
+      // land on any of the process's threads, ORT's included): the exit code is the one that was handled
+      if (sigs[0] === sigs[1]) expect(await exited).toBe(exit);
+      else expect([130, 143]).toContain(await exited);
       expect(fs.readdirSync(dir).filter((e) => e !== ".out.partial")).toEqual([]);
       expect(snapshot(fx.model)).toEqual(before);
       const resumed = await runPare(fx.pruneArgs(out, ["--resume"]));
