@@ -21,7 +21,22 @@
  *
  * Float64 throughout; H⁻¹ from the blocked Cholesky inverse (O(D³)) and the rank-g updates of KV groups are
  * ONNX Runtime Gemms (src/ops); a single channel's rank-1 update is fused with the compacting copy in JavaScript
- * (one O(D²) pass, what an ORT call would cost in copies alone).
+ * (one O(D²) pass, what an ORT call would cost in copies alone), written in place into the same buffers.
+ *
+ * One channel at a time costs O(D²) per step, O(D³) in JavaScript for a whole path (a 1.1B model's FFN,
+ * D = 5632, ~30 min per module). So while more than `exactBelow` units are active, the path is blocked: the
+ * B = ⌈active / blockDivisor⌉ units of smallest current single-unit cost (never past the stop, nor below
+ * `exactBelow`) go at once, with ONE rank-B downdate in ORT. With M = (H⁻¹)_BB = L Lᵀ (Cholesky), P = L⁻¹ (H⁻¹)_{B,:}
+ * and Q = L⁻¹ W̃_Bᵀ,
+ *
+ *     H⁻¹ ← H⁻¹ − Pᵀ P,   W̃ ← W̃ − Qᵀ P                           // = the formulas above with G = B
+ *
+ * restricted to the kept rows / columns. The block's units are recorded cheapest (single cost) first, and each
+ * records its exact incremental cost along that order, ‖row t of Q‖² (removing B one after another in that
+ * order has exactly these costs, summing to cost(B)): the recorded costs stay the true step costs of the path,
+ * and their sum is the reconstruction error of the kept set, as on the exact path. Below `exactBelow` active
+ * units the path is the exact greedy one; a module with at most `exactBelow` units never blocks (bit for bit
+ * the path of the one-at-a-time implementation).
  */
 import { PareError } from "../errors.ts";
 import type { Ops } from "../ops/index.ts";
@@ -42,6 +57,13 @@ export interface ObsInput {
   alpha: number;
   /** stop when this many units remain (≥ 1) */
   keep: number;
+  /**
+   * blocked removal while more than this many units are active (default OBS_EXACT_BELOW = 1024: every module
+   * with ≤ 1024 units takes the exact one-at-a-time path); Infinity = always exact
+   */
+  exactBelow?: number;
+  /** blocked steps remove ⌈active / blockDivisor⌉ units (default OBS_BLOCK_DIVISOR = 32) */
+  blockDivisor?: number;
   ops: Ops;
   where: string;
 }
@@ -113,23 +135,23 @@ async function groupCost(
   return s;
 }
 
+/** Default `exactBelow`: modules with at most this many units take the exact one-at-a-time path. */
+export const OBS_EXACT_BELOW = 1024;
+/** Default `blockDivisor`: a blocked step removes ⌈active / 32⌉ units. */
+export const OBS_BLOCK_DIVISOR = 32;
+
 /**
  * Remove position p (one channel): K = (H⁻¹)_{p,:} / (H⁻¹)_pp; H⁻¹ − (H⁻¹)_{:,p} K and W̃ − W̃_{:,p} K, written
- * straight into the compacted [D−1] arrays. A rank-1 update costs what the compacting copy costs (O(D²), one
- * pass), so it is fused with it here; the O(D³) work (the inverse) and rank-g updates run in ORT.
+ * compacted ([D−1]) IN PLACE into the leading entries of the same buffers (every write goes to an index at or
+ * before the one just read, so nothing is overwritten before it is read). A rank-1 update costs what the
+ * compacting copy costs (O(D²), one pass), so it is fused with it here; the O(D³) work (the inverse) and rank-g
+ * updates run in ORT. The arithmetic is that of a copy into fresh arrays, bit for bit.
  */
-function downdateOne(
-  Hinv: Float64Array,
-  Wt: Float64Array,
-  D: number,
-  dOut: number,
-  p: number,
-): [Float64Array, Float64Array] {
+function downdateOne(Hinv: Float64Array, Wt: Float64Array, D: number, dOut: number, p: number): void {
   const n = D - 1;
   const K = new Float64Array(D); // [D]
   const hpp = Hinv[p * D + p];
   for (let b = 0; b < D; b++) K[b] = Hinv[p * D + b] / hpp;
-  const H2 = new Float64Array(n * n);
   for (let a = 0, ra = 0; a < D; a++) {
     if (a === p) continue;
     const ha = Hinv[a * D + p];
@@ -137,21 +159,19 @@ function downdateOne(
     const dst = ra * n;
     for (let b = 0, cb = 0; b < D; b++) {
       if (b === p) continue;
-      H2[dst + cb++] = Hinv[src + b] - ha * K[b];
+      Hinv[dst + cb++] = Hinv[src + b] - ha * K[b];
     }
     ra++;
   }
-  const W2 = new Float64Array(dOut * n);
   for (let i = 0; i < dOut; i++) {
     const wp = Wt[i * D + p];
     const src = i * D;
     const dst = i * n;
     for (let b = 0, cb = 0; b < D; b++) {
       if (b === p) continue;
-      W2[dst + cb++] = Wt[src + b] - wp * K[b];
+      Wt[dst + cb++] = Wt[src + b] - wp * K[b];
     }
   }
-  return [H2, W2];
 }
 
 /** Remove the g positions of unit slot s: K = M⁻¹ (H⁻¹)_{G,:} [g, D]; the updates are ORT Gemms. */
@@ -174,24 +194,90 @@ async function downdateGroup(
   if (!K) throw new PareError("E_NUMERIC", `${where}: the OBS downdate failed`, "use a larger --ridge");
   const RT = sub2(Hinv, D, allPos, pos); // [D, g] (H⁻¹)_{:,G}
   const Wg = sub2(Wt, D, rows, pos); // [dOut, g]
-  const Hn = await ops.f64.sub(Hinv, [D, D], RT, K, D, g, D); // H⁻¹ − (H⁻¹)_{:,G} K
-  const Wn = await ops.f64.sub(Wt, [dOut, D], Wg, K, dOut, g, D); // W̃ − W̃_G K
+  const Hn = await ops.f64.sub(Hinv.subarray(0, D * D), [D, D], RT, K, D, g, D); // H⁻¹ − (H⁻¹)_{:,G} K
+  const Wn = await ops.f64.sub(Wt.subarray(0, dOut * D), [dOut, D], Wg, K, dOut, g, D); // W̃ − W̃_G K
   // drop G's rows and columns (now zero up to rounding)
   const keepPos = Int32Array.from({ length: D - g }, (_, j) => (j < s * g ? j : j + g));
   return [sub2(Hn, D, keepPos, keepPos), sub2(Wn, D, rows, keepPos)];
 }
 
+/** Mᵀ of a row-major [rows, cols] matrix. */
+function transpose(M: Float64Array, rows: number, cols: number): Float64Array {
+  const T = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) T[j * rows + i] = M[i * cols + j];
+  return T;
+}
+
+/**
+ * Remove the positions `pos` (any set, in the order given) of H⁻¹ [D, D] and W̃ [dOut, D] at once: with
+ * M = (H⁻¹)_BB = L Lᵀ, P = L⁻¹ (H⁻¹)_{B,keep} and Q = L⁻¹ W̃_Bᵀ, the kept part of H⁻¹ − (H⁻¹)_{:,B} M⁻¹ (H⁻¹)_{B,:}
+ * is (H⁻¹)_{keep,keep} − PᵀP and that of W̃ − W̃_B M⁻¹ (H⁻¹)_{B,:} is W̃_{:,keep} − QᵀP (ORT Gemms, float64).
+ * Returns the compacted [D−|B|] arrays (kept positions in their order) and inc[t] = ‖row t of Q‖², the cost of
+ * removing pos[t] after pos[0..t) (their sum is tr(W̃_B M⁻¹ W̃_Bᵀ)); null when M is not numerically positive
+ * definite. Only the leading D² / dOut·D entries of the buffers are read; they are not modified.
+ */
+export async function downdateBlock(
+  ops: Ops,
+  Hinv: Float64Array,
+  Wt: Float64Array,
+  D: number,
+  dOut: number,
+  pos: ArrayLike<number>,
+): Promise<{ Hinv: Float64Array; Wt: Float64Array; inc: Float64Array } | null> {
+  const b = pos.length;
+  const gone = new Uint8Array(D);
+  for (let t = 0; t < b; t++) gone[pos[t]] = 1;
+  const keep: number[] = [];
+  for (let j = 0; j < D; j++) if (!gone[j]) keep.push(j);
+  const k = keep.length;
+  if (b === 0 || k === 0 || k + b !== D)
+    throw new Error(`obs: a block of ${b} distinct positions out of ${D}`);
+  const rows = Array.from({ length: dOut }, (_, i) => i);
+  const Linv = await ops.choleskyInverse(sub2(Hinv, D, pos, pos), b); // [b, b] L⁻¹ of (H⁻¹)_BB
+  if (!Linv?.every(Number.isFinite)) return null;
+  const WBt = new Float64Array(b * dOut); // [b, dOut] W̃_Bᵀ
+  for (let t = 0; t < b; t++) for (let i = 0; i < dOut; i++) WBt[t * dOut + i] = Wt[i * D + pos[t]];
+  const nP = await ops.f64.neg(Linv, sub2(Hinv, D, pos, keep), b, b, k); // [b, k] −P
+  const nQ = await ops.f64.neg(Linv, WBt, b, b, dOut); // [b, dOut] −Q
+  const inc = new Float64Array(b);
+  for (let t = 0; t < b; t++) {
+    let s = 0;
+    for (let i = 0; i < dOut; i++) s += nQ[t * dOut + i] * nQ[t * dOut + i];
+    inc[t] = s;
+  }
+  const H2 = await ops.f64.sub(sub2(Hinv, D, keep, keep), [k, k], transpose(nP, b, k), nP, k, b, k); // − PᵀP
+  const W2 = await ops.f64.sub(sub2(Wt, D, rows, keep), [dOut, k], transpose(nQ, b, dOut), nP, dOut, b, k); // − QᵀP
+  if (!inc.every(Number.isFinite)) return null;
+  return { Hinv: H2, Wt: W2, inc };
+}
+
+function blockOption(v: number | undefined, dflt: number, name: string, where: string, min: number): number {
+  const r = v ?? dflt;
+  if (!(r >= min) || (r !== Number.POSITIVE_INFINITY && !Number.isInteger(r)))
+    throw new PareError(
+      "E_USAGE",
+      `${where}: obs ${name} must be an integer ≥ ${min} (or Infinity), got ${v}`,
+      `pass ${name} ≥ ${min}, or leave it unset for the default ${dflt}`,
+    );
+  return r;
+}
+
 /**
  * Greedy structured OBS: remove units one at a time (cheapest post-compensation cost first) until `keep`
- * remain. Units are contiguous channel blocks of equal size; the intercept is never removed.
+ * remain, in blocks of ⌈active / blockDivisor⌉ while more than `exactBelow` are active (see the header). Units
+ * are contiguous channel blocks of equal size; the intercept is never removed.
  */
 export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   const n = Math.floor(x.d / x.unit);
   if (n * x.unit !== x.d) throw new Error(`obs: ${x.d} channels are not ${x.unit}-channel units`);
   const stop = Math.max(1, Math.min(n, x.keep));
+  const exactBelow = blockOption(x.exactBelow, OBS_EXACT_BELOW, "exactBelow", x.where, 0);
+  const divisor = blockOption(x.blockDivisor, OBS_BLOCK_DIVISOR, "blockDivisor", x.where, 1);
   const { ops, dOut, unit: g } = x;
   const inv = await inverseHessian(x);
-  let Hinv: Float64Array = inv.Hinv; // [D, D]
+  // H⁻¹ [D, D] and W̃ [dOut, D] live in the leading entries of these buffers (single-channel steps compact them
+  // in place, the others return new arrays)
+  let Hinv: Float64Array = inv.Hinv;
   let D = inv.D;
   const alphaUsed = inv.alphaUsed;
   // W̃ [dOut, D]: the consumer's weights (and bias column), compensated as units go
@@ -227,17 +313,42 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   };
   for (;;) {
     const c = await costsOf();
-    if (active.length <= stop) {
+    const m = active.length;
+    if (m <= stop) {
       c.forEach((v, s) => {
         cost[active[s]] = v;
       });
       break;
     }
+    // blocked step: the nb cheapest slots by their current single-unit costs (ties: lower slot first)
+    const nb = m > exactBelow ? Math.min(Math.ceil(m / divisor), m - Math.max(stop, exactBelow)) : 1;
+    if (nb > 1) {
+      const slots = Array.from({ length: m }, (_, s) => s)
+        .sort((p, q) => c[p] - c[q] || p - q)
+        .slice(0, nb);
+      const pos = slots.flatMap((s) => Array.from({ length: g }, (_, j) => s * g + j));
+      const r = await downdateBlock(ops, Hinv, Wt, D, dOut, pos);
+      if (r) {
+        slots.forEach((s, t) => {
+          let v = 0;
+          for (let j = 0; j < g; j++) v += r.inc[t * g + j];
+          cost[active[s]] = v;
+          order.push(active[s]);
+        });
+        Hinv = r.Hinv;
+        Wt = r.Wt;
+        D -= nb * g;
+        const gone = new Set(slots);
+        active = active.filter((_, s) => !gone.has(s));
+        continue;
+      }
+      // (H⁻¹)_BB not numerically SPD: this step removes the single cheapest unit exactly instead
+    }
     let best = 0;
     for (let s = 1; s < c.length; s++) if (c[s] < c[best]) best = s;
     cost[active[best]] = c[best];
     order.push(active[best]);
-    if (g === 1) [Hinv, Wt] = downdateOne(Hinv, Wt, D, dOut, best);
+    if (g === 1) downdateOne(Hinv, Wt, D, dOut, best);
     else [Hinv, Wt] = await downdateGroup(ops, Hinv, Wt, D, dOut, best, g, x.where);
     D -= g;
     active = active.filter((_, s) => s !== best);
