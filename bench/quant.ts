@@ -19,15 +19,17 @@
  * tokens after a 32-token prompt, batch 1, KV cache) — the workloads of `pare bench` (src/eval/latency.ts) — of each
  * llama row's export: onnx/model.onnx for float rows, onnx/model_q4.onnx (MatMulNBits) for quantized ones, all
  * sessions loaded at once and timed interleaved (medians), reported as ratios to the dense float32 model.onnx of
- * the same run. llama.cpp (node-llama-cpp, CPU, as bench:gguf times it): prompt processing (256 tokens) and
- * generation (64 tokens) of the dense model as F32 and F16 GGUF and of the GPTQ folders as Q4_0 GGUF.
+ * the same run. llama.cpp (node-llama-cpp, CPU, as bench:gguf times it but with one thread, see THREADS): prompt
+ * processing (256 tokens) and generation (64 tokens) of the dense model as F32 and F16 GGUF and of the GPTQ folders
+ * as Q4_0 GGUF.
  *
  * bert-sst2-4l rows [bert-dense, bert-rtn, bert-gptq, bert-p3, bert-p3-rtn, bert-p3-gptq]: KL(dense‖model) of the
  * class distribution, agreement with the dense prediction and accuracy on SST-2 dev (as bench:quality
  * --selection); calibration: SST-2 training sentences, 128 × 128 tokens, seed 0; group 64.
  *
  * Options: --rows a,b (keys above; default all), --windows 200|all (default 200), --kl-windows N (default 32),
- * --name NAME (results in bench/results/NAME.{json,md}; default quant), --no-write (print only).
+ * --name NAME (results in bench/results/NAME.{json,md}; default quant), --speed-runs N (timed runs per speed
+ * measurement, default 15), --no-write (print only).
  * Reads ../shared; without it, prints that it skipped and exits 0.
  */
 import fs from "node:fs";
@@ -72,6 +74,7 @@ const onlyRows = arg("rows", "")
   .filter(Boolean);
 const write = !process.argv.includes("--no-write");
 const resultsName = arg("name", "quant");
+const speedRuns = Number(arg("speed-runs", "15"));
 /**
  * One thread for ORT and llama.cpp: on this shared, loaded 2-core machine two spinning threads per session
  * measured mostly the other processes (llama.cpp generation 5 tok/s with 2 threads, 740 with 1).
@@ -521,7 +524,7 @@ if (want("speed") && rows.length) {
     models.push(m);
     cases.push({ key: r.key, file, model: m });
   }
-  ort = await ortSpeed(cases);
+  ort = await ortSpeed(cases, speedRuns);
   for (const m of models) m.close();
   for (const s of ort) {
     const r = rows.find((x) => x.key === s.key)!;
@@ -543,7 +546,7 @@ if (want("speed") && rows.length) {
     exportModel(made.get(r.key)!.dir, { format: "gguf", out: file, outtype: "q4_0", force: true });
     gcases.push({ setting: r.setting, outtype: "q4_0", file });
   }
-  gguf = await ggufSpeed(gcases);
+  gguf = await ggufSpeed(gcases, speedRuns);
   for (const g of gguf)
     log(
       `  llama.cpp ${g.setting} ${g.outtype}: pp ${g.ppTokS.toFixed(0)} tok/s, tg ${g.tgTokS.toFixed(0)} tok/s`,
@@ -677,7 +680,7 @@ md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores, load average ${
   )} at the end; ${new Date().toISOString()}; wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.\n\n`;
 const ortDense = rows.find((r) => r.key === "dense");
 if (rows.length) {
-  md += `## llama-gqa-6l\n\nWikiText-2 test perplexity (L = 256, first ${windows} windows${allWindows ? `; "PPL all": all ${pplWindowsAll} windows` : ""}), KL(dense‖model) and top-1 agreement on ${klWindows} windows; calibration WikiText-2 validation, 128 × 256 tokens (seed 0). q4: 4 bits, group ${G}, symmetric. Prunes: flap-wifv · global · liar, FFN widths a multiple of ${G}. Size: the weights on disk (embeddings, norms and the LM head stay in the input's float precision). Seconds: the prune / quantization run (this machine is shared: compare within a run only).${ort.length ? ` ORT: CPU tokens/s of onnx/model.onnx (float rows) or onnx/model_q4.onnx (MatMulNBits, quantized rows), prefill ${DEFAULT_WORKLOAD.batch} × ${DEFAULT_WORKLOAD.seqLen} and generation of ${DEFAULT_WORKLOAD.genTokens} tokens (batch 1, KV cache), ${THREADS} thread, timed interleaved in one run (medians of 15); ×: the ratio to the dense float32 model.onnx.` : ""}\n\n`;
+  md += `## llama-gqa-6l\n\nWikiText-2 test perplexity (L = 256, first ${windows} windows${allWindows ? `; "PPL all": all ${pplWindowsAll} windows` : ""}), KL(dense‖model) and top-1 agreement on ${klWindows} windows; calibration WikiText-2 validation, 128 × 256 tokens (seed 0). q4: 4 bits, group ${G}, symmetric. Prunes: flap-wifv · global · liar, FFN widths a multiple of ${G}. Size: the weights on disk (embeddings, norms and the LM head stay in the input's float precision). Seconds: the prune / quantization run (this machine is shared: compare within a run only).${ort.length ? ` ORT: CPU tokens/s of onnx/model.onnx (float rows) or onnx/model_q4.onnx (MatMulNBits, quantized rows), prefill ${DEFAULT_WORKLOAD.batch} × ${DEFAULT_WORKLOAD.seqLen} and generation of ${DEFAULT_WORKLOAD.genTokens} tokens (batch 1, KV cache), ${THREADS} thread, timed interleaved in one run (medians of ${speedRuns}); ×: the ratio to the dense float32 model.onnx.` : ""}\n\n`;
   const header = [
     "setting",
     "weights MiB",
@@ -753,7 +756,7 @@ if (rows.length) {
 }
 if (gguf.length) {
   const f32Row = gguf.find((g) => g.outtype === "f32");
-  md += `\n## llama.cpp speed (node-llama-cpp, CPU, ${THREADS} thread)\n\nThe dense model exported as F32 and F16 GGUF, the GPTQ folders as Q4_0 GGUF (their symmetric group-${G} integers kept exactly); pp: 256 prompt tokens in one batch, tg: 64 generated tokens (greedy), tokens/s, medians of 15 runs interleaved; ×: the ratio to dense F32 of the same run. The Q4_0 file also stores the embeddings in Q4_0 and the output matrix in Q8_0 (as bench:gguf).\n\n`;
+  md += `\n## llama.cpp speed (node-llama-cpp, CPU, ${THREADS} thread)\n\nThe dense model exported as F32 and F16 GGUF, the GPTQ folders as Q4_0 GGUF (their symmetric group-${G} integers kept exactly); pp: 256 prompt tokens in one batch, tg: 64 generated tokens (greedy), tokens/s, medians of ${speedRuns} runs interleaved; ×: the ratio to dense F32 of the same run. The Q4_0 file also stores the embeddings in Q4_0 and the output matrix in Q8_0 (as bench:gguf).\n\n`;
   md += `${markdownTable(
     ["model", "type", "file MiB", "pp tok/s", "×", "tg tok/s", "×"],
     gguf.map((g) => [
