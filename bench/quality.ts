@@ -302,6 +302,7 @@ async function selectionBench(): Promise<void> {
     { criterion: "obs", allocation: "global", norm: "none", ridge: "auto" },
     { criterion: "obs", allocation: "global", norm: "stream" },
     { criterion: "obs", allocation: "global", norm: "stream", ridge: "auto" },
+    { criterion: "obs", allocation: "global", norm: "standardized", ridge: "auto" },
   ];
   const filter = arg("cells")?.split(",");
   const want = (c: Cell) => !filter || filter.some((f) => cellLabel(c).includes(f));

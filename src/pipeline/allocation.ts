@@ -35,7 +35,8 @@ export type LayerStats = { attn?: TapStats; mlp?: TapStats; gain?: { attn?: numb
 
 /**
  * How global allocation makes one module's OBS costs comparable with another's (--obs-normalization):
- *  none          (default) the raw costs: squared output error summed over the calibration tokens
+ *  auto          (default) standardized for post-norm blocks, none otherwise (obsNormalizationOf)
+ *  none          the raw costs: squared output error summed over the calibration tokens
  *  stream        the cost as it reaches the residual stream: an error e of the consumer's output
  *                that passes a normalization first (post-norm blocks: the norm after the residual add; sandwich
  *                norms: the sublayer-output norm) leaves it scaled per token by γ/σ_t, so its cost is multiplied
@@ -88,6 +89,15 @@ async function outputEnergy(
   let e = 0;
   for (let k = 0; k < WG.length; k++) e += WG[k] * Wt[k];
   return e;
+}
+
+/**
+ * --obs-normalization auto: `standardized` for post-norm blocks, `none` otherwise — the measured best of each on
+ * the shared models (bert-sst2-4l, llama-gqa-6l; docs/results.md), not a derivation.
+ */
+export function obsNormalizationOf(model: Model, n: ObsNormalization): Exclude<ObsNormalization, "auto"> {
+  if (n !== "auto") return n;
+  return model.spec.block.placement === "post" ? "standardized" : "none";
 }
 
 /**
@@ -181,13 +191,14 @@ export class Selection {
         alpha: ridgeAlpha(env.recipe),
       });
       let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
-      if (env.recipe.obsNormalization === "stream") {
+      const norm = obsNormalizationOf(model, env.recipe.obsNormalization);
+      if (norm === "stream") {
         const f = streamFactor(model, u.layer, u.module, stats?.[u.layer].gain?.[u.module]);
         c = c.map((v) => v * f);
-      } else if (env.recipe.obsNormalization === "output") {
+      } else if (norm === "output") {
         const e = await outputEnergy(model, u.layer, u.module, gram, env.ops);
         c = c.map((v) => (e > 0 ? v / e : v));
-      } else if (env.recipe.obsNormalization === "standardized") c = standardize(c);
+      } else if (norm === "standardized") c = standardize(c);
       if (env.keepGrams) env.grams?.put(u.layer, u.module, gram);
       orders.push(o);
       steps.push(c);

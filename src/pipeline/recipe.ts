@@ -151,9 +151,9 @@ export const RECIPE_SCHEMA = {
     help: "none | bias | liar | liar-seq",
     code: "E_METHOD_UNKNOWN",
   }),
-  obsNormalization: enumOf(["none", "stream", "output", "standardized"] as const, {
+  obsNormalization: enumOf(["auto", "none", "stream", "output", "standardized"] as const, {
     flag: "--obs-normalization <n>",
-    help: "criterion obs under global allocation: how the modules' post-compensation costs are compared — none (raw squared output error) | stream (the error as it reaches the residual stream: scaled by the gain of a norm it passes first; = none for pre-norm blocks) | output (relative to the consumer's output energy) | standardized (z-scored per module, as FLAP)",
+    help: "criterion obs under global allocation: how the modules' post-compensation costs are compared — auto (standardized for post-norm blocks, none otherwise: the measured best of each) | none (raw squared output error) | stream (the error as it reaches the residual stream: scaled by the gain of a norm it passes first; = none for pre-norm blocks) | output (relative to the consumer's output energy) | standardized (z-scored per module, as FLAP)",
     code: "E_METHOD_UNKNOWN",
   }),
   createBias: enumOf(["auto", "never"] as const, {
@@ -184,7 +184,7 @@ export const RECIPE_SCHEMA = {
     min: 0,
     flag: "--ridge <alpha>",
     help: "ridge α of liar / liar-seq: λ = α · mean(diag(X_uᵀX_u)); auto: chosen per layer and module from a small grid by the error on held-out calibration windows",
-    hint: "the default is 0.01; --ridge auto chooses per layer",
+    hint: "a number (0.01 is the fixed choice) or auto (the default: chosen per layer and module)",
   } as NumOrAutoField,
   roundTo: {
     kind: "int",
@@ -289,9 +289,9 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   depthRatio: 0,
   depthCriterion: "bi",
   targetWorkload: "generation",
-  criterion: "flap-wifv",
+  criterion: "obs",
   allocation: "global",
-  obsNormalization: "none",
+  obsNormalization: "auto",
   reconstruct: "liar",
   createBias: "auto",
   calibration: "sequential",
@@ -299,7 +299,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   samples: 128,
   seqLen: 256,
   seed: 0,
-  ridge: RIDGE_DEFAULT,
+  ridge: "auto",
   roundTo: 1,
   skipLayers: [],
   minGroups: 1,

@@ -11,6 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/arch/load.ts";
 import { hasNormGain } from "../../src/ops/index.ts";
+import { obsNormalizationOf } from "../../src/pipeline/allocation.ts";
 import { runPrune } from "../../src/pipeline/prune.ts";
 import { resolveRecipe } from "../../src/pipeline/recipe.ts";
 import { FAMILY_CASES } from "../families/cases.ts";
@@ -56,6 +57,7 @@ const SETTINGS = [
   { allocation: "uniform", calibration: "sequential" },
   { allocation: "uniform", calibration: "dense" },
   { allocation: "global", calibration: "dense" },
+  { allocation: "global", calibration: "sequential", obsNormalization: "auto" },
   { allocation: "global", calibration: "sequential", obsNormalization: "stream" },
   { allocation: "global", calibration: "sequential", obsNormalization: "none" },
   { allocation: "global", calibration: "sequential", obsNormalization: "output" },
@@ -127,6 +129,17 @@ describe.each(FAMILIES)("obs · $name", (f) => {
       }
     },
   );
+
+  // auto: standardized for post-norm blocks (BERT), none otherwise — the same bytes as the resolved setting
+  it("auto = standardized for post-norm blocks, none otherwise, byte for byte", () => {
+    const m = loadModel(input);
+    const resolved = obsNormalizationOf(m, "auto");
+    m.close();
+    expect(resolved).toBe(f.bert ? "standardized" : "none");
+    const dirOf = (n: string) => path.join(root, `${path.basename(input)}-global-sequential-${n}`);
+    const bytes = (o: string) => fs.readFileSync(path.join(o, "model.safetensors"));
+    expect(bytes(dirOf("auto")).equals(bytes(dirOf(resolved)))).toBe(true);
+  });
 
   // stream normalization: no norm between a pre-norm block's consumer and the residual stream → = none, byte
   // for byte; post-norm (BERT) and sandwich-norm (Gemma) blocks scale the costs by the norms' gains

@@ -176,11 +176,12 @@ describe("resolveRecipe refuses bad settings", () => {
     const r = resolveRecipe(base());
     expect(DEFAULTS).toMatchObject({
       ratio: 0.3,
-      criterion: "flap-wifv",
+      criterion: "obs",
       allocation: "global",
+      obsNormalization: "auto",
       reconstruct: "liar",
       calibration: "sequential",
-      ridge: 0.01,
+      ridge: "auto",
     });
     for (const k of Object.keys(DEFAULTS)) expect(r[k as keyof Recipe], k).toBeDefined();
   });
