@@ -160,8 +160,10 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   // a structured criterion (obs) under global allocation runs every module's greedy path on the dense pass's
   // Grams, which wait (spilled beyond the budget) until all are scored
   const structuredGlobal = crit.structured === true && recipe.allocation === "global" && r > 0;
-  // --ridge auto: each α of the grid fitted on the fit batches, then the chosen one on all
-  const fits = recipe.ridge === "auto" && rec.needs.includes("gram") ? RIDGE_GRID.length + 1 : 1;
+  // --ridge auto (sequential calibration: held-out batches): each α of the grid fitted on the fit batches, then
+  // the chosen one on all; under dense calibration auto means the default α (src/reconstruct/index.ts)
+  const fits =
+    recipe.ridge === "auto" && rec.needs.includes("gram") && sequential ? RIDGE_GRID.length + 1 : 1;
   for (const L of d.layers) {
     for (const din of [L.nHeads * d.headDim, L.ffn]) {
       if (needs.has("gram")) {

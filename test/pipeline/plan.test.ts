@@ -171,7 +171,7 @@ describe("estimates and the printed plan", () => {
 
 describe("obs and --ridge auto in the plan", () => {
   it("global obs holds every module's Gram until all are scored; its selection and the ridge fits count as solves", () => {
-    const flap = planPrune(model, recipe({ criterion: "flap-wifv" }), Number.POSITIVE_INFINITY);
+    const flap = planPrune(model, recipe({ criterion: "flap-wifv", ridge: 0.01 }), Number.POSITIVE_INFINITY);
     const obsUniform = planPrune(
       model,
       recipe({ criterion: "obs", allocation: "uniform" }),
@@ -190,14 +190,25 @@ describe("obs and --ridge auto in the plan", () => {
     expect(obsGlobal.memoryBytes.held - flap.memoryBytes.held).toBe(grams);
     const flapUniform = planPrune(
       model,
-      recipe({ criterion: "flap-wifv", allocation: "uniform" }),
+      recipe({ criterion: "flap-wifv", allocation: "uniform", ridge: 0.01 }),
       Number.POSITIVE_INFINITY,
     );
     expect(obsUniform.memoryBytes.held).toBe(flapUniform.memoryBytes.held);
     // the greedy path: uniform stops at the kept width, global runs to the minimum
     expect(obsUniform.flops.solve).toBeGreaterThan(flap.flops.solve);
     expect(obsGlobal.flops.solve).toBeGreaterThan(obsUniform.flops.solve);
-    // --ridge auto: the grid's fits and the final one (8 solves instead of 1)
+    // --ridge auto: the grid's fits and the final one (8 solves instead of 1); dense calibration: 1 (no held-out)
     expect(auto.flops.solve).toBeCloseTo(8 * flap.flops.solve, -3);
+    const autoDense = planPrune(
+      model,
+      recipe({ criterion: "flap-wifv", ridge: "auto", calibration: "dense" }),
+      Number.POSITIVE_INFINITY,
+    );
+    const flapDense = planPrune(
+      model,
+      recipe({ criterion: "flap-wifv", ridge: 0.01, calibration: "dense" }),
+      Number.POSITIVE_INFINITY,
+    );
+    expect(autoDense.flops.solve).toBe(flapDense.flops.solve);
   });
 });
