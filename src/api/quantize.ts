@@ -151,6 +151,9 @@ export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
             group_size: s.groupSize,
             sym: s.sym,
             damp_percent: s.dampPercent,
+            // GPTQ's column order: act-order with static groups (the folder's desc_act stays false)
+            act_order: s.method === "gptq" ? s.actOrder : null,
+            static_groups: s.method === "gptq" ? s.actOrder : null,
             calibration:
               s.method === "gptq"
                 ? { samples: recipe.samples, seq_len: recipe.seqLen, seed: recipe.seed }

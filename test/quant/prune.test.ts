@@ -57,6 +57,7 @@ describe("prune --quantize", () => {
     expect(fs.existsSync(path.join(out, "pare-pruning.json"))).toBe(true);
     const q = JSON.parse(fs.readFileSync(path.join(out, "pare-quantization.json"), "utf8"));
     expect(q.linears).toHaveLength(2 * 7);
+    expect(q).toMatchObject({ method: "gptq", act_order: true, static_groups: true }); // how it was made
     const store = TensorStore.openFolder(out);
     const ffn = r.layers[0].ffn[1];
     expect(ffn).toBeLessThan(64);
