@@ -319,6 +319,7 @@ async function errOf(x: Omit<ObsInput, "keep">, removed: ArrayLike<number>): Pro
 // --merge: keep the rows (and the quality table, under --no-quality) of bench/results/obs-scale.json for sizes
 // this run does not measure (e.g. a separate long `--sizes 5632 --before-max 5632 --no-quality --merge` run)
 const merge = process.argv.includes("--merge");
+const cmd = ["npx tsx bench/obs-scale.ts", ...process.argv.slice(2).map((a) => a || '""')].join(" ");
 const previous = (() => {
   const file = path.join(REPO_ROOT, "bench", "results", "obs-scale.json");
   if (!merge || !fs.existsSync(file)) return null;
@@ -338,7 +339,14 @@ for (const D of sizes) {
   if (D <= beforeMax) [legacy, before] = await seconds(() => obsOrderLegacy({ ...x, keep: 1 }));
   const [after, tAfter] = await seconds(() => obsOrder({ ...x, keep: 1 }));
   const identical = legacy ? sameBytes(legacy, after) : null;
-  const row = { D, beforeS: before, afterS: tAfter, speedup: before ? before / tAfter : null, identical };
+  const row = {
+    command: cmd,
+    D,
+    beforeS: before,
+    afterS: tAfter,
+    speedup: before ? before / tAfter : null,
+    identical,
+  };
   rows.push(row);
   console.log(JSON.stringify(row));
 }
@@ -367,6 +375,7 @@ if (withQuality) {
     const ke = new Set(kept(exact));
     const overlap = kept(blocked).filter((k) => ke.has(k)).length;
     const q = {
+      command: cmd,
       kind,
       D,
       keep,
@@ -387,11 +396,13 @@ if (withQuality) {
 closeSharedOps();
 
 const info = machineInfo();
-const cmd = ["npx tsx bench/obs-scale.ts", ...process.argv.slice(2)].join(" ");
 let md = `# OBS selection at scale\n\n\`${cmd}\`${previous ? " (merged into the previous results)" : ""} (${info.date}, ${info.cpu}, ${info.cores} cores,`;
 md += ` Node ${info.node}, ORT ${info.onnxruntime}). One module's structured OBS path, unit = 1 FFN channel, keep = 1,`;
 md += ` d_out ${dOut}, α ${alpha}; Gram of [X, 1], X [2D, D] Gaussian. Before: the one-at-a-time implementation`;
 md += " (commit 705f0ed); after: blocked above 1024 active units (⌈active/32⌉ per step), exact below.\n\n";
+const commands = [...new Set([...rows, ...quality].map((r) => String(r.command ?? cmd)))];
+if (commands.length > 1)
+  md += `Measured by ${commands.map((c) => `\`${c}\``).join(", ")} (see the JSON per row).\n\n`;
 md += markdownTable(
   ["D", "before (s)", "after (s)", "speedup", "identical output"],
   rows.map((r) => [
