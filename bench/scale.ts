@@ -22,6 +22,9 @@ const cfg = tinyLlamaShapedConfig(22);
 ensureTinyLlamaShaped(dir, cfg.num_hidden_layers);
 const argSamples = process.argv.indexOf("--samples");
 const samples = argSamples > 0 ? Number(process.argv[argSamples + 1]) : 64;
+// --criterion NAME (default flap-wifv, the recorded run's; obs = today's default criterion)
+const argCriterion = process.argv.indexOf("--criterion");
+const criterion = argCriterion > 0 ? process.argv[argCriterion + 1] : "flap-wifv";
 const calib = path.join(REPO_ROOT, "examples", "data", "calib-wikitext2-valid.txt");
 const out = path.join(REPO_ROOT, "bench", "cache", "tinyllama-pruned");
 const maxMemory = 5;
@@ -29,7 +32,7 @@ const recipeIn = {
   model: dir,
   out,
   ratio: 0.3,
-  criterion: "flap-wifv",
+  criterion,
   allocation: "global" as const,
   reconstruct: "liar",
   calibration: "dense" as const,
@@ -52,7 +55,7 @@ type Run = {
   notes: string[];
   outputLayers?: number;
 };
-const name = samples === 64 ? "scale" : `scale-s${samples}`;
+const name = `${samples === 64 ? "scale" : `scale-s${samples}`}${criterion !== "flap-wifv" ? `-${criterion}` : ""}`;
 let run: Run;
 let machine = machineInfo();
 if (process.argv.includes("--report-only")) {
@@ -127,10 +130,10 @@ const checks = [
 ];
 const md = `# bench:scale
 
-Command: \`npm run bench:scale${samples !== 64 ? ` -- --samples ${samples}` : ""}\`  
+Command: \`npm run bench:scale${samples !== 64 || criterion !== "flap-wifv" ? ` --${samples !== 64 ? ` --samples ${samples}` : ""}${criterion !== "flap-wifv" ? ` --criterion ${criterion}` : ""}` : ""}\`  
 Machine: ${machine.cpu}, ${machine.cores} cores; ${machine.date}.  
 Model: TinyLlama-1.1B-shaped, seeded random bf16 weights (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000).  
-Recipe: flap-wifv · global · liar · ratio 0.3 · ${samples} × 512 calibration tokens · dense calibration · --max-memory ${maxMemory}.  
+Recipe: ${criterion} · global · liar · ratio 0.3 · ${samples} × 512 calibration tokens · dense calibration · --max-memory ${maxMemory}.  
 Output: ${outParams} layers, achieved ratio ${run.achievedRatio.toFixed(4)}; loads back (config and shapes checked).
 
 The prune's own plan (printed before it starts; the time estimate uses MatMul rates measured at 1024³):
