@@ -63,6 +63,8 @@ export interface GlobalEnv {
   grams?: GramSource;
   /** put each Gram back after use (dense calibration reconstructs from them later) */
   keepGrams?: boolean;
+  /** progress: module k of n (a structured criterion's greedy paths can take minutes on wide layers) */
+  onModule?: (layer: number, module: Module) => void;
 }
 
 const index = (i: number, m: Module) => 2 * i + (m === "attn" ? 0 : 1);
@@ -176,6 +178,7 @@ export class Selection {
     const orders: ObsOrder[] = [];
     const steps: Float64Array[] = [];
     for (const u of units) {
+      env.onModule?.(u.layer, u.module);
       const gram = env.grams?.take(u.layer, u.module) ?? stats?.[u.layer][u.module]?.gram;
       if (u.skip || !gram) {
         if (gram && env.keepGrams) env.grams?.put(u.layer, u.module, gram);

@@ -315,11 +315,18 @@ async function select(
     stats = await densePass(job, streams, batches, ops, run, job.kinds.criterion, needsGains(job));
     run.lap("scoring");
   }
+  const nL = job.pruned.model.dims.nLayers;
+  if (criterion.structured)
+    run.phase("select", `${criterion.name}: every module's greedy path, then the costs ranked across layers`);
   return Selection.global(job.pruned.model, units, criterion, recipe.ratio, stats, {
     ops,
     recipe,
     grams: streams.grams,
     keepGrams: denseStats !== undefined,
+    onModule: (layer, m) => {
+      run.checkAborted();
+      run.layer(layer, nL, m === "attn" ? "select heads" : "select FFN");
+    },
   });
 }
 
