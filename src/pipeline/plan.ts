@@ -220,7 +220,10 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const outputs = 2 * rows * (d.hidden + maxHeads * d.headDim + maxIn);
   const chunk = needs.has("gram") ? 2 * chunkRowsFor(maxIn, true) * (maxIn + 1) + 0.6 * (maxIn + 1) ** 2 : 0;
   const batch = 4 * (layerWork + outputs + chunk);
-  const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (rec.needsCross ? 4 : 3) : 0;
+  // Grams being accumulated or solved; obs's greedy path (src/criteria/obs.ts) holds, besides the Gram, H, L⁻¹,
+  // H⁻¹ and a blocked downdate's kept copy and ORT output: ≈ 6 more D² matrices (bench:scale --criterion obs
+  // peaked 1.55 GiB above a plan that counted 3, D = 5633)
+  const gram = needs.has("gram") ? 8 * (maxIn + 1) ** 2 * (crit.structured ? 9 : rec.needsCross ? 4 : 3) : 0;
   let base = Math.round((weightsCache + prunedWeights + batch + gram) * 1.15);
   const budgetFor = (b: number) =>
     heldBudget ??

@@ -194,6 +194,8 @@ describe("obs and --ridge auto in the plan", () => {
       Number.POSITIVE_INFINITY,
     );
     expect(obsUniform.memoryBytes.held).toBe(flapUniform.memoryBytes.held);
+    // obs's working set: the Gram plus H, L⁻¹, H⁻¹ and a blocked downdate's copies (9 D² vs liar's 3)
+    expect(obsGlobal.memoryBytes.gram).toBe(3 * flap.memoryBytes.gram);
     // the greedy path: uniform stops at the kept width, global runs to the minimum
     expect(obsUniform.flops.solve).toBeGreaterThan(flap.flops.solve);
     expect(obsGlobal.flops.solve).toBeGreaterThan(obsUniform.flops.solve);
