@@ -60,6 +60,9 @@ async function main(): Promise<void> {
             calib: [calib],
             ratio,
             allocation,
+            // the recorded results' criterion (the default before 2026-12-02)
+            criterion: "flap-wifv",
+            ridge: 0.01,
             samples: 32,
             seqLen: 128,
             threads: THREADS,

@@ -40,7 +40,7 @@ import { exportModel } from "../src/api/export.ts";
 import { quantize } from "../src/api/quantize.ts";
 import { type LoadedModel, loadModel } from "../src/arch/load.ts";
 import type { Model } from "../src/arch/model.ts";
-import { DEFAULT_WORKLOAD } from "../src/eval/latency.ts";
+import { DEFAULT_WORKLOAD, generationRuns, prefillRuns, timeInterleaved } from "../src/eval/latency.ts";
 import { cutWindows, perplexity } from "../src/eval/perplexity.ts";
 import { Runner } from "../src/eval/runner.ts";
 import { readClassificationFile, readTextFile } from "../src/io/datasets.ts";
@@ -48,7 +48,7 @@ import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
 import { resolveRecipe } from "../src/pipeline/recipe.ts";
 import { QUANT_DEFAULTS } from "../src/quant/settings.ts";
-import { f32, type HostTensor, i64From, Session } from "../src/runtime/ort.ts";
+import { Session } from "../src/runtime/ort.ts";
 import {
   againstDense,
   machineInfo,
@@ -96,6 +96,8 @@ const dense = path.join(SHARED, "models/llama-gqa-6l");
 const calib = path.join(SHARED, "data/wikitext-2/tokens-v1/wiki.valid.tokens");
 const G = 64;
 const CAL = { calib: [calib], samples: 128, seqLen: 256, seed: 0 };
+/** the prune recipe of the recorded results (the default before 2026-12-02), pinned so that they reproduce */
+const RECORDED = { criterion: "flap-wifv", ridge: 0.01 } as const;
 
 /** GPTQ's column order for the calls inside f (quantize and the prune read QUANT_DEFAULTS.actOrder). */
 async function withActOrder<T>(v: boolean | undefined, f: () => Promise<T>): Promise<T> {
@@ -167,7 +169,7 @@ const prune =
     const out = dirOf(key);
     const [, s] = await timed(() =>
       withActOrder(actOrder, () =>
-        runPrune(resolveRecipe({ model: dense, out, ratio, roundTo: G, ...CAL, ...extra })),
+        runPrune(resolveRecipe({ model: dense, out, ratio, roundTo: G, ...RECORDED, ...CAL, ...extra })),
       ),
     );
     return { dir: out, seconds: s };
@@ -342,23 +344,6 @@ function pairedLogPpl(a: string, b: string, n?: number): { diff: number; se: num
 // ---------------------------------------------------------------------------------------------------------------
 // speed: ORT (model.onnx / model_q4.onnx) and llama.cpp (GGUF)
 
-function emptyPast(m: Model, batch: number): Record<string, HostTensor> {
-  const past: Record<string, HostTensor> = {};
-  m.dims.layers.forEach((L, i) => {
-    for (const kv of ["key", "value"])
-      past[`past_key_values.${i}.${kv}`] = f32([batch, L.nKv, 0, m.dims.headDim], new Float32Array(0));
-  });
-  return past;
-}
-
-function seededIds(n: number, vocab: number, seed: number): number[] {
-  let a = seed >>> 0;
-  return Array.from({ length: n }, () => {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return 3 + (a % Math.max(1, vocab - 3));
-  });
-}
-
 interface OrtSpeed {
   key: string;
   file: string;
@@ -368,7 +353,7 @@ interface OrtSpeed {
 
 /**
  * The exported ONNX files timed as `pare bench` times its graphs (src/eval/latency.ts, whose feeds this mirrors
- * for files: prefill B × T with an empty past, greedy generation with the KV cache), interleaved, medians.
+ * for files: the same prefill and generation runs, on the exported graphs), interleaved, medians.
  */
 async function ortSpeed(
   cases: { key: string; file: string; model: Model }[],
@@ -377,61 +362,10 @@ async function ortSpeed(
   const { batch: B, seqLen: T, promptLen: P, genTokens: Gn } = DEFAULT_WORKLOAD;
   const sessions: Session[] = [];
   for (const c of cases) sessions.push(await Session.create(c.file, { threads: THREADS }));
-  const prefill = cases.map((c, i) => {
-    const m = c.model;
-    const feed = {
-      input_ids: i64From([B, T], seededIds(B * T, m.dims.vocab, 11)),
-      attention_mask: i64From([B, T], new Array(B * T).fill(1)),
-      position_ids: i64From(
-        [B, T],
-        Array.from({ length: B * T }, (_, k) => k % T),
-      ),
-      ...emptyPast(m, B),
-    };
-    return async () => void (await sessions[i].run(feed));
-  });
-  const gen = cases.map((c, i) => async () => {
-    const m = c.model;
-    let past = emptyPast(m, 1);
-    let feed = seededIds(P, m.dims.vocab, 13);
-    let total = 0;
-    for (let step = 0; step < Gn; step++) {
-      total += feed.length;
-      const r = await sessions[i].run({
-        input_ids: i64From([1, feed.length], feed),
-        attention_mask: i64From([1, total], new Array(total).fill(1)),
-        position_ids: i64From(
-          [1, feed.length],
-          feed.map((_, t) => total - feed.length + t),
-        ),
-        ...past,
-      });
-      const V = m.dims.vocab;
-      const lg = r.logits.data as Float32Array;
-      const last = lg.subarray(lg.length - V);
-      let best = 0;
-      for (let j = 1; j < V; j++) if (last[j] > last[best]) best = j;
-      past = {};
-      m.dims.layers.forEach((_, l) => {
-        past[`past_key_values.${l}.key`] = r[`present.${l}.key`];
-        past[`past_key_values.${l}.value`] = r[`present.${l}.value`];
-      });
-      feed = [best];
-    }
-  });
-  const interleaved = async (fns: (() => Promise<void>)[], n: number) => {
-    for (const f of fns) await f(); // warm-up
-    const t: number[][] = fns.map(() => []);
-    for (let r = 0; r < n; r++)
-      for (let i = 0; i < fns.length; i++) {
-        const s = performance.now();
-        await fns[i]();
-        t[i].push((performance.now() - s) / 1000);
-      }
-    return t.map(median);
-  };
-  const ps = await interleaved(prefill, runs);
-  const gs = await interleaved(gen, runs);
+  const models = cases.map((c) => c.model);
+  // the feeds and the timing of `pare bench` (src/eval/latency.ts), on the exported files
+  const ps = await timeInterleaved(prefillRuns(sessions, models, B, T), runs);
+  const gs = await timeInterleaved(generationRuns(sessions, models, P, Gn), runs);
   for (const s of sessions) await s.release();
   return cases.map((c, i) => ({
     key: c.key,
@@ -605,7 +539,7 @@ if (bertKeys.length && fs.existsSync(path.join(SHARED, "models/bert-sst2-4l"))) 
     async () => {
       const out = dirOf(key);
       const [, s] = await timed(() =>
-        runPrune(resolveRecipe({ model: bdir, out, ratio: 0.3, roundTo: G, ...BCAL, ...extra })),
+        runPrune(resolveRecipe({ model: bdir, out, ratio: 0.3, roundTo: G, ...RECORDED, ...BCAL, ...extra })),
       );
       return { dir: out, seconds: s };
     };

@@ -47,7 +47,7 @@ function ids(n: number, vocab: number, seed: number): number[] {
   });
 }
 
-async function timeInterleaved(fns: (() => Promise<void>)[], runs: number): Promise<number[]> {
+export async function timeInterleaved(fns: (() => Promise<void>)[], runs: number): Promise<number[]> {
   for (const f of fns) await f(); // warm-up
   const t: number[][] = fns.map(() => []);
   for (let r = 0; r < runs; r++) {
@@ -145,7 +145,12 @@ export async function benchSpeed(
 }
 
 /** One prefill of B × T tokens per model (the KV-cache graph, empty past). */
-function prefillRuns(sessions: Session[], models: Model[], B: number, T: number): (() => Promise<void>)[] {
+export function prefillRuns(
+  sessions: Session[],
+  models: Model[],
+  B: number,
+  T: number,
+): (() => Promise<void>)[] {
   const feeds = models.map((m) => ({
     input_ids: i64From([B, T], ids(B * T, m.dims.vocab, 11)),
     attention_mask: i64From([B, T], new Array(B * T).fill(1)),
@@ -159,7 +164,12 @@ function prefillRuns(sessions: Session[], models: Model[], B: number, T: number)
 }
 
 /** Greedy generation of G tokens after a P-token prompt (batch 1, KV cache), per model. */
-function generationRuns(sessions: Session[], models: Model[], P: number, G: number): (() => Promise<void>)[] {
+export function generationRuns(
+  sessions: Session[],
+  models: Model[],
+  P: number,
+  G: number,
+): (() => Promise<void>)[] {
   return sessions.map((s, i) => async () => {
     const m = models[i];
     let past = emptyPast(m, 1);
