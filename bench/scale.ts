@@ -1,8 +1,8 @@
 /**
- * Scale benchmark (`npm run bench:scale [-- --samples N]`): generates (once, cached in bench/cache/) a LLaMA-shaped
+ * Scale benchmark (`npm run bench:scale [-- --samples N --criterion NAME --max-memory GiB]`): generates (once, cached in bench/cache/) a LLaMA-shaped
  * model with TinyLlama-1.1B dimensions (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000)
  * with seeded random bf16 weights, prints pare's plan for the issue's recipe (flap-wifv, global, liar, ratio 0.3,
- * 64 × 512 calibration tokens; dense calibration, --max-memory 6), then runs the prune in a child process
+ * 64 × 512 calibration tokens; dense calibration, --max-memory 5), then runs the prune in a child process
  * (bench/scaleRun.ts) and reports wall time per phase, busy time per kind of work, peak RSS, and the achieved
  * GFLOP/s next to the same process's ORT MatMul rate. Results: bench/results/scale.{json,md}.
  */
@@ -27,7 +27,9 @@ const argCriterion = process.argv.indexOf("--criterion");
 const criterion = argCriterion > 0 ? process.argv[argCriterion + 1] : "flap-wifv";
 const calib = path.join(REPO_ROOT, "examples", "data", "calib-wikitext2-valid.txt");
 const out = path.join(REPO_ROOT, "bench", "cache", "tinyllama-pruned");
-const maxMemory = 5;
+// --max-memory GiB (default 5; obs holds nine D² f64 matrices per module and needs more: the plan says how much)
+const argMemory = process.argv.indexOf("--max-memory");
+const maxMemory = argMemory > 0 ? Number(process.argv[argMemory + 1]) : 5;
 const recipeIn = {
   model: dir,
   out,
@@ -56,6 +58,11 @@ type Run = {
   outputLayers?: number;
 };
 const name = `${samples === 64 ? "scale" : `scale-s${samples}`}${criterion !== "flap-wifv" ? `-${criterion}` : ""}`;
+const flags = [
+  samples !== 64 ? `--samples ${samples}` : "",
+  criterion !== "flap-wifv" ? `--criterion ${criterion}` : "",
+  maxMemory !== 5 ? `--max-memory ${maxMemory}` : "",
+].filter((x) => x !== "");
 let run: Run;
 let machine = machineInfo();
 if (process.argv.includes("--report-only")) {
@@ -130,7 +137,7 @@ const checks = [
 ];
 const md = `# bench:scale
 
-Command: \`npm run bench:scale${samples !== 64 || criterion !== "flap-wifv" ? ` --${samples !== 64 ? ` --samples ${samples}` : ""}${criterion !== "flap-wifv" ? ` --criterion ${criterion}` : ""}` : ""}\`  
+Command: \`npm run bench:scale${flags.length > 0 ? ` -- ${flags.join(" ")}` : ""}\`  
 Machine: ${machine.cpu}, ${machine.cores} cores; ${machine.date}.  
 Model: TinyLlama-1.1B-shaped, seeded random bf16 weights (22 layers, hidden 2048, FFN 5632, 32 heads, 4 KV heads, vocab 32000).  
 Recipe: ${criterion} · global · liar · ratio 0.3 · ${samples} × 512 calibration tokens · dense calibration · --max-memory ${maxMemory}.  
