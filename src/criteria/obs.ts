@@ -77,6 +77,8 @@ export interface ObsOrder {
   score: Float64Array;
   /** the ridge α used (×10 per failed factorization) */
   alphaUsed: number;
+  /** units removed at each step of the path, in order (1 = an exact step; obsPathWork predicts it) */
+  steps?: number[];
 }
 
 /** Rows/columns `idx` of a row-major [?, ld] matrix: [|rows|, |cols|]. */
@@ -290,6 +292,7 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   let active = Array.from({ length: n }, (_, k) => k);
   const cost = new Float64Array(n);
   const order: number[] = [];
+  const steps: number[] = [];
   const costsOf = async (): Promise<Float64Array> => {
     const c = new Float64Array(active.length);
     if (g === 1) {
@@ -338,6 +341,7 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
         Hinv = r.Hinv;
         Wt = r.Wt;
         D -= nb * g;
+        steps.push(nb);
         const gone = new Set(slots);
         active = active.filter((_, s) => !gone.has(s));
         continue;
@@ -351,6 +355,7 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
     if (g === 1) downdateOne(Hinv, Wt, D, dOut, best);
     else [Hinv, Wt] = await downdateGroup(ops, Hinv, Wt, D, dOut, best, g, x.where);
     D -= g;
+    steps.push(1);
     active = active.filter((_, s) => s !== best);
   }
   const score = new Float64Array(n);
@@ -361,5 +366,97 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   survivors.forEach((k, r) => {
     score[k] = n + r;
   });
-  return { order: Int32Array.from(order), cost, score, alphaUsed };
+  return { order: Int32Array.from(order), cost, score, alphaUsed, steps };
+}
+
+/** The shape of one greedy path: what obsOrder is given, without the data. */
+export interface ObsPathShape {
+  /** units (KV groups, FFN channels) */
+  n: number;
+  /** channels per unit */
+  unit: number;
+  dOut: number;
+  /** stop when this many units remain */
+  keep: number;
+  intercept: boolean;
+  exactBelow?: number;
+  blockDivisor?: number;
+}
+
+/** The work of one greedy path, for the cost model (src/pipeline/plan.ts). */
+export interface ObsWork {
+  /** FLOPs that run in ONNX Runtime, float64 (the inverse, blocked and group downdates, group costs) */
+  ort: number;
+  /**
+   * element operations of the JavaScript loops (one per matrix element updated, copied or read for a cost):
+   * the exact single-channel steps below `exactBelow` and the copies around the ORT calls
+   */
+  js: number;
+  /** units removed per step, as obsOrder's `steps` (when no blocked step falls back to an exact one) */
+  steps: number[];
+}
+
+/**
+ * The work obsOrder does for a path of this shape, step by step as it runs (block sizes follow from the active
+ * count alone, not from the data). Lower-order terms (sorting, index arrays, ORT call overhead) are left out.
+ */
+export function obsPathWork(p: ObsPathShape): ObsWork {
+  const g = p.unit;
+  const stop = Math.max(1, Math.min(p.n, p.keep));
+  const exactBelow = p.exactBelow ?? OBS_EXACT_BELOW;
+  const divisor = p.blockDivisor ?? OBS_BLOCK_DIVISOR;
+  const dOut = p.dOut;
+  let D = p.n * g + (p.intercept ? 1 : 0);
+  // the inverse: Cholesky inverse and L⁻ᵀL⁻¹ in ORT; the Gram's copy, H, W̃ in JavaScript
+  let ort = 1.4 * D ** 3;
+  let js = 2 * D * D + dOut * D;
+  const steps: number[] = [];
+  for (let m = p.n; ; ) {
+    // the single-unit costs of the active units
+    if (g === 1) js += dOut * m + m;
+    else {
+      js += m * (g * g + g * dOut);
+      ort += m * (g ** 3 / 3 + 2 * g * g * dOut);
+    }
+    if (m <= stop) break;
+    const nb = m > exactBelow ? Math.min(Math.ceil(m / divisor), m - Math.max(stop, exactBelow)) : 1;
+    if (nb > 1) {
+      // downdateBlock: b removed positions, k kept
+      const b = nb * g;
+      const k = D - b;
+      ort += b ** 3 + 2 * b * b * (k + dOut) + 2 * b * k * (k + dOut);
+      js += k * k + 2 * b * k + 3 * b * dOut + dOut * k + b * b;
+    } else if (g === 1) {
+      js += D * D + dOut * D; // downdateOne: the fused rank-1 update and compaction
+    } else {
+      // downdateGroup: an SPD solve and two rank-g updates in ORT, the copies around them
+      ort += g ** 3 / 3 + 2 * g * g * D + 2 * g * D * (D + dOut);
+      js += 2 * g * D + g * g + dOut * g + (D - g) * (D - g + dOut);
+    }
+    steps.push(nb);
+    D -= nb * g;
+    m -= nb;
+  }
+  return { ort, js, steps };
+}
+
+/**
+ * This machine's rate of the exact path's JavaScript loop (downdateOne: one fused multiply-subtract and compacting
+ * copy per element), element operations per second, at D = dOut = 1024 (best of 3, ≈ 30 ms).
+ */
+export function obsLoopRate(): number {
+  const D = 1024;
+  const dOut = 1024;
+  const H = new Float64Array(D * D);
+  const W = new Float64Array(dOut * D);
+  let best = Number.POSITIVE_INFINITY;
+  for (let rep = 0; rep < 4; rep++) {
+    for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) H[i * D + j] = i === j ? 2 : 1 / (1 + i + j);
+    for (let k = 0; k < W.length; k++) W[k] = ((k * 7919) % 1000) / 1000 - 0.5;
+    const t0 = performance.now();
+    downdateOne(H, W, D, dOut, D >> 1);
+    const t = (performance.now() - t0) / 1000;
+    if (rep > 0) best = Math.min(best, t); // the first run warms the JIT
+  }
+  return (D * D + dOut * D) / Math.max(best, 1e-6);
 }

@@ -8,6 +8,7 @@ import { layerLinearElems } from "../arch/groups.ts";
 import type { Model } from "../arch/model.ts";
 import { chunkRowsFor, gramBlocks, gramIsMixed } from "../calib/stats.ts";
 import { CRITERIA, type Criterion } from "../criteria/index.ts";
+import { obsLoopRate, obsPathWork } from "../criteria/obs.ts";
 import { PareError } from "../errors.ts";
 import { matmulRate, SPD_BASE } from "../ops/index.ts";
 import type { QuantizationCost } from "../quant/cost.ts";
@@ -16,10 +17,12 @@ import type { Recipe } from "./recipe.ts";
 
 export { matmulRate } from "../ops/index.ts";
 
-/** This machine's ORT MatMul rates, FLOP/s. */
+/** This machine's ORT MatMul rates, FLOP/s, and its rate of obs's JavaScript downdate loop. */
 export interface Rates {
   matmulF32: number;
   matmulF64: number;
+  /** element operations per second of obs's exact single-channel step (src/criteria/obs.ts obsLoopRate) */
+  obsLoop: number;
 }
 
 export interface PrunePlan {
@@ -38,6 +41,11 @@ export interface PrunePlan {
     solve: number;
     total: number;
   };
+  /**
+   * a structured criterion's (obs) selection work in JavaScript loops, element operations (its ORT part is in
+   * flops.solve)
+   */
+  selectionOps: number;
   memoryBytes: {
     weightsCache: number;
     /** one layer's pruned tensors (written to the output as soon as the layer is done) */
@@ -56,7 +64,8 @@ export interface PrunePlan {
     peak: number;
   };
   rates?: Rates;
-  estimateSeconds?: { forward: number; statistics: number; solve: number; total: number };
+  /** solve = the ORT float64 work (least squares, obs's ORT part); selection = obs's JavaScript loops */
+  estimateSeconds?: { forward: number; statistics: number; solve: number; selection: number; total: number };
   /** sequential calibration: the estimate of the same prune with --calibration dense (one pass) */
   denseAlternativeSeconds?: number;
   /** --quantize: what quantizing the layers adds (quant/cost.ts) */
@@ -155,6 +164,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   let statisticsF32 = 0;
   let statisticsF64 = 0;
   let solve = 0;
+  let selectionOps = 0;
   let waiting = 0;
   const r = recipe.ratio;
   // a structured criterion (obs) under global allocation runs every module's greedy path on the dense pass's
@@ -186,12 +196,20 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
             (rec.needsCross ? 0 : 2 * d.hidden * m * u));
       }
       if (crit.structured && r > 0) {
-        // obs (src/criteria/obs.ts): H⁻¹ (Cholesky inverse and L⁻ᵀL⁻¹, ≈ 1.4 D³), then per removal step at
-        // width k the downdate of H⁻¹ (2k²) and of W̃ and the next costs (4·d_out·k), down to the kept width
-        // (global: to the module's minimum — taken as 0 here)
-        const D = din + 1;
-        const e = structuredGlobal ? 0 : (1 - r) * D;
-        solve += 1.4 * D ** 3 + (2 / 3) * (D ** 3 - e ** 3) + 2 * d.hidden * (D ** 2 - e ** 2);
+        // obs (src/criteria/obs.ts): its path step by step — blocked rank-B downdates in ORT while more than
+        // 1024 units are active, then exact steps (JavaScript for channels, ORT for KV groups) down to the kept
+        // count (global: to the module's minimum, 1)
+        const attn = din === L.nHeads * d.headDim;
+        const n = attn ? L.nKv : din;
+        const w = obsPathWork({
+          n,
+          unit: attn ? din / L.nKv : 1,
+          dOut: d.hidden,
+          keep: structuredGlobal ? 1 : n - Math.round(r * n),
+          intercept: true,
+        });
+        solve += w.ort;
+        selectionOps += w.js;
       }
     }
   }
@@ -238,6 +256,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
     calibrationTokens: N,
     layerPasses,
     flops: { forward, statistics, statisticsF32, statisticsF64, solve, total: forward + statistics + solve },
+    selectionOps,
     memoryBytes: {
       weightsCache,
       prunedWeights,
@@ -251,11 +270,12 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   };
 }
 
-/** This machine's ORT MatMul rates (f32, f64; 1024³, best of 4), in FLOP/s (≈0.3 s). */
+/** This machine's ORT MatMul rates (f32, f64; 1024³, best of 4), in FLOP/s, and obs's loop rate (≈0.4 s). */
 export async function measureRates(threads?: number): Promise<Rates> {
   return {
     matmulF32: await matmulRate("float32", 1024, 1024, 1024, { threads }),
     matmulF64: await matmulRate("float64", 1024, 1024, 1024, { threads }),
+    obsLoop: obsLoopRate(),
   };
 }
 
@@ -263,10 +283,17 @@ export function withEstimate(plan: PrunePlan, rates: Rates): PrunePlan {
   const forward = plan.flops.forward / rates.matmulF32;
   const statistics = plan.flops.statisticsF32 / rates.matmulF32 + plan.flops.statisticsF64 / rates.matmulF64;
   const solve = plan.flops.solve / rates.matmulF64;
+  const selection = plan.selectionOps / rates.obsLoop;
   return {
     ...plan,
     rates,
-    estimateSeconds: { forward, statistics, solve, total: forward + statistics + solve },
+    estimateSeconds: {
+      forward,
+      statistics,
+      solve,
+      selection,
+      total: forward + statistics + solve + selection,
+    },
   };
 }
 
@@ -312,7 +339,7 @@ export function describePlan(plan: PrunePlan): string[] {
     const e = plan.estimateSeconds;
     const gf = (r: number) => (r / 1e9).toFixed(0);
     lines.push(
-      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64)`,
+      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64${plan.selectionOps > 0 ? `, OBS selection loops ${e.selection.toFixed(1)} s at ${(plan.rates.obsLoop / 1e9).toFixed(2)} G element updates/s` : ""})`,
     );
     const alt = plan.denseAlternativeSeconds;
     if (alt !== undefined && alt < 0.75 * e.total) {

@@ -27,6 +27,7 @@ import {
   type ObsInput,
   type ObsOrder,
   obsOrder,
+  obsPathWork,
 } from "../../src/criteria/obs.ts";
 import { closeSharedOps, sharedOps } from "../../src/ops/index.ts";
 import { Rng } from "../helpers/rng.ts";
@@ -459,6 +460,46 @@ describe("structured OBS, blocked", () => {
     ];
     expect(all.slice().sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, k) => k));
     for (const v of r.cost) expect(Number.isFinite(v) && v >= 0).toBe(true);
+  });
+
+  it("the cost model's path (obsPathWork) takes the steps obsOrder takes: exact, blocked, KV groups", async () => {
+    const cases: { d: number; unit: number; keep: number; exactBelow?: number; blockDivisor?: number }[] = [
+      { d: 24, unit: 1, keep: 7 },
+      { d: 48, unit: 1, keep: 12, exactBelow: 4, blockDivisor: 4 },
+      { d: 40, unit: 1, keep: 1, exactBelow: 2, blockDivisor: 3 },
+      { d: 48, unit: 8, keep: 2 },
+      { d: 48, unit: 4, keep: 3, exactBelow: 4, blockDivisor: 3 },
+    ];
+    for (const c of cases) {
+      const L = layer(9, 90, c.d, 5);
+      const r = await obsOrder({
+        gram: gramOf(L),
+        d: c.d,
+        W: L.W,
+        dOut: 5,
+        b: L.b,
+        unit: c.unit,
+        intercept: true,
+        alpha: 0.01,
+        keep: c.keep,
+        exactBelow: c.exactBelow,
+        blockDivisor: c.blockDivisor,
+        ops: ops(),
+        where: "test",
+      });
+      const w = obsPathWork({ n: c.d / c.unit, ...c, dOut: 5, intercept: true });
+      expect(w.steps).toEqual(r.steps);
+      expect(w.steps.reduce((a, b) => a + b, 0)).toBe(c.d / c.unit - c.keep);
+      expect(w.ort).toBeGreaterThan(0);
+      expect(w.js).toBeGreaterThan(0);
+    }
+    // blocking replaces most of the JavaScript work of a wide module (a 1.1B model's FFN) by ORT work
+    const wide = { n: 5632, unit: 1, dOut: 2048, keep: 1, intercept: true };
+    const blocked = obsPathWork(wide);
+    const exact = obsPathWork({ ...wide, exactBelow: Number.POSITIVE_INFINITY });
+    expect(blocked.js).toBeLessThan(exact.js / 10);
+    expect(blocked.steps.filter((b) => b > 1).length).toBeGreaterThan(0);
+    expect(blocked.steps.filter((b) => b === 1).length).toBe(1023); // the exact tail from 1024 units to 1
   });
 
   it("bad exactBelow / blockDivisor: E_USAGE; defaults 1024 and 32", async () => {

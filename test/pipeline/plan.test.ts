@@ -48,7 +48,7 @@ const recipe = (extra: Partial<Recipe> = {}) =>
     seqLen: 32,
     ...extra,
   });
-const rates = { matmulF32: 100e9, matmulF64: 25e9 };
+const rates = { matmulF32: 100e9, matmulF64: 25e9, obsLoop: 1e9 };
 
 describe("layer passes and FLOPs", () => {
   it("in whole-layer equivalents: dense = 1 per layer; sequential = the layer's parts (between 1 and 2 per layer), +1 dense scoring pass for global, +1 unpruned layer for liar-seq; weights-only 0", () => {
@@ -198,7 +198,19 @@ describe("obs and --ridge auto in the plan", () => {
     expect(obsGlobal.memoryBytes.gram).toBe(3 * flap.memoryBytes.gram);
     // the greedy path: uniform stops at the kept width, global runs to the minimum
     expect(obsUniform.flops.solve).toBeGreaterThan(flap.flops.solve);
-    expect(obsGlobal.flops.solve).toBeGreaterThan(obsUniform.flops.solve);
+    expect(obsGlobal.flops.solve).toBeGreaterThanOrEqual(obsUniform.flops.solve);
+    // its exact steps run in JavaScript: counted apart, timed at the measured loop rate, printed
+    expect(flap.selectionOps).toBe(0);
+    expect(obsUniform.selectionOps).toBeGreaterThan(0);
+    expect(obsGlobal.selectionOps).toBeGreaterThan(obsUniform.selectionOps);
+    const est = estimatePlan(model, recipe({ criterion: "obs" }), rates);
+    expect(est.estimateSeconds!.selection).toBeCloseTo(est.selectionOps / rates.obsLoop, 12);
+    const e = est.estimateSeconds!;
+    expect(e.total).toBeCloseTo(e.forward + e.statistics + e.solve + e.selection, 12);
+    expect(describePlan(est).join("\n")).toContain("OBS selection loops");
+    expect(
+      describePlan(estimatePlan(model, recipe({ criterion: "flap-wifv" }), rates)).join("\n"),
+    ).not.toContain("OBS selection loops");
     // --ridge auto: the grid's fits and the final one (8 solves instead of 1); dense calibration: 1 (no held-out)
     expect(auto.flops.solve).toBeCloseTo(8 * flap.flops.solve, -3);
     const autoDense = planPrune(
