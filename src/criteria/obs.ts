@@ -36,7 +36,14 @@
  * order has exactly these costs, summing to cost(B)): the recorded costs stay the true step costs of the path,
  * and their sum is the reconstruction error of the kept set, as on the exact path. Below `exactBelow` active
  * units the path is the exact greedy one; a module with at most `exactBelow` units never blocks (bit for bit
- * the path of the one-at-a-time implementation).
+ * the path of the one-at-a-time implementation, when D ≥ dOut — see below).
+ *
+ * The exact single-channel steps need W̃ only through its column norms ‖W̃_{:,s}‖² and the rank-1 update, so
+ * when the module is narrower than its output where the exact tail starts (D < dOut: the tail of a wide FFN,
+ * 1024 positions against a hidden size of 2048 and more) they run on A = W̃ᵀW̃ [D, D] instead (one ORT Gemm then;
+ * decided once, so a module as wide as its output stays on W̃ to the end): each step
+ * updates H⁻¹ and A, 2·D² instead of D² + dOut·D, and the costs are diag(A) / diag(H⁻¹). The same path up to
+ * rounding (the costs' relative error grows as ‖W̃_{:,s}‖ shrinks relative to the weights: ≈ 1e-16 · ‖w‖²/‖w'‖²).
  */
 import { PareError } from "../errors.ts";
 import type { Ops } from "../ops/index.ts";
@@ -64,6 +71,11 @@ export interface ObsInput {
   exactBelow?: number;
   /** blocked steps remove ⌈active / blockDivisor⌉ units (default OBS_BLOCK_DIVISOR = 32) */
   blockDivisor?: number;
+  /**
+   * exact single-channel steps on A = W̃ᵀW̃ [D, D] instead of W̃ [dOut, D] (see obsOrder): true / false force it,
+   * undefined = when the module is narrower than its output (D < dOut), where A is the smaller
+   */
+  weightGram?: boolean;
   ops: Ops;
   where: string;
 }
@@ -147,9 +159,18 @@ export const OBS_BLOCK_DIVISOR = 32;
  * compacted ([D−1]) IN PLACE into the leading entries of the same buffers (every write goes to an index at or
  * before the one just read, so nothing is overwritten before it is read). A rank-1 update costs what the
  * compacting copy costs (O(D²), one pass), so it is fused with it here; the O(D³) work (the inverse) and rank-g
- * updates run in ORT. The arithmetic is that of a copy into fresh arrays, bit for bit.
+ * updates run in ORT. The arithmetic is that of a copy into fresh arrays, bit for bit. `norms` [D−1], when
+ * given, receives the squared norms of the new columns, summed over the rows in order (the same bits as a
+ * separate pass over the result: the next step's costs without reading W̃ again).
  */
-function downdateOne(Hinv: Float64Array, Wt: Float64Array, D: number, dOut: number, p: number): void {
+function downdateOne(
+  Hinv: Float64Array,
+  Wt: Float64Array,
+  D: number,
+  dOut: number,
+  p: number,
+  norms?: Float64Array,
+): void {
   const n = D - 1;
   const K = new Float64Array(D); // [D]
   const hpp = Hinv[p * D + p];
@@ -169,10 +190,47 @@ function downdateOne(Hinv: Float64Array, Wt: Float64Array, D: number, dOut: numb
     const wp = Wt[i * D + p];
     const src = i * D;
     const dst = i * n;
+    if (norms) {
+      for (let b = 0, cb = 0; b < D; b++) {
+        if (b === p) continue;
+        const v = Wt[src + b] - wp * K[b];
+        Wt[dst + cb] = v;
+        norms[cb++] += v * v;
+      }
+    } else {
+      for (let b = 0, cb = 0; b < D; b++) {
+        if (b === p) continue;
+        Wt[dst + cb++] = Wt[src + b] - wp * K[b];
+      }
+    }
+  }
+}
+
+/**
+ * downdateOne on A = W̃ᵀW̃ [D, D] instead of W̃: with W̃' = W̃ − W̃_{:,p} K, A' = A − K a_pᵀ − a_p Kᵀ + a_pp K Kᵀ
+ * (a_p = A_{:,p}), i.e. A'_ab = A_ab − K_a a_pb − (a_pa − a_pp K_a) K_b; both H⁻¹ and A compacted in place as
+ * there. O(D²) per step whatever dOut is; the next costs need only diag(A) (‖W̃_{:,s}‖² = A_ss).
+ */
+function downdateOneGram(Hinv: Float64Array, A: Float64Array, D: number, p: number): void {
+  const n = D - 1;
+  const K = new Float64Array(D); // [D]
+  const hpp = Hinv[p * D + p];
+  for (let b = 0; b < D; b++) K[b] = Hinv[p * D + b] / hpp;
+  const ap = A.slice(p * D, p * D + D); // [D] row p = column p (A symmetric), before row p is overwritten
+  const app = ap[p];
+  for (let a = 0, ra = 0; a < D; a++) {
+    if (a === p) continue;
+    const ha = Hinv[a * D + p];
+    const ka = K[a];
+    const t = ap[a] - app * ka;
+    const src = a * D;
+    const dst = ra * n;
     for (let b = 0, cb = 0; b < D; b++) {
       if (b === p) continue;
-      Wt[dst + cb++] = Wt[src + b] - wp * K[b];
+      Hinv[dst + cb] = Hinv[src + b] - ha * K[b];
+      A[dst + cb++] = A[src + b] - ka * ap[b] - t * K[b];
     }
+    ra++;
   }
 }
 
@@ -293,15 +351,27 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
   const cost = new Float64Array(n);
   const order: number[] = [];
   const steps: number[] = [];
+  // exact single-channel steps: A = W̃ᵀW̃ replaces W̃ once made (weightGram); else the column norms of W̃ that
+  // the last downdateOne summed
+  let A: Float64Array | undefined;
+  let tailStarted = false;
+  let norms: Float64Array | undefined;
   const costsOf = async (): Promise<Float64Array> => {
     const c = new Float64Array(active.length);
     if (g === 1) {
-      // ‖W̃_{:,s}‖² / (H⁻¹)_ss, the column norms in one row-major pass
-      for (let i = 0; i < dOut; i++)
-        for (let s = 0; s < active.length; s++) {
-          const w = Wt[i * D + s];
-          c[s] += w * w;
-        }
+      // ‖W̃_{:,s}‖² / (H⁻¹)_ss: from diag(A), from the fused norms, or the column norms in one row-major pass
+      if (A) {
+        for (let s = 0; s < active.length; s++) c[s] = A[s * D + s] / Hinv[s * D + s];
+        return c;
+      }
+      if (norms) c.set(norms.subarray(0, active.length));
+      else
+        for (let i = 0; i < dOut; i++)
+          for (let s = 0; s < active.length; s++) {
+            const w = Wt[i * D + s];
+            c[s] += w * w;
+          }
+      norms = undefined;
       for (let s = 0; s < active.length; s++) c[s] /= Hinv[s * D + s];
       return c;
     }
@@ -352,8 +422,23 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
     for (let s = 1; s < c.length; s++) if (c[s] < c[best]) best = s;
     cost[active[best]] = c[best];
     order.push(active[best]);
-    if (g === 1) downdateOne(Hinv, Wt, D, dOut, best);
-    else [Hinv, Wt] = await downdateGroup(ops, Hinv, Wt, D, dOut, best, g, x.where);
+    if (g === 1) {
+      // the exact tail of a module narrower than its output: from here on A = W̃ᵀW̃ (one ORT Gemm) is updated
+      // instead of W̃ (2D² per step instead of D² + dOut·D)
+      if (!tailStarted && m <= exactBelow) {
+        // decided once, where the exact tail starts (a module as wide as its output stays on W̃ throughout)
+        tailStarted = true;
+        if (x.weightGram ?? D < dOut) {
+          const W = Wt.subarray(0, dOut * D);
+          A = await ops.gemm64(W, W, D, dOut, D, { transA: true }); // [D, D]
+        }
+      }
+      if (A) downdateOneGram(Hinv, A, D, best);
+      else {
+        norms = new Float64Array(D - 1);
+        downdateOne(Hinv, Wt, D, dOut, best, norms);
+      }
+    } else [Hinv, Wt] = await downdateGroup(ops, Hinv, Wt, D, dOut, best, g, x.where);
     D -= g;
     steps.push(1);
     active = active.filter((_, s) => s !== best);
@@ -381,6 +466,7 @@ export interface ObsPathShape {
   intercept: boolean;
   exactBelow?: number;
   blockDivisor?: number;
+  weightGram?: boolean;
 }
 
 /** The work of one greedy path, for the cost model (src/pipeline/plan.ts). */
@@ -411,15 +497,19 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
   let ort = 1.4 * D ** 3;
   let js = 2 * D * D + dOut * D;
   const steps: number[] = [];
+  let gram = false; // the exact tail runs on A = W̃ᵀW̃
+  let tailStarted = false;
+  let fused = false; // the last step summed the column norms
   for (let m = p.n; ; ) {
     // the single-unit costs of the active units
-    if (g === 1) js += dOut * m + m;
+    if (g === 1) js += gram || fused ? m : dOut * m + m;
     else {
       js += m * (g * g + g * dOut);
       ort += m * (g ** 3 / 3 + 2 * g * g * dOut);
     }
     if (m <= stop) break;
     const nb = m > exactBelow ? Math.min(Math.ceil(m / divisor), m - Math.max(stop, exactBelow)) : 1;
+    fused = false;
     if (nb > 1) {
       // downdateBlock: b removed positions, k kept
       const b = nb * g;
@@ -427,7 +517,16 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
       ort += b ** 3 + 2 * b * b * (k + dOut) + 2 * b * k * (k + dOut);
       js += k * k + 2 * b * k + 3 * b * dOut + dOut * k + b * b;
     } else if (g === 1) {
-      js += D * D + dOut * D; // downdateOne: the fused rank-1 update and compaction
+      if (!tailStarted && m <= exactBelow) {
+        tailStarted = true;
+        gram = p.weightGram ?? D < dOut;
+        if (gram) ort += 2 * dOut * D * D;
+      }
+      if (gram) js += 2 * D * D; // downdateOneGram: H⁻¹ and A
+      else {
+        js += D * D + dOut * D; // downdateOne: the fused rank-1 update, compaction and column norms
+        fused = true;
+      }
     } else {
       // downdateGroup: an SPD solve and two rank-g updates in ORT, the copies around them
       ort += g ** 3 / 3 + 2 * g * g * D + 2 * g * D * (D + dOut);
@@ -441,22 +540,28 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
 }
 
 /**
- * This machine's rate of the exact path's JavaScript loop (downdateOne: one fused multiply-subtract and compacting
- * copy per element), element operations per second, at D = dOut = 1024 (best of 3, ≈ 30 ms).
+ * This machine's rate of the exact path's JavaScript loops (downdateOne with its column norms, downdateOneGram),
+ * element operations per second: the slower of the two at D = dOut = 1024 (best of 3 each, ≈ 60 ms).
  */
 export function obsLoopRate(): number {
   const D = 1024;
-  const dOut = 1024;
   const H = new Float64Array(D * D);
-  const W = new Float64Array(dOut * D);
-  let best = Number.POSITIVE_INFINITY;
-  for (let rep = 0; rep < 4; rep++) {
+  const W = new Float64Array(D * D);
+  const fill = () => {
     for (let i = 0; i < D; i++) for (let j = 0; j < D; j++) H[i * D + j] = i === j ? 2 : 1 / (1 + i + j);
     for (let k = 0; k < W.length; k++) W[k] = ((k * 7919) % 1000) / 1000 - 0.5;
-    const t0 = performance.now();
-    downdateOne(H, W, D, dOut, D >> 1);
-    const t = (performance.now() - t0) / 1000;
-    if (rep > 0) best = Math.min(best, t); // the first run warms the JIT
-  }
-  return (D * D + dOut * D) / Math.max(best, 1e-6);
+  };
+  const best = (f: () => void) => {
+    let t = Number.POSITIVE_INFINITY;
+    for (let rep = 0; rep < 4; rep++) {
+      fill();
+      const t0 = performance.now();
+      f();
+      if (rep > 0) t = Math.min(t, (performance.now() - t0) / 1000); // the first run warms the JIT
+    }
+    return Math.max(t, 1e-6);
+  };
+  const one = best(() => downdateOne(H, W, D, D, D >> 1, new Float64Array(D - 1)));
+  const gram = best(() => downdateOneGram(H, W, D, D >> 1));
+  return (2 * D * D) / Math.max(one, gram);
 }

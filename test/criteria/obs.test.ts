@@ -462,6 +462,43 @@ describe("structured OBS, blocked", () => {
     for (const v of r.cost) expect(Number.isFinite(v) && v >= 0).toBe(true);
   });
 
+  it("exact steps on A = W̃ᵀW̃ (a module narrower than its output): the path on W̃, up to rounding; auto when D < dOut", async () => {
+    for (const c of [
+      { d: 24, keep: 3, exactBelow: undefined, blockDivisor: undefined },
+      { d: 40, keep: 2, exactBelow: 12, blockDivisor: 4 }, // blocked on W̃ above 12 units, then the tail on A
+    ]) {
+      const dOut = 48;
+      const L = layer(c.d + 17, 120, c.d, dOut);
+      const x = {
+        gram: gramOf(L),
+        d: c.d,
+        W: L.W,
+        dOut,
+        b: L.b,
+        unit: 1,
+        intercept: true,
+        alpha: 0.01,
+        keep: c.keep,
+        exactBelow: c.exactBelow,
+        blockDivisor: c.blockDivisor,
+        ops: ops(),
+        where: "test",
+      };
+      const onW = await obsOrder({ ...x, weightGram: false });
+      const onA = await obsOrder({ ...x, weightGram: true });
+      const auto = await obsOrder(x);
+      expect(Array.from(onA.order)).toEqual(Array.from(onW.order));
+      expect(onA.steps).toEqual(onW.steps);
+      for (let k = 0; k < c.d; k++) expect(rel(onA.cost[k], onW.cost[k])).toBeLessThan(1e-9);
+      // the costs are the true increments: their sum is the kept set's reconstruction error
+      const sum = Array.from(onA.order).reduce((s, k) => s + onA.cost[k], 0);
+      expect(rel(sum, refErr(L, Array.from(onA.order), true, 0.01))).toBeLessThan(1e-8);
+      // D < dOut: the default takes A (the same bits as forcing it); A's tail did differ from W̃'s in rounding
+      expect(Buffer.from(auto.cost.buffer).equals(Buffer.from(onA.cost.buffer))).toBe(true);
+      expect(Buffer.from(onA.cost.buffer).equals(Buffer.from(onW.cost.buffer))).toBe(false);
+    }
+  });
+
   it("the cost model's path (obsPathWork) takes the steps obsOrder takes: exact, blocked, KV groups", async () => {
     const cases: { d: number; unit: number; keep: number; exactBelow?: number; blockDivisor?: number }[] = [
       { d: 24, unit: 1, keep: 7 },
