@@ -28,6 +28,7 @@ export async function densePass(
   const dense = job.pruned.dense;
   const nL = dense.dims.nLayers;
   const stats: LayerStats = [];
+  const unsplit = { gramPrecision: job.recipe.gramPrecision };
   const extra: ("attnGain" | "mlpGain")[] = [];
   if (gains && hasNormGain(dense, "attn")) extra.push("attnGain");
   if (gains && hasNormGain(dense, "mlp")) extra.push("mlpGain");
@@ -36,8 +37,10 @@ export async function densePass(
     : WHOLE_LAYER;
   for (let i = 0; i < nL; i++) {
     run.layer(i, nL, "statistics");
-    const a = new TapCollector(tapWidth(dense, i, "attn"), kinds, job.recipe, false, ops, run);
-    const m = new TapCollector(tapWidth(dense, i, "mlp"), kinds, job.recipe, false, ops, run);
+    // no held-out split here: --ridge auto chooses on held-out batches of the sequential pass only (the dense
+    // pass's statistics are used whole), and a split would hold two accumulators per tap and a merged copy
+    const a = new TapCollector(tapWidth(dense, i, "attn"), kinds, unsplit, false, ops, run);
+    const m = new TapCollector(tapWidth(dense, i, "mlp"), kinds, unsplit, false, ops, run);
     const sum = { attnGain: 0, mlpGain: 0 };
     let tokens = 0;
     for (let b = 0; b < batches.length; b++) {
