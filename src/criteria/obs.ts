@@ -471,8 +471,10 @@ export interface ObsPathShape {
 
 /** The work of one greedy path, for the cost model (src/pipeline/plan.ts). */
 export interface ObsWork {
-  /** FLOPs that run in ONNX Runtime, float64 (the inverse, blocked and group downdates, group costs) */
+  /** FLOPs that run in ONNX Runtime, float64: large square products (the inverse, A = W̃ᵀW̃) … */
   ort: number;
+  /** … and low-rank ones (the blocked rank-B downdates, the KV-group steps), slower per FLOP */
+  ortRank: number;
   /**
    * element operations of the JavaScript loops (one per matrix element updated, copied or read for a cost):
    * the exact single-channel steps below `exactBelow` and the copies around the ORT calls
@@ -495,6 +497,7 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
   let D = p.n * g + (p.intercept ? 1 : 0);
   // the inverse: Cholesky inverse and L⁻ᵀL⁻¹ in ORT; the Gram's copy, H, W̃ in JavaScript
   let ort = 1.4 * D ** 3;
+  let ortRank = 0;
   let js = 2 * D * D + dOut * D;
   const steps: number[] = [];
   let gram = false; // the exact tail runs on A = W̃ᵀW̃
@@ -505,7 +508,7 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
     if (g === 1) js += gram || fused ? m : dOut * m + m;
     else {
       js += m * (g * g + g * dOut);
-      ort += m * (g ** 3 / 3 + 2 * g * g * dOut);
+      ortRank += m * (g ** 3 / 3 + 2 * g * g * dOut);
     }
     if (m <= stop) break;
     const nb = m > exactBelow ? Math.min(Math.ceil(m / divisor), m - Math.max(stop, exactBelow)) : 1;
@@ -514,7 +517,7 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
       // downdateBlock: b removed positions, k kept
       const b = nb * g;
       const k = D - b;
-      ort += b ** 3 + 2 * b * b * (k + dOut) + 2 * b * k * (k + dOut);
+      ortRank += b ** 3 + 2 * b * b * (k + dOut) + 2 * b * k * (k + dOut);
       js += k * k + 2 * b * k + 3 * b * dOut + dOut * k + b * b;
     } else if (g === 1) {
       if (!tailStarted && m <= exactBelow) {
@@ -522,21 +525,22 @@ export function obsPathWork(p: ObsPathShape): ObsWork {
         gram = p.weightGram ?? D < dOut;
         if (gram) ort += 2 * dOut * D * D;
       }
-      if (gram) js += 2 * D * D; // downdateOneGram: H⁻¹ and A
+      if (gram)
+        js += 2 * D * D; // downdateOneGram: H⁻¹ and A
       else {
         js += D * D + dOut * D; // downdateOne: the fused rank-1 update, compaction and column norms
         fused = true;
       }
     } else {
       // downdateGroup: an SPD solve and two rank-g updates in ORT, the copies around them
-      ort += g ** 3 / 3 + 2 * g * g * D + 2 * g * D * (D + dOut);
+      ortRank += g ** 3 / 3 + 2 * g * g * D + 2 * g * D * (D + dOut);
       js += 2 * g * D + g * g + dOut * g + (D - g) * (D - g + dOut);
     }
     steps.push(nb);
     D -= nb * g;
     m -= nb;
   }
-  return { ort, js, steps };
+  return { ort, ortRank, js, steps };
 }
 
 /**

@@ -23,6 +23,8 @@ export interface Rates {
   matmulF64: number;
   /** element operations per second of obs's exact single-channel step (src/criteria/obs.ts obsLoopRate) */
   obsLoop: number;
+  /** ORT f64 MatMul [2048, 64]·[64, 2048]: the rate of obs's low-rank downdates */
+  rankF64: number;
 }
 
 export interface PrunePlan {
@@ -43,9 +45,11 @@ export interface PrunePlan {
   };
   /**
    * a structured criterion's (obs) selection work in JavaScript loops, element operations (its ORT part is in
-   * flops.solve)
+   * flops.solve) …
    */
   selectionOps: number;
+  /** … and the low-rank part of its ORT work (in flops.solve too), timed at the rank-update rate */
+  selectionRankFlops: number;
   memoryBytes: {
     weightsCache: number;
     /** one layer's pruned tensors (written to the output as soon as the layer is done) */
@@ -165,6 +169,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   let statisticsF64 = 0;
   let solve = 0;
   let selectionOps = 0;
+  let selectionRankFlops = 0;
   let waiting = 0;
   const r = recipe.ratio;
   // a structured criterion (obs) under global allocation runs every module's greedy path on the dense pass's
@@ -208,7 +213,8 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
           keep: structuredGlobal ? 1 : n - Math.round(r * n),
           intercept: true,
         });
-        solve += w.ort;
+        solve += w.ort + w.ortRank;
+        selectionRankFlops += w.ortRank;
         selectionOps += w.js;
       }
     }
@@ -257,6 +263,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
     layerPasses,
     flops: { forward, statistics, statisticsF32, statisticsF64, solve, total: forward + statistics + solve },
     selectionOps,
+    selectionRankFlops,
     memoryBytes: {
       weightsCache,
       prunedWeights,
@@ -270,19 +277,24 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   };
 }
 
-/** This machine's ORT MatMul rates (f32, f64; 1024³, best of 4), in FLOP/s, and obs's loop rate (≈0.4 s). */
+/**
+ * This machine's ORT MatMul rates (f32, f64; 1024³, best of 4; f64 at rank 64), in FLOP/s, and obs's loop rate
+ * (≈0.5 s).
+ */
 export async function measureRates(threads?: number): Promise<Rates> {
   return {
     matmulF32: await matmulRate("float32", 1024, 1024, 1024, { threads }),
     matmulF64: await matmulRate("float64", 1024, 1024, 1024, { threads }),
     obsLoop: obsLoopRate(),
+    rankF64: await matmulRate("float64", 2048, 64, 2048, { threads }),
   };
 }
 
 export function withEstimate(plan: PrunePlan, rates: Rates): PrunePlan {
   const forward = plan.flops.forward / rates.matmulF32;
   const statistics = plan.flops.statisticsF32 / rates.matmulF32 + plan.flops.statisticsF64 / rates.matmulF64;
-  const solve = plan.flops.solve / rates.matmulF64;
+  const solve =
+    (plan.flops.solve - plan.selectionRankFlops) / rates.matmulF64 + plan.selectionRankFlops / rates.rankF64;
   const selection = plan.selectionOps / rates.obsLoop;
   return {
     ...plan,
@@ -339,7 +351,7 @@ export function describePlan(plan: PrunePlan): string[] {
     const e = plan.estimateSeconds;
     const gf = (r: number) => (r / 1e9).toFixed(0);
     lines.push(
-      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64${plan.selectionOps > 0 ? `, OBS selection loops ${e.selection.toFixed(1)} s at ${(plan.rates.obsLoop / 1e9).toFixed(2)} G element updates/s` : ""})`,
+      `  time    ≈ ${e.total.toFixed(1)} s (forward ${e.forward.toFixed(1)} s at ${gf(plan.rates.matmulF32)} GFLOP/s, statistics ${e.statistics.toFixed(1)} s, solves ${e.solve.toFixed(1)} s at ${gf(plan.rates.matmulF64)} GFLOP/s f64${plan.selectionRankFlops > 0 ? ` (OBS downdates at ${gf(plan.rates.rankF64)})` : ""}${plan.selectionOps > 0 ? `, OBS selection loops ${e.selection.toFixed(1)} s at ${(plan.rates.obsLoop / 1e9).toFixed(2)} G element updates/s` : ""})`,
     );
     const alt = plan.denseAlternativeSeconds;
     if (alt !== undefined && alt < 0.75 * e.total) {

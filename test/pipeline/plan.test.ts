@@ -48,7 +48,7 @@ const recipe = (extra: Partial<Recipe> = {}) =>
     seqLen: 32,
     ...extra,
   });
-const rates = { matmulF32: 100e9, matmulF64: 25e9, obsLoop: 1e9 };
+const rates = { matmulF32: 100e9, matmulF64: 25e9, obsLoop: 1e9, rankF64: 5e9 };
 
 describe("layer passes and FLOPs", () => {
   it("in whole-layer equivalents: dense = 1 per layer; sequential = the layer's parts (between 1 and 2 per layer), +1 dense scoring pass for global, +1 unpruned layer for liar-seq; weights-only 0", () => {
@@ -205,6 +205,12 @@ describe("obs and --ridge auto in the plan", () => {
     expect(obsGlobal.selectionOps).toBeGreaterThan(obsUniform.selectionOps);
     const est = estimatePlan(model, recipe({ criterion: "obs" }), rates);
     expect(est.estimateSeconds!.selection).toBeCloseTo(est.selectionOps / rates.obsLoop, 12);
+    // its low-rank ORT work at the rank-update rate, the rest of the solves at the f64 MatMul rate
+    expect(est.selectionRankFlops).toBeGreaterThan(0);
+    expect(est.estimateSeconds!.solve).toBeCloseTo(
+      (est.flops.solve - est.selectionRankFlops) / rates.matmulF64 + est.selectionRankFlops / rates.rankF64,
+      12,
+    );
     const e = est.estimateSeconds!;
     expect(e.total).toBeCloseTo(e.forward + e.statistics + e.solve + e.selection, 12);
     expect(describePlan(est).join("\n")).toContain("OBS selection loops");
