@@ -21,6 +21,7 @@ import type { Model } from "../arch/model.ts";
 import type { TapStats } from "../calib/moments.ts";
 import type { Criterion, ObsOrder } from "../criteria/index.ts";
 import { hasNormGain, type Ops } from "../ops/index.ts";
+import type { RunContext } from "./context.ts";
 import { canHoldBias, consumer } from "./prepare.ts";
 import { type Recipe, ridgeAlpha } from "./recipe.ts";
 import { globalUnitScores, type StructuredEnv, structuredOrder, unitScores } from "./score.ts";
@@ -65,6 +66,8 @@ export interface GlobalEnv {
   keepGrams?: boolean;
   /** progress: module k of n (a structured criterion's greedy paths can take minutes on wide layers) */
   onModule?: (layer: number, module: Module) => void;
+  /** the greedy paths' time counts as solve work */
+  run?: RunContext;
 }
 
 const index = (i: number, m: Module) => 2 * i + (m === "attn" ? 0 : 1);
@@ -192,6 +195,7 @@ export class Selection {
         ops: env.ops,
         intercept: canHoldBias(model, u.layer, u.module, env.recipe.createBias),
         alpha: ridgeAlpha(env.recipe),
+        run: env.run,
       });
       let c: Float64Array = Float64Array.from(o.order, (k) => o.cost[k]); // step costs, in removal order
       const norm = obsNormalizationOf(model, env.recipe.obsNormalization);

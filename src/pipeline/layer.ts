@@ -59,6 +59,7 @@ export class LayerPruner {
             ops: this.ops,
             intercept: canHoldBias(pruned.model, i, m, job.recipe.createBias),
             alpha: ridgeAlpha(job.recipe),
+            run,
           });
     const solve = (m: Module, units: Int32Array, tap?: { stats?: TapStats; cross?: Float64Array }) =>
       reconstructModule(job, this.ops, run, pruned.model, i, m, units, tap);

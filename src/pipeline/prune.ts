@@ -323,6 +323,7 @@ async function select(
     recipe,
     grams: streams.grams,
     keepGrams: denseStats !== undefined,
+    run,
     onModule: (layer, m) => {
       run.checkAborted();
       run.layer(layer, nL, m === "attn" ? "select heads" : "select FFN");

@@ -13,6 +13,7 @@ import {
 } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import type { Ops } from "../ops/index.ts";
+import type { RunContext } from "./context.ts";
 import { consumer } from "./prepare.ts";
 import type { Module } from "./types.ts";
 
@@ -23,6 +24,8 @@ export interface StructuredEnv {
   intercept: boolean;
   /** ridge α (as liar's) */
   alpha: number;
+  /** the greedy path's time counts as solve work (its FLOPs are in the plan's solves) */
+  run?: RunContext;
 }
 
 /**
@@ -40,22 +43,25 @@ export function structuredOrder(
 ): Promise<ObsOrder> {
   const { mod, dIn } = consumer(model, i, m);
   const where = `layer ${i} ${m === "attn" ? "attention output" : "FFN down"} projection`;
-  if (!stats?.gram) throw new Error(`criterion ${crit.name} needs the Gram of the ${where}'s input`);
+  const gram = stats?.gram;
+  if (!gram) throw new Error(`criterion ${crit.name} needs the Gram of the ${where}'s input`);
   const L = model.dims.layers[i];
   const w = model.weights;
-  return crit.order({
-    gram: stats.gram,
-    d: dIn,
-    W: w.get(`${mod}.weight`),
-    dOut: model.dims.hidden,
-    b: w.has(`${mod}.bias`) ? w.get(`${mod}.bias`) : undefined,
-    unit: m === "attn" ? (L.nHeads / L.nKv) * model.dims.headDim : 1,
-    intercept: env.intercept,
-    alpha: env.alpha,
-    keep,
-    ops: env.ops,
-    where,
-  });
+  const order = () =>
+    crit.order({
+      gram,
+      d: dIn,
+      W: w.get(`${mod}.weight`),
+      dOut: model.dims.hidden,
+      b: w.has(`${mod}.bias`) ? w.get(`${mod}.bias`) : undefined,
+      unit: m === "attn" ? (L.nHeads / L.nKv) * model.dims.headDim : 1,
+      intercept: env.intercept,
+      alpha: env.alpha,
+      keep,
+      ops: env.ops,
+      where,
+    });
+  return env.run ? env.run.timed("solve", order) : order();
 }
 
 /** Per input channel of the consumer (o_proj / down_proj); E_NUMERIC on NaN or Inf. */
