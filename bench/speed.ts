@@ -9,7 +9,7 @@ import path from "node:path";
 import { loadModel } from "../src/arch/load.ts";
 import { benchSpeed, type SpeedReport } from "../src/eval/latency.ts";
 import { runPrune } from "../src/pipeline/prune.ts";
-import { resolveRecipe } from "../src/pipeline/recipe.ts";
+import { DEFAULTS, resolveRecipe } from "../src/pipeline/recipe.ts";
 import { machineInfo, markdownTable, REPO_ROOT, sst2TrainSentences, writeResults } from "./lib.ts";
 
 const SHARED = path.resolve(REPO_ROOT, "../shared");
@@ -95,8 +95,8 @@ fs.rmSync(work, { recursive: true, force: true });
 
 let md = "# bench:speed\n\nCommand: `npm run bench:speed`  \n";
 md += `Machine: ${machineInfo().cpu}, ${os.cpus().length} cores, onnxruntime-node, default threads; ${new Date().toISOString()}. Median of ${runs} runs per case, all variants interleaved in one run.\n\n`;
-md +=
-  "## Prune time (default recipe: flap-wifv · global · liar · sequential, 128 calibration sequences; llama 256 tokens each)\n\n";
+const d = DEFAULTS;
+md += `## Prune time (default recipe: ${d.criterion} · ${d.allocation} · ${d.reconstruct} · ridge ${d.ridge} · ${d.calibration}, 128 calibration sequences; llama 256 tokens each)\n\n`;
 md += markdownTable(
   ["model", "total s", "phases (s)", "cost-model estimate s", "planned GFLOP"],
   pruneTimes.map((p) => [
