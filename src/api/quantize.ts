@@ -30,6 +30,8 @@ export interface QuantizeOptions {
   method?: QuantMethod;
   /** asymmetric grid (default symmetric) */
   asym?: boolean;
+  /** GPTQ's column order: "act" (default: decreasing Hessian diagonal, static groups) or "natural" */
+  gptqOrder?: "act" | "natural";
   /** also quantize the LM head (untied heads only) */
   quantizeHead?: boolean;
   /** calibration text files (GPTQ needs them) */
@@ -56,12 +58,26 @@ export interface QuantizeReport {
   bytes: number;
 }
 
+function gptqOrderIsAct(o: string): boolean {
+  if (o !== "act" && o !== "natural")
+    throw new PareError(
+      "E_USAGE",
+      `GPTQ order ${JSON.stringify(o)} is unknown`,
+      "use --gptq-order act or natural",
+      {
+        gptqOrder: o,
+      },
+    );
+  return o === "act";
+}
+
 export async function quantize(o: QuantizeOptions): Promise<QuantizeReport> {
   const s = checkQuantSettings({
     bits: o.bits,
     groupSize: o.groupSize,
     method: o.method,
     sym: o.asym === undefined ? undefined : !o.asym,
+    actOrder: o.gptqOrder === undefined ? undefined : gptqOrderIsAct(o.gptqOrder),
   });
   const recipe = resolveRecipe({
     model: o.model,

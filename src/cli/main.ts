@@ -95,6 +95,11 @@ program
   .option("--bits <n>", "4 or 8", "4")
   .option("--group-size <n>", "input channels per scale and zero point: 32, 64 or 128", "128")
   .option("--quant-method <m>", "gptq (calibrated, Frantar et al. 2023) | rtn (round to nearest)", "gptq")
+  .option(
+    "--gptq-order <o>",
+    "act (columns by decreasing Hessian diagonal, static groups; desc_act stays false) | natural",
+    "act",
+  )
   .option("--asym", "asymmetric grid (a zero point per group); default symmetric")
   .option("--quantize-head", "also quantize the LM head (untied heads); default: it stays in float")
   .option("--calib <files...>", "calibration text (.txt or .jsonl), as pare prune takes it (GPTQ needs it)")

@@ -9,6 +9,7 @@ export interface QuantizeFlags {
   bits?: string;
   groupSize?: string;
   quantMethod?: string;
+  gptqOrder?: string;
   asym?: boolean;
   quantizeHead?: boolean;
   calib?: string[];
@@ -39,6 +40,7 @@ export async function quantizeCommand(model: string, f: QuantizeFlags, con: Cons
     bits: int("--bits", f.bits) as QuantBits | undefined,
     groupSize: int("--group-size", f.groupSize),
     method: f.quantMethod as QuantMethod | undefined,
+    gptqOrder: f.gptqOrder as "act" | "natural" | undefined,
     asym: f.asym,
     quantizeHead: f.quantizeHead,
     calib: f.calib,

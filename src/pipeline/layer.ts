@@ -144,6 +144,7 @@ export class LayerPruner {
       groupSize: r.groupSize,
       method: r.quantMethod,
       sym: !r.asym,
+      actOrder: r.gptqOrder === "act",
     });
     const S = this.streams;
     const gptq = s.method === "gptq" && this.sequential !== undefined;
@@ -174,6 +175,7 @@ export class LayerPruner {
       groupSize: r.groupSize,
       method: r.quantMethod,
       sym: !r.asym,
+      actOrder: r.gptqOrder === "act",
     });
     const gptq = s.method === "gptq" && this.sequential !== undefined;
     this.run.phase("quantize", "LM head");

@@ -28,7 +28,7 @@ import { quantizationCost } from "../quant/cost.ts";
 import { rewriteAsGptq } from "../quant/folder.ts";
 import { headName } from "../quant/head.ts";
 import { checkQuantizablePrune } from "../quant/sequential.ts";
-import { checkQuantSettings, QUANT_DEFAULTS, type QuantBits } from "../quant/settings.ts";
+import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
 import { calibrationWindows } from "./calibrate.ts";
 import { checkpointDir, releaseCheckpointLock } from "./checkpoint.ts";
@@ -210,8 +210,8 @@ async function prune(
           ...s,
           method: recipe.quantMethod,
           // GPTQ's column order (src/quant/settings.ts): act-order with static groups, desc_act stays false
-          act_order: gptq ? QUANT_DEFAULTS.actOrder : null,
-          static_groups: gptq ? QUANT_DEFAULTS.actOrder : null,
+          act_order: gptq ? recipe.gptqOrder === "act" : null,
+          static_groups: gptq ? recipe.gptqOrder === "act" : null,
           linears: pruner.quantReports,
         });
         run.lap("quantize");

@@ -258,6 +258,10 @@ export const RECIPE_SCHEMA = {
     help: "with --quantize: gptq (calibrated on the pruned stream) | rtn (round to nearest)",
     code: "E_METHOD_UNKNOWN",
   }),
+  gptqOrder: enumOf(["act", "natural"] as const, {
+    flag: "--gptq-order <o>",
+    help: "with --quantize gptq: act (columns by decreasing Hessian diagonal, groups fixed in natural order: the format stays desc_act false) | natural",
+  }),
   asym: {
     kind: "bool",
     flag: "--asym",
@@ -311,6 +315,7 @@ export const DEFAULTS: Omit<Recipe, "model" | "out" | "calib"> = {
   quantize: 0,
   groupSize: 128,
   quantMethod: "gptq",
+  gptqOrder: "act",
   asym: false,
   quantizeHead: false,
 };
@@ -482,6 +487,7 @@ function checkQuantize(r: Recipe, calibrated: boolean): void {
     groupSize: r.groupSize,
     method: r.quantMethod,
     sym: !r.asym,
+    actOrder: r.gptqOrder === "act",
   });
   if (r.quantMethod === "gptq" && (!calibrated || r.calibration !== "sequential"))
     bad(

@@ -50,6 +50,37 @@ it("pare quantize --json writes a GPTQ folder and prints one JSON report", async
   expect(cfg.quantization_config.quant_method).toBe("gptq");
   const ins = await runCli(["inspect", out, "--json"]);
   expect(ins.code).toBe(0);
+  const rec = JSON.parse(fs.readFileSync(path.join(out, "pare-quantization.json"), "utf8"));
+  expect(rec.act_order).toBe(true); // the default order
+});
+
+it("pare quantize --gptq-order natural is recorded; an unknown order is a coded error, nothing written", async () => {
+  const args = (out: string, order: string) => [
+    "quantize",
+    dense,
+    "--out",
+    out,
+    "--group-size",
+    "16",
+    "--calib",
+    text,
+    "--samples",
+    "8",
+    "--seq-len",
+    "32",
+    "--gptq-order",
+    order,
+  ];
+  const out = path.join(root, "q-natural");
+  const r = await runCli(args(out, "natural"));
+  expect(r.code).toBe(0);
+  const rec = JSON.parse(fs.readFileSync(path.join(out, "pare-quantization.json"), "utf8"));
+  expect(rec).toMatchObject({ act_order: false, static_groups: false });
+  const badOut = path.join(root, "q-bad-order");
+  const bad = await runCli(args(badOut, "sorted"));
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toMatch(/error\[E_USAGE\].*GPTQ order "sorted"/);
+  expect(fs.existsSync(badOut)).toBe(false);
 });
 
 it("bad bits and group sizes: a coded error with a hint, nothing written", async () => {

@@ -79,6 +79,40 @@ describe("prune --quantize", () => {
     expect(ppl.ppl).toBeLessThan(pplDense.ppl * 3); // a sanity bound: the tiny random model stays a model
   });
 
+  it("--gptq-order natural: recorded as act_order false, other integers than act-order; a bad order is refused", async () => {
+    const act = path.join(root, "pq-act");
+    const nat = path.join(root, "pq-natural");
+    await prune({ ...base(), out: act, quantize: 4, groupSize: 16 });
+    await prune({ ...base(), out: nat, quantize: 4, groupSize: 16, gptqOrder: "natural" });
+    const rec = (dir: string) =>
+      JSON.parse(fs.readFileSync(path.join(dir, "pare-quantization.json"), "utf8"));
+    expect(rec(act)).toMatchObject({ act_order: true, static_groups: true });
+    expect(rec(nat)).toMatchObject({ act_order: false, static_groups: false });
+    // the written format is the same (desc_act false, trivial g_idx); the chosen integers differ
+    const cfg = (dir: string) =>
+      JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")).quantization_config;
+    expect(cfg(nat).desc_act).toBe(false);
+    expect(cfg(act).desc_act).toBe(false);
+    const q = (dir: string) => {
+      const st = TensorStore.openFolder(dir);
+      try {
+        return Buffer.from(st.readRaw("model.layers.0.mlp.down_proj.qweight"));
+      } finally {
+        st.close();
+      }
+    };
+    expect(q(act).equals(q(nat))).toBe(false);
+    await expect(
+      prune({
+        ...base(),
+        out: path.join(root, "pq-bad"),
+        quantize: 4,
+        groupSize: 16,
+        gptqOrder: "sorted" as never,
+      }),
+    ).rejects.toMatchObject({ code: "E_RECIPE_INVALID" });
+  });
+
   it("refuses what cannot work before any output exists", async () => {
     const out = path.join(root, "bad");
     const codeOf = (p: Promise<unknown>) =>
