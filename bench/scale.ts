@@ -135,7 +135,7 @@ const phases = Object.entries(run.timings)
   .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
   .join(", ");
 const checks = [
-  `plan's estimate ${est ? `${est.total.toFixed(0)} s (forward ${est.forward.toFixed(0)}, statistics ${est.statistics.toFixed(0)}, solves ${est.solve.toFixed(0)})` : "—"} vs actual ${run.wallSeconds.toFixed(0)} s (busy: forward ${b.forward.toFixed(0)}, statistics ${b.statistics.toFixed(0)}, solves ${b.solve.toFixed(0)})`,
+  `plan's estimate ${est ? `${est.total.toFixed(0)} s (forward ${est.forward.toFixed(0)}, statistics ${est.statistics.toFixed(0)}, solves ${(est.solve + (est.selection ?? 0)).toFixed(0)}${est.selection ? `, of which OBS loops ${est.selection.toFixed(0)}` : ""})` : "—"} vs actual ${run.wallSeconds.toFixed(0)} s (busy: forward ${b.forward.toFixed(0)}, statistics ${b.statistics.toFixed(0)}, solves ${b.solve.toFixed(0)})`,
   `plan's peak memory ${(run.plan.memoryBytes.peak / 1024 ** 3).toFixed(2)} GiB vs peak RSS ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB`,
   `end to end ${(run.wallSeconds / 60).toFixed(1)} min (target ≤ 15): ${run.wallSeconds <= 900 ? "met" : "NOT met"}`,
   `peak RSS ${(run.peakRssBytes / 1024 ** 3).toFixed(2)} GiB (target ≤ 6 GB = 5.59 GiB): ${run.peakRssBytes <= 6e9 ? "met" : "NOT met"}`,

@@ -361,7 +361,8 @@ export async function obsOrder(x: ObsInput): Promise<ObsOrder> {
     if (g === 1) {
       // ‖W̃_{:,s}‖² / (H⁻¹)_ss: from diag(A), from the fused norms, or the column norms in one row-major pass
       if (A) {
-        for (let s = 0; s < active.length; s++) c[s] = A[s * D + s] / Hinv[s * D + s];
+        // A_ss comes from subtractions: ≥ 0 in exact arithmetic, clamped so rounding cannot make a cost negative
+        for (let s = 0; s < active.length; s++) c[s] = Math.max(0, A[s * D + s]) / Hinv[s * D + s];
         return c;
       }
       if (norms) c.set(norms.subarray(0, active.length));

@@ -180,7 +180,10 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
   const fits =
     recipe.ridge === "auto" && rec.needs.includes("gram") && sequential ? RIDGE_GRID.length + 1 : 1;
   for (const L of d.layers) {
-    for (const din of [L.nHeads * d.headDim, L.ffn]) {
+    for (const [module, din] of [
+      ["attn", L.nHeads * d.headDim],
+      ["mlp", L.ffn],
+    ] as const) {
       if (needs.has("gram")) {
         const mixed = gramIsMixed(recipe.gramPrecision, din);
         const f = gramFlops(N, din + 1, mixed) + (rec.needsCross ? 2 * N * (din + 1) ** 2 : 0);
@@ -204,7 +207,7 @@ export function planPrune(model: Model, recipe: Recipe, heldBudget?: number): Pr
         // obs (src/criteria/obs.ts): its path step by step — blocked rank-B downdates in ORT while more than
         // 1024 units are active, then exact steps (JavaScript for channels, ORT for KV groups) down to the kept
         // count (global: to the module's minimum, 1)
-        const attn = din === L.nHeads * d.headDim;
+        const attn = module === "attn";
         const n = attn ? L.nKv : din;
         const w = obsPathWork({
           n,

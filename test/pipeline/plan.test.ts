@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/arch/load.ts";
 import type { Model } from "../../src/arch/model.ts";
+import { obsPathWork } from "../../src/criteria/obs.ts";
 import { isPareError } from "../../src/errors.ts";
 import { checkMemory, describePlan, estimatePlan, planPrune } from "../../src/pipeline/plan.ts";
 import { runPrune } from "../../src/pipeline/prune.ts";
@@ -166,6 +167,43 @@ describe("estimates and the printed plan", () => {
     expect(r.stdout + r.stderr).toMatch(/plan: 256 calibration tokens, [\d.]+ layer passes/);
     expect(r.stdout + r.stderr).toMatch(/peak ≈/);
     expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
+describe("obs's path in the plan, module by module", () => {
+  it("an FFN exactly as wide as the attention output is costed as FFN channels, not as KV groups", () => {
+    const d2 = path.join(root, "square");
+    // 4 heads × 8 = 32 attention channels, FFN 32: the two consumers have the same input width
+    writeTinyModel(
+      d2,
+      makeTinyLlama({ seed: 6, layers: 2, intermediate: 32 }),
+      makeByteBpeTokenizerJson(300),
+    );
+    const m2 = loadModel(d2);
+    try {
+      const p = planPrune(
+        m2,
+        resolveRecipe({ model: d2, out: path.join(root, "o2"), calib: [calib], criterion: "obs" }),
+      );
+      let js = 0;
+      let rank = 0;
+      for (const L of m2.dims.layers) {
+        const attn = obsPathWork({
+          n: L.nKv,
+          unit: (L.nHeads * m2.dims.headDim) / L.nKv,
+          dOut: m2.dims.hidden,
+          keep: 1,
+          intercept: true,
+        });
+        const ffn = obsPathWork({ n: L.ffn, unit: 1, dOut: m2.dims.hidden, keep: 1, intercept: true });
+        js += attn.js + ffn.js;
+        rank += attn.ortRank + ffn.ortRank;
+      }
+      expect(p.selectionOps).toBe(js);
+      expect(p.selectionRankFlops).toBe(rank);
+    } finally {
+      m2.close();
+    }
   });
 });
 
