@@ -159,8 +159,8 @@ export const OBS_BLOCK_DIVISOR = 32;
  * compacted ([D−1]) IN PLACE into the leading entries of the same buffers (every write goes to an index at or
  * before the one just read, so nothing is overwritten before it is read). A rank-1 update costs what the
  * compacting copy costs (O(D²), one pass), so it is fused with it here; the O(D³) work (the inverse) and rank-g
- * updates run in ORT. The arithmetic is that of a copy into fresh arrays, bit for bit. `norms` [D−1], when
- * given, receives the squared norms of the new columns, summed over the rows in order (the same bits as a
+ * updates run in ORT. The arithmetic is that of a copy into fresh arrays, bit for bit. `norms` [D−1, zeros]
+ * receives the squared norms of the new columns, summed over the rows in order (the same bits as a
  * separate pass over the result: the next step's costs without reading W̃ again).
  */
 function downdateOne(
@@ -169,7 +169,7 @@ function downdateOne(
   D: number,
   dOut: number,
   p: number,
-  norms?: Float64Array,
+  norms: Float64Array,
 ): void {
   const n = D - 1;
   const K = new Float64Array(D); // [D]
@@ -190,18 +190,11 @@ function downdateOne(
     const wp = Wt[i * D + p];
     const src = i * D;
     const dst = i * n;
-    if (norms) {
-      for (let b = 0, cb = 0; b < D; b++) {
-        if (b === p) continue;
-        const v = Wt[src + b] - wp * K[b];
-        Wt[dst + cb] = v;
-        norms[cb++] += v * v;
-      }
-    } else {
-      for (let b = 0, cb = 0; b < D; b++) {
-        if (b === p) continue;
-        Wt[dst + cb++] = Wt[src + b] - wp * K[b];
-      }
+    for (let b = 0, cb = 0; b < D; b++) {
+      if (b === p) continue;
+      const v = Wt[src + b] - wp * K[b];
+      Wt[dst + cb] = v;
+      norms[cb++] += v * v;
     }
   }
 }

@@ -9,13 +9,12 @@ import type { Ops } from "../ops/index.ts";
 import { quantizeHead } from "../quant/head.ts";
 import type { QuantizedLinear } from "../quant/linear.ts";
 import { type LinearQuantReport, quantizeLayer } from "../quant/sequential.ts";
-import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { complement } from "../reconstruct/index.ts";
 import { keptHeads } from "../surgery/surgery.ts";
 import type { LayerStats, Selection } from "./allocation.ts";
 import type { RunContext } from "./context.ts";
 import { canHoldBias, type Job } from "./prepare.ts";
-import { ridgeAlpha } from "./recipe.ts";
+import { quantSettingsOf, ridgeAlpha } from "./recipe.ts";
 import { reconstructModule } from "./reconstruct.ts";
 import type { SequentialCalibration } from "./sequential.ts";
 import type { Streams } from "./spill.ts";
@@ -139,13 +138,7 @@ export class LayerPruner {
   private async quantize(i: number): Promise<void> {
     const r = this.job.recipe;
     if (!r.quantize) return;
-    const s = checkQuantSettings({
-      bits: r.quantize as QuantBits,
-      groupSize: r.groupSize,
-      method: r.quantMethod,
-      sym: !r.asym,
-      actOrder: r.gptqOrder === "act",
-    });
+    const s = quantSettingsOf(r);
     const S = this.streams;
     const gptq = s.method === "gptq" && this.sequential !== undefined;
     this.run.layer(i, this.job.pruned.model.dims.nLayers, "quantize");
@@ -170,13 +163,7 @@ export class LayerPruner {
   /** --quantize-head, after the last layer: the LM head on the final norm of the quantized stream (quant/head.ts). */
   async quantizeHead(): Promise<void> {
     const r = this.job.recipe;
-    const s = checkQuantSettings({
-      bits: r.quantize as QuantBits,
-      groupSize: r.groupSize,
-      method: r.quantMethod,
-      sym: !r.asym,
-      actOrder: r.gptqOrder === "act",
-    });
+    const s = quantSettingsOf(r);
     const gptq = s.method === "gptq" && this.sequential !== undefined;
     this.run.phase("quantize", "LM head");
     const h = await this.run.timed("solve", () =>

@@ -28,7 +28,6 @@ import { quantizationCost } from "../quant/cost.ts";
 import { rewriteAsGptq } from "../quant/folder.ts";
 import { headName } from "../quant/head.ts";
 import { checkQuantizablePrune } from "../quant/sequential.ts";
-import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
 import { type LayerStats, Selection } from "./allocation.ts";
 import { calibrationWindows } from "./calibrate.ts";
 import { checkpointDir, releaseCheckpointLock } from "./checkpoint.ts";
@@ -39,7 +38,7 @@ import { LayerPruner } from "./layer.ts";
 import { PrunedOutput } from "./output.ts";
 import { checkMemory, estimatePlan, measureRates, type PrunePlan } from "./plan.ts";
 import { type Job, planUnits, prepare } from "./prepare.ts";
-import type { Recipe } from "./recipe.ts";
+import { quantSettingsOf, type Recipe } from "./recipe.ts";
 import { SequentialCalibration } from "./sequential.ts";
 import { Streams } from "./spill.ts";
 import { runTarget } from "./target.ts";
@@ -114,12 +113,7 @@ async function prune(
   // plan: settings, units and the cost plan, before any work
   const job = await prepare(input, recipe, run, opts.heldBudgetBytes);
   if (recipe.quantize) {
-    const qs = checkQuantSettings({
-      bits: recipe.quantize as QuantBits,
-      groupSize: recipe.groupSize,
-      method: recipe.quantMethod,
-      sym: !recipe.asym,
-    });
+    const qs = quantSettingsOf(recipe);
     checkQuantizablePrune(job.pruned.model, qs);
     if (recipe.quantizeHead) headName(job.pruned.model, qs);
   }

@@ -10,7 +10,7 @@ import YAML from "yaml";
 import { CRITERIA } from "../criteria/index.ts";
 import { PareError } from "../errors.ts";
 import { checkOutputPath } from "../export/paths.ts";
-import { checkQuantSettings, type QuantBits } from "../quant/settings.ts";
+import { checkQuantSettings, type QuantBits, type QuantSettings } from "../quant/settings.ts";
 import { RECONSTRUCTORS, RIDGE_DEFAULT } from "../reconstruct/index.ts";
 
 type ErrorCode = "E_RECIPE_INVALID" | "E_RATIO_INVALID" | "E_CRITERION_UNKNOWN" | "E_METHOD_UNKNOWN";
@@ -476,19 +476,24 @@ export function resolveRecipe(given: Partial<Record<RecipeKey, unknown>> | Recip
   return recipe;
 }
 
-/** --quantize: 4 or 8 bits, a valid group size; GPTQ needs the sequential calibration stream. */
-function checkQuantize(r: Recipe, calibrated: boolean): void {
-  if (r.quantize === 0) {
-    if (r.quantizeHead) bad("--quantize-head needs --quantize", "add --quantize 4");
-    return;
-  }
-  checkQuantSettings({
+/** The quantization settings of a --quantize recipe (validated: E_USAGE). */
+export function quantSettingsOf(r: Recipe): QuantSettings {
+  return checkQuantSettings({
     bits: r.quantize as QuantBits,
     groupSize: r.groupSize,
     method: r.quantMethod,
     sym: !r.asym,
     actOrder: r.gptqOrder === "act",
   });
+}
+
+/** --quantize: 4 or 8 bits, a valid group size; GPTQ needs the sequential calibration stream. */
+function checkQuantize(r: Recipe, calibrated: boolean): void {
+  if (r.quantize === 0) {
+    if (r.quantizeHead) bad("--quantize-head needs --quantize", "add --quantize 4");
+    return;
+  }
+  quantSettingsOf(r);
   if (r.quantMethod === "gptq" && (!calibrated || r.calibration !== "sequential"))
     bad(
       "--quantize with GPTQ needs the sequential calibration stream",
