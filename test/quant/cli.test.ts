@@ -24,23 +24,25 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
+/** pare quantize of the tiny model into `out`: group 16, 8 × 32 calibration tokens */
+const quantizeArgs = (out: string) => [
+  "quantize",
+  dense,
+  "--out",
+  out,
+  "--group-size",
+  "16",
+  "--calib",
+  text,
+  "--samples",
+  "8",
+  "--seq-len",
+  "32",
+];
+
 it("pare quantize --json writes a GPTQ folder and prints one JSON report", async () => {
   const out = path.join(root, "q");
-  const r = await runCli([
-    "quantize",
-    dense,
-    "--out",
-    out,
-    "--group-size",
-    "16",
-    "--calib",
-    text,
-    "--samples",
-    "8",
-    "--seq-len",
-    "32",
-    "--json",
-  ]);
+  const r = await runCli([...quantizeArgs(out), "--json"]);
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   const j = parseSingleJson(r.stdout);
@@ -55,22 +57,7 @@ it("pare quantize --json writes a GPTQ folder and prints one JSON report", async
 });
 
 it("pare quantize --gptq-order natural is recorded; an unknown order is a coded error, nothing written", async () => {
-  const args = (out: string, order: string) => [
-    "quantize",
-    dense,
-    "--out",
-    out,
-    "--group-size",
-    "16",
-    "--calib",
-    text,
-    "--samples",
-    "8",
-    "--seq-len",
-    "32",
-    "--gptq-order",
-    order,
-  ];
+  const args = (out: string, order: string) => [...quantizeArgs(out), "--gptq-order", order];
   const out = path.join(root, "q-natural");
   const r = await runCli(args(out, "natural"));
   expect(r.code).toBe(0);
