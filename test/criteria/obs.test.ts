@@ -75,6 +75,25 @@ function gramOf({ N, d, X }: Layer): Float64Array {
   return G;
 }
 
+/** 6 channels, the last two identical (a singular Gram), α = 0, unit 1, path to `keep`. */
+function twinChannels(keep: number): ObsInput {
+  const L = layer(3, 40, 6, 4);
+  for (let t = 0; t < L.N; t++) L.X[t * 6 + 5] = L.X[t * 6 + 4]; // a duplicated channel
+  return {
+    gram: gramOf(L),
+    d: 6,
+    W: L.W,
+    dOut: 4,
+    b: L.b,
+    unit: 1,
+    intercept: true,
+    alpha: 0,
+    keep,
+    ops: sharedOps(),
+    where: "test",
+  };
+}
+
 /**
  * The explicit least-squares fit of the kept columns (from the rows, see the header): the kept positions u (in
  * order), Θ [|u|, dOut] (the kept weights W'_uᵀ), λ and err(S).
@@ -203,21 +222,7 @@ describe("structured OBS", () => {
   }
 
   it("a singular Gram with α = 0 retries with a ridge (reported)", async () => {
-    const L = layer(3, 40, 6, 4);
-    for (let t = 0; t < L.N; t++) L.X[t * 6 + 5] = L.X[t * 6 + 4]; // a duplicated channel
-    const r = await obsOrder({
-      gram: gramOf(L),
-      d: 6,
-      W: L.W,
-      dOut: 4,
-      b: L.b,
-      unit: 1,
-      intercept: true,
-      alpha: 0,
-      keep: 3,
-      ops: sharedOps(),
-      where: "test",
-    });
+    const r = await obsOrder(twinChannels(3));
     expect(r.alphaUsed).toBeGreaterThan(0);
     expect(r.order.length).toBe(3);
     // one of the twins goes first: the other carries everything it did (cost ≈ λ-sized only)
@@ -611,21 +616,7 @@ describe("structured OBS, default mode on ≤ 1024 units = the implementation be
   }
 
   it("a singular Gram (ridge retries) and an explicit exactBelow ≥ n: the same bytes", async () => {
-    const L = layer(3, 40, 6, 4);
-    for (let t = 0; t < L.N; t++) L.X[t * 6 + 5] = L.X[t * 6 + 4];
-    const x = {
-      gram: gramOf(L),
-      d: 6,
-      W: L.W,
-      dOut: 4,
-      b: L.b,
-      unit: 1,
-      intercept: true,
-      alpha: 0,
-      keep: 2,
-      ops: sharedOps(),
-      where: "test",
-    };
+    const x = twinChannels(2);
     const want = await obsOrderV0(x);
     expectSame(await obsOrder(x), want);
     expectSame(await obsOrder({ ...x, exactBelow: 6 }), want);
